@@ -1,0 +1,1 @@
+"""EG3D for sym3d: a faithful port of the EG3D generator, safe checkpoint loading and CUDA kernels."""
