@@ -448,7 +448,7 @@ def camera_ray_directions(cameras: torch.Tensor, height: int, width: int) -> tor
     """Unit world-space ray directions ``[..., H*W, 3]`` through pixel centres (row-major order)."""
     labels = CameraLabels(cameras)
     uv = pixel_centers(height, width, device=cameras.device, dtype=cameras.dtype).reshape(-1, 2)
-    d_cam = _camera_directions(labels.intrinsics[..., None, :, :], uv)
+    d_cam = _camera_directions(labels.intrinsics, uv)
     d_world = (labels.rotation[..., None, :, :] @ d_cam[..., None])[..., 0]
     return torch.nn.functional.normalize(d_world, dim=-1)
 
@@ -457,7 +457,7 @@ def _ray_norm(cameras: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Length of the z = 1 camera-space ray per pixel: ``[..., 1, H, W]``."""
     labels = CameraLabels(cameras)
     uv = pixel_centers(height, width, device=cameras.device, dtype=cameras.dtype).reshape(-1, 2)
-    d_cam = _camera_directions(labels.intrinsics[..., None, :, :], uv)
+    d_cam = _camera_directions(labels.intrinsics, uv)
     return d_cam.norm(dim=-1).unflatten(-1, (height, width))[..., None, :, :]
 
 
@@ -486,7 +486,7 @@ def unproject_depth(z: torch.Tensor, cameras: torch.Tensor) -> torch.Tensor:
     labels = CameraLabels(cameras)
     h, w = z.shape[-2], z.shape[-1]
     uv = pixel_centers(h, w, device=z.device, dtype=z.dtype).reshape(-1, 2)
-    d_cam = _camera_directions(labels.intrinsics[..., None, :, :], uv)  # [..., HW, 3]
+    d_cam = _camera_directions(labels.intrinsics, uv)  # [..., HW, 3]
     p_cam = d_cam * z.flatten(-3)[..., None]  # [..., HW, 3]
     p_world = (labels.rotation[..., None, :, :] @ p_cam[..., None])[..., 0] + labels.position[..., None, :]
     return p_world.unflatten(-2, (h, w))

@@ -96,7 +96,7 @@ def check_shape(
 
 def check_finite(x: torch.Tensor, name: str) -> None:
     """Raise :class:`NonFiniteError` if ``x`` holds NaN or inf (skipped when checks are disabled)."""
-    if checks_enabled() and not bool(torch.isfinite(x).all()):
+    if checks_enabled() and not bool(torch.isfinite(x.detach()).all()):
         bad = int((~torch.isfinite(x)).sum())
         raise NonFiniteError(f"{name}: expected finite values, got {bad} NaN/inf entries.")
 
@@ -119,7 +119,7 @@ def check_range(
     check_finite(x, name)
     if x.numel() == 0:
         return
-    mn, mx = float(x.min()), float(x.max())
+    mn, mx = float(x.detach().min()), float(x.detach().max())
     if mn < lo - tol or mx > hi + tol:
         raise RangeError(name, (lo, hi), (mn, mx), hint=hint)
 

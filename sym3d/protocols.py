@@ -144,9 +144,16 @@ class Generator3D(Protocol):
         """Render ``ws [B, num_ws, w_dim]`` from ``cameras [B, V, 25]``.
 
         The backbone (tri-planes or equivalent) is evaluated **once per latent** and all ``V``
-        views are rendered from it. Pure: must not change the module's state. ``generator`` is
-        the random source for stochastic sampling (stratified jitter); ``None`` uses the global
-        RNG. Same inputs and same seeded generator give identical outputs.
+        views are rendered from it. Pure: must not change the module's state.
+
+        Args:
+            ws: ``[B, num_ws, w_dim]`` latents.
+            cameras: ``[B, V, 25]`` camera labels.
+            neural_resolution: override of the volume-rendering resolution.
+            generator: random source of stochastic sampling (stratified jitter, importance
+                draws). ``None`` renders deterministically (e.g. bin midpoints), so a ``V``-view
+                call equals ``V`` single-view calls exactly. The same seeded generator gives
+                identical outputs.
         """
         ...
 

