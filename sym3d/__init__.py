@@ -1,5 +1,36 @@
-"""sym3d: single-photo 3D face reconstruction by 3D GAN inversion with a facial symmetry prior."""
+"""sym3d: single-photo 3D face reconstruction by 3D GAN inversion with a facial symmetry prior.
+
+Public API (imported lazily so that ``import sym3d`` stays light):
+
+* :func:`invert` — one photo + camera -> :class:`InversionResult`.
+* :func:`load_generator` — build a registered generator (``"eg3d"``, ``"symheads"``, ...).
+* :data:`hookimpl` — decorator for plugin hook implementations.
+* the protocols in :mod:`sym3d.protocols` and the configs in :mod:`sym3d.config`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 from sym3d._version import __version__
+from sym3d.hookspecs import hookimpl
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "hookimpl", "invert", "load_generator", "InversionResult", "InversionConfig"]
+
+_LAZY = {
+    "invert": ("sym3d.engine.api", "invert"),
+    "load_generator": ("sym3d.engine.api", "load_generator"),
+    "InversionResult": ("sym3d.engine.result", "InversionResult"),
+    "InversionConfig": ("sym3d.config", "InversionConfig"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sym3d' has no attribute {name!r}")

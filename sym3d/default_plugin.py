@@ -30,7 +30,13 @@ def _loss(name: str) -> Any:
     def factory(**options: Any) -> Any:
         from sym3d import losses
 
-        return losses.build_builtin(name, **options)
+        classes = {
+            "mse": losses.MSELoss,
+            "l1": losses.L1Loss,
+            "ssim": losses.SSIMLoss,
+            "features:filterbank": losses.GaussianDerivativeFeatures,
+        }
+        return classes[name](**options)
 
     return factory
 
@@ -46,21 +52,3 @@ def register_losses(register) -> None:  # noqa: ANN001
         _loss("features:filterbank"),
         description="Fixed colour/gradient filter bank: weight-free features for the contextual loss.",
     )
-
-
-@hookimpl
-def register_priors(register) -> None:  # noqa: ANN001
-    """Register the SPI priors so they can be named in configs and on the command line."""
-
-    def factory(name: str) -> Any:
-        def build(**options: Any) -> Any:
-            from sym3d import priors
-
-            return priors.build_builtin(name, **options)
-
-        return build
-
-    register("mirror-view", factory("mirror-view"), description="Stage 1: the mirrored image at the mirrored camera, yaw-weighted.")
-    register("warp-views", factory("warp-views"), description="Stage 2: input image warped by depth into nearby cameras.")
-    register("mirror-regions", factory("mirror-regions"), description="Stage 2: warped mirror, contextual loss in eye/mouth regions, authentic mask.")
-    register("depth-reg", factory("depth-reg"), description="Stage 2: depth of the tuned generator kept close to the frozen one.")

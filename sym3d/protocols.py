@@ -27,6 +27,7 @@ __all__ = [
     "FaceObservation",
     "PoseEstimator",
     "PriorContext",
+    "PriorViews",
     "Prior",
     "Loss",
     "Reduction",
@@ -62,7 +63,11 @@ class RenderOutput:
 
     def view(self, index: int) -> RenderOutput:
         """The outputs of view ``index`` only, keeping a view dimension of 1."""
-        sl = slice(index, index + 1)
+        return self.views(index, index + 1)
+
+    def views(self, start: int, stop: int) -> RenderOutput:
+        """The outputs of views ``start:stop`` (``[B, stop - start, ...]``)."""
+        sl = slice(start, stop)
         return RenderOutput(
             image=self.image[:, sl],
             image_raw=self.image_raw[:, sl],
@@ -151,7 +156,8 @@ class Generator3D(Protocol):
             cameras: ``[B, V, 25]`` camera labels.
             neural_resolution: override of the volume-rendering resolution.
             generator: random source of stochastic sampling (stratified jitter, importance
-                draws). ``None`` renders deterministically (e.g. bin midpoints), so a ``V``-view
+                draws): a **CPU** ``torch.Generator`` (draw on the CPU, then move the draws to
+                the device). ``None`` renders deterministically (e.g. bin midpoints), so a ``V``-view
                 call equals ``V`` single-view calls exactly. The same seeded generator gives
                 identical outputs.
         """
@@ -240,7 +246,8 @@ class PriorContext:
         camera: ``[1, 25]`` input camera.
         observation: the face observation (masks, regions) when known.
         render: this step's render of the input view (``V = 1``) with gradients, if computed.
-        rng: the step's seeded random source; use it for every random draw.
+        rng: the run's seeded random source (a CPU ``torch.Generator``); use it for every
+            random draw so that runs are reproducible and resumable.
     """
 
     stage: Literal["latent", "generator"]
@@ -254,6 +261,19 @@ class PriorContext:
     observation: FaceObservation | None
     render: RenderOutput | None
     rng: torch.Generator
+
+
+@attrs.frozen(kw_only=True)
+class PriorViews:
+    """The extra views a prior asked for, rendered by the generator being optimised.
+
+    Attributes:
+        cameras: ``[1, V, 25]`` the cameras returned by :meth:`Prior.views`.
+        render: their render, ``[1, V, ...]`` tensors, with gradients.
+    """
+
+    cameras: torch.Tensor
+    render: RenderOutput
 
 
 @runtime_checkable
@@ -279,16 +299,18 @@ class Prior(Protocol):
         """Cameras ``[V, 25]`` this prior needs rendered by ``ctx.generator`` this step, or ``None``.
 
         Called before the step's render, so ``ctx.render`` is ``None`` here. Draw randomness
-        from ``ctx.rng``.
+        from ``ctx.rng`` (a CPU ``torch.Generator``).
         """
         ...
 
-    def __call__(self, ctx: PriorContext, views: RenderOutput | None) -> dict[str, torch.Tensor]:
+    def __call__(self, ctx: PriorContext, views: PriorViews | None) -> dict[str, torch.Tensor]:
         """Return weighted scalar loss terms; the engine sums them into the step's loss.
+
+        Terms whose name starts with ``"_"`` are diagnostics: logged, never optimised.
 
         Args:
             ctx: the step context; ``ctx.render`` holds the input view (``[1, 1, ...]``).
-            views: the render of the cameras returned by :meth:`views` (``[1, V, ...]``), or ``None``.
+            views: the cameras returned by :meth:`views` and their render, or ``None``.
         """
         ...
 

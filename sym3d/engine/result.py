@@ -1,0 +1,173 @@
+"""The outcome of an inversion, and its on-disk form.
+
+Folder layout (the CLI adds views, video, depth, mesh and a report next to these)::
+
+    latent.pt               ws [1, num_ws, w_dim], camera [1, 25], generator id, scope
+    tuned.safetensors       the tuned parameters only (stage 2), by parameter name
+    history.json            every logged loss term per step
+    config.resolved.toml    the full configuration
+    input.png               the aligned input image the inversion saw
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from sym3d.config import InversionConfig, dump_toml, load_toml
+from sym3d.errors import CheckpointError
+from sym3d.image import load_image, save_image
+
+__all__ = ["InversionResult", "RESULT_FORMAT"]
+
+RESULT_FORMAT = "sym3d-result/1"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+@attrs.frozen(kw_only=True)
+class InversionResult:
+    """What :func:`sym3d.invert` returns.
+
+    Attributes:
+        ws: ``[1, num_ws, w_dim]`` pivot latent (CPU).
+        camera: ``[1, 25]`` input camera.
+        generator_name: registry name of the generator family.
+        generator_options: options to rebuild it from the registry (e.g. the checkpoint path).
+        scope: the tunable-parameter scope of stage 2.
+        tuned: tuned parameter values by name (CPU, empty when stage 2 did not run).
+        history: per step: ``{"stage", "step", "lr", "seconds", <term>: value}``.
+        config: the resolved configuration.
+        target: ``[1, 3, H, W]`` the input image at the generator's resolution, in ``[0, 1]``.
+        summary: run facts (steps run, early stops, seconds per stage).
+    """
+
+    ws: torch.Tensor
+    camera: torch.Tensor
+    generator_name: str
+    generator_options: Mapping[str, Any] = attrs.field(factory=dict)
+    scope: str = "all"
+    tuned: Mapping[str, torch.Tensor] = attrs.field(factory=dict)
+    history: tuple[Mapping[str, Any], ...] = ()
+    config: InversionConfig = attrs.field(factory=InversionConfig)
+    target: torch.Tensor | None = None
+    summary: Mapping[str, Any] = attrs.field(factory=dict)
+
+    # ------------------------------------------------------------------ use
+    def apply(self, generator: torch.nn.Module) -> torch.nn.Module:
+        """A copy of ``generator`` with the tuned parameters loaded (eval mode, frozen).
+
+        Raises:
+            CheckpointError: a tuned parameter name or shape does not match the generator.
+        """
+        g = copy.deepcopy(generator).eval()
+        params = dict(g.named_parameters())
+        for name, value in self.tuned.items():
+            if name not in params:
+                raise CheckpointError(
+                    f"tuned parameter {name!r} does not exist in generator {getattr(generator, 'name', type(generator).__name__)!r}; "
+                    "was this result made with another generator?"
+                )
+            if params[name].shape != value.shape:
+                raise CheckpointError(f"tuned parameter {name!r}: expected shape {list(params[name].shape)}, got {list(value.shape)}.")
+            with torch.no_grad():
+                params[name].copy_(value.to(params[name]))
+        g.requires_grad_(False)
+        return g
+
+    def render(self, generator: torch.nn.Module, cameras: torch.Tensor, **kwargs: Any) -> Any:
+        """Render the result from ``cameras [V, 25]`` or ``[1, V, 25]`` with the tuned ``generator``.
+
+        ``generator`` must already be the tuned copy (see :meth:`apply`).
+        """
+        cams = cameras[None] if cameras.dim() == 2 else cameras
+        dev = next(generator.parameters()).device
+        with torch.no_grad():
+            return generator.render(self.ws.to(dev), cams.to(dev), **kwargs)
+
+    # ------------------------------------------------------------------ disk
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the result files into ``directory`` (each file atomically)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": RESULT_FORMAT,
+            "ws": self.ws.detach().cpu(),
+            "camera": self.camera.detach().cpu(),
+            "generator": self.generator_name,
+            "generator_options": json.dumps(dict(self.generator_options), default=str),
+            "scope": self.scope,
+        }
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+        os.close(fd)
+        torch.save(meta, tmp)
+        os.replace(tmp, d / "latent.pt")
+        if self.tuned:
+            from safetensors.torch import save as st_save
+
+            blob = st_save(
+                {k: v.detach().cpu().contiguous() for k, v in self.tuned.items()},
+                metadata={"format": RESULT_FORMAT, "generator": self.generator_name, "scope": self.scope},
+            )
+            _atomic_write_bytes(d / "tuned.safetensors", blob)
+        _atomic_write_bytes(d / "history.json", json.dumps(list(self.history), indent=1).encode())
+        _atomic_write_bytes(d / "summary.json", json.dumps(dict(self.summary), indent=1, default=str).encode())
+        dump_toml(self.config, d / "config.resolved.toml")
+        if self.target is not None:
+            save_image(self.target.detach().cpu(), d / "input.png")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> InversionResult:
+        """Read a result folder written by :meth:`save` (never executes code from it).
+
+        Raises:
+            CheckpointError: missing or malformed files.
+        """
+        d = Path(directory)
+        latent = d / "latent.pt"
+        if not latent.exists():
+            raise CheckpointError(f"{d}: not a sym3d result folder (no latent.pt).", hint="pass the output folder of `sym3d invert`.")
+        try:
+            meta = torch.load(latent, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"{latent}: unreadable ({type(exc).__name__}: {exc}).") from None
+        if not isinstance(meta, dict) or meta.get("format") != RESULT_FORMAT:
+            raise CheckpointError(f"{latent}: unknown result format {meta.get('format') if isinstance(meta, dict) else type(meta).__name__!r}.")
+        tuned: dict[str, torch.Tensor] = {}
+        if (d / "tuned.safetensors").exists():
+            from safetensors.torch import load_file
+
+            tuned = load_file(d / "tuned.safetensors")
+        history: tuple = ()
+        if (d / "history.json").exists():
+            history = tuple(json.loads((d / "history.json").read_text()))
+        summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
+        config = load_toml(d / "config.resolved.toml") if (d / "config.resolved.toml").exists() else InversionConfig()
+        target = load_image(d / "input.png") if (d / "input.png").exists() else None
+        return cls(
+            ws=meta["ws"],
+            camera=meta["camera"],
+            generator_name=meta["generator"],
+            generator_options=json.loads(meta.get("generator_options", "{}")),
+            scope=meta.get("scope", "all"),
+            tuned=tuned,
+            history=history,
+            config=config,
+            target=target,
+            summary=summary,
+        )

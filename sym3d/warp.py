@@ -1,0 +1,128 @@
+"""Depth-guided backward warping of a source image into other cameras, with visibility masks.
+
+For every pixel of a *target* view: lift the pixel centre to 3D with the target's camera-z depth,
+project the point into the *source* camera, and sample the source image there. A pixel is valid
+when the point projects inside the source image, in front of the source camera, and is the
+surface the source camera sees (its source z agrees with the source depth map within a
+threshold: the occlusion test). SPI uses this to make pseudo labels of nearby and mirrored views.
+
+All functions are pure and differentiable (``grid_sample``); depths must be **camera z** (use
+:attr:`sym3d.protocols.RenderOutput.depth_z` or :func:`sym3d.camera.ray_distance_to_z`).
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+from sym3d.camera import project_points, unproject_depth
+from sym3d.checks import check_shape
+
+__all__ = ["WarpResult", "warp_to_views", "conflict_mask"]
+
+
+@attrs.frozen(kw_only=True)
+class WarpResult:
+    """Output of :func:`warp_to_views` (all ``[B, V, C, H, W]`` at the source image resolution).
+
+    Attributes:
+        image: ``[B, V, 3, H, W]`` warped source image, multiplied by ``mask``.
+        mask: ``[B, V, 1, H, W]`` in ``[0, 1]``: ``in_bounds * visible * source_mask(sampled)``.
+        in_bounds: ``[B, V, 1, H, W]`` in {0, 1}: projects inside the source image, in front of it.
+        visible: ``[B, V, 1, H, W]`` in {0, 1}: passes the occlusion test.
+    """
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    in_bounds: torch.Tensor
+    visible: torch.Tensor
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize of ``[N, C, h, w]`` to ``size`` (no-op when already that size)."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def warp_to_views(
+    source_image: torch.Tensor,
+    source_depth: torch.Tensor,
+    source_camera: torch.Tensor,
+    target_depth: torch.Tensor,
+    target_cameras: torch.Tensor,
+    *,
+    source_mask: torch.Tensor | None = None,
+    occlusion_threshold: float = 0.05,
+) -> WarpResult:
+    """Backward-warp ``source_image`` into each target camera.
+
+    Depth maps may have a lower resolution than the image (e.g. EG3D's 128 neural resolution vs
+    its 512 image); they are bilinearly upsampled to the image resolution first, as SPI does.
+
+    Args:
+        source_image: ``[B, 3, H, W]`` image seen from ``source_camera`` (any value range).
+        source_depth: ``[B, 1, h, w]`` camera-z depth of the source view (world units).
+        source_camera: ``[B, 25]``.
+        target_depth: ``[B, V, 1, h, w]`` camera-z depth of each target view.
+        target_cameras: ``[B, V, 25]``.
+        source_mask: optional ``[B, 1, H', W']`` weights in ``[0, 1]`` in the source view (e.g. the
+            face mask); sampled at the warped positions and multiplied into the mask.
+        occlusion_threshold: max ``|z_source(point) - depth_source(projection)|`` (world units).
+
+    Returns:
+        :class:`WarpResult`.
+    """
+    dims = check_shape(source_image, ["B", 3, "H", "W"], "source_image")
+    check_shape(source_depth, ["B", 1, "h", "w"], "source_depth", dims=dims)
+    check_shape(source_camera, ["B", 25], "source_camera", dims=dims)
+    check_shape(target_depth, ["B", "V", 1, "h", "w"], "target_depth", dims=dims)
+    check_shape(target_cameras, ["B", "V", 25], "target_cameras", dims=dims)
+    b, _, h_img, w_img = source_image.shape
+    if h_img != w_img:
+        raise ValueError(f"source_image: expected a square image, got {h_img}x{w_img}.")
+    v = target_cameras.shape[1]
+    size = h_img
+
+    tgt_z = _resize(target_depth.flatten(0, 1), size).unflatten(0, (b, v))  # [B, V, 1, H, W]
+    points = unproject_depth(tgt_z, target_cameras)  # [B, V, H, W, 3]
+    src_cams = source_camera[:, None, :].expand(b, v, 25)
+    uv, z_src = project_points(points.flatten(2, 3), src_cams)  # [B, V, HW, 2], [B, V, HW]
+    grid = (uv * 2.0 - 1.0).reshape(b * v, size, size, 2)
+
+    def sample(x: torch.Tensor) -> torch.Tensor:
+        xs = x[:, None].expand(b, v, *x.shape[1:]).flatten(0, 1)
+        return F.grid_sample(xs, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    src_z = _resize(source_depth, size)
+    sampled_image = sample(source_image).unflatten(0, (b, v))
+    sampled_depth = sample(src_z).unflatten(0, (b, v))  # [B, V, 1, H, W]
+    z_src = z_src.reshape(b, v, 1, size, size)
+    inside = (grid.abs() <= 1.0).all(-1).reshape(b, v, 1, size, size) & (z_src > 1e-6)
+    visible = (z_src - sampled_depth).abs() < occlusion_threshold
+    in_bounds = inside.to(source_image.dtype)
+    vis = (visible & inside).to(source_image.dtype)
+    mask = in_bounds * vis
+    if source_mask is not None:
+        check_shape(source_mask, ["B", 1, "Hm", "Wm"], "source_mask", dims=dims)
+        mask = mask * sample(_resize(source_mask, size)).unflatten(0, (b, v)).clamp(0.0, 1.0)
+    return WarpResult(image=sampled_image * mask, mask=mask, in_bounds=in_bounds, visible=vis)
+
+
+def conflict_mask(
+    warped_a: WarpResult,
+    warped_b: WarpResult,
+    *,
+    threshold: float,
+) -> torch.Tensor:
+    """Pixels where two pseudo labels of the same views disagree: ``[B, V, 1, H, W]`` in {0, 1}.
+
+    A pixel conflicts when both warps are valid there and the mean absolute RGB difference
+    exceeds ``threshold`` (images in ``[0, 1]``). Used as SPI's "authentic" filter: the warped
+    mirror image is not trusted where the warped real image, seen at that pixel, says otherwise
+    (an asymmetric mole, a fringe on one side, side light).
+    """
+    both = warped_a.mask * warped_b.mask
+    diff = (warped_a.image - warped_b.image).abs().mean(dim=2, keepdim=True)
+    return ((diff > threshold) & (both > 0.5)).to(diff.dtype)

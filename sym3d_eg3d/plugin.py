@@ -1,0 +1,34 @@
+"""Entry module of the EG3D plugin: registers the generator and the ``sym3d eg3d`` commands.
+
+Imports nothing heavy: the generator factory and the commands import torch when used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sym3d.hookspecs import hookimpl
+
+
+def _eg3d(**options: Any) -> Any:
+    from sym3d_eg3d.adapter import build_eg3d
+
+    return build_eg3d(**options)
+
+
+@hookimpl
+def register_generators(register) -> None:  # noqa: ANN001
+    """Register ``eg3d`` (options: ``network=`` an official .pkl or a converted folder)."""
+    register(
+        "eg3d",
+        _eg3d,
+        description="EG3D tri-plane generator (official checkpoints via the safe loader; network=PATH).",
+    )
+
+
+@hookimpl
+def register_commands(app) -> None:  # noqa: ANN001
+    """Mount ``sym3d eg3d ...`` (convert)."""
+    from sym3d_eg3d.cli import app as eg3d_app
+
+    app.add_typer(eg3d_app, name="eg3d")

