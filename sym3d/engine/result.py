@@ -112,7 +112,7 @@ class InversionResult:
             "generator_options": json.dumps(dict(self.generator_options), default=str),
             "scope": self.scope,
         }
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=d)
         os.close(fd)
         torch.save(meta, tmp)
         os.replace(tmp, d / "latent.pt")
