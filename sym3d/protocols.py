@@ -163,6 +163,18 @@ class Generator3D(Protocol):
         """
         ...
 
+    def sample_density(self, ws: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Volume density the renderer uses (after its activation, >= 0) at world points.
+
+        Args:
+            ws: ``[B, num_ws, w_dim]``.
+            points: ``[B, N, 3]`` world coordinates.
+
+        Returns:
+            ``[B, N]`` density in inverse world units (used to extract meshes by marching cubes).
+        """
+        ...
+
     def tunable_parameters(self, scope: str = "all") -> dict[str, torch.nn.Parameter]:
         """Parameters fine-tuned in stage 2 for a named scope, keyed by ``named_parameters`` name.
 

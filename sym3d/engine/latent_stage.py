@@ -51,6 +51,8 @@ def run_latent_stage(run: Run, resume: dict[str, Any] | None = None) -> torch.Te
     """
     cfg = run.config.latent
     gen = run.generator
+    for p in gen.parameters():  # type: ignore[attr-defined]
+        p.requires_grad_(False)  # only the latent (and optionally noise) is optimised here
     with torch.no_grad():
         w_avg = gen.mean_latent(run.camera, num_samples=cfg.mean_samples, seed=cfg.mean_seed)
         w_std = float(gen.latent_std(run.camera, num_samples=cfg.mean_samples, seed=cfg.mean_seed).mean())

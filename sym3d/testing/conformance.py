@@ -223,6 +223,20 @@ def check_gradients(gen: Generator3D, opts: ConformanceOptions) -> None:
             p.requires_grad_(flags[n])
 
 
+def check_density(gen: Generator3D, opts: ConformanceOptions) -> None:
+    """``sample_density`` returns finite, non-negative ``[B, N]`` densities."""
+    dev = _device(gen)
+    ws = _latents(gen, opts.batch, dev)
+    inside = torch.zeros(opts.batch, 1, 3, device=dev)
+    outside = torch.full((opts.batch, 1, 3), 0.9, device=dev)
+    with torch.no_grad():
+        d = gen.sample_density(ws, torch.cat([inside, outside], dim=1))
+    if tuple(d.shape) != (opts.batch, 2):
+        _fail(f"sample_density: expected shape [{opts.batch}, 2] for 2 points, got {list(d.shape)}.")
+    if not torch.isfinite(d).all() or float(d.min()) < 0:
+        _fail("sample_density must return finite, non-negative densities.")
+
+
 def check_scopes(gen: Generator3D, opts: ConformanceOptions) -> None:
     """Every declared scope returns parameters of the module; an unknown scope raises ConfigError."""
     own = {id(p) for p in gen.parameters()}
@@ -290,6 +304,7 @@ CHECKS: tuple[Check, ...] = (
     check_multiview_equals_single,
     check_determinism,
     check_gradients,
+    check_density,
     check_scopes,
     check_bad_camera_shape,
     check_frozen_copy,
@@ -306,7 +321,11 @@ def check_generator(gen: Generator3D, options: ConformanceOptions | None = None)
     """Run every check; raise one :class:`ConformanceError` listing all failures."""
     opts = options or ConformanceOptions()
     if not isinstance(gen, Generator3D):
-        missing = [m for m in ("mapping", "mean_latent", "latent_std", "render", "tunable_parameters", "noise_buffers", "frozen_copy") if not hasattr(gen, m)]
+        missing = [
+            m
+            for m in ("mapping", "mean_latent", "latent_std", "render", "sample_density", "tunable_parameters", "noise_buffers", "frozen_copy")
+            if not hasattr(gen, m)
+        ]
         raise ConformanceError(f"{type(gen).__name__} does not satisfy Generator3D; missing: {', '.join(missing) or 'attributes'}.")
     failures = []
     for check in CHECKS:

@@ -215,6 +215,11 @@ class TinyGenerator3D(nn.Module):
             opacity=to_map(acc[..., None], 1),
         )
 
+    def sample_density(self, ws: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Density ``[B, N]`` at world ``points [B, N, 3]``."""
+        check_shape(ws, ["B", self.num_ws, self.w_dim], "ws")
+        return self._density_and_colour(ws, points)[0]
+
     # ------------------------------------------------------------------ tuning
     def tunable_parameters(self, scope: str = "all") -> dict[str, nn.Parameter]:
         """``{"planes": ...}`` for scopes ``"all"`` and ``"residual"``."""
