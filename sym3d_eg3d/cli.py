@@ -45,3 +45,38 @@ def convert(
         f"converted {in_pkl.name}: {len(config['tensor_names'])} tensors, "
         f"{config['num_parameters']:,} parameters -> {out / WEIGHTS_FILE} (+ {CONFIG_FILE})"
     )
+
+
+def bench(
+    configs: Annotated[str, typer.Option(help="Comma-separated: small, sr512, ffhq512 (random weights).")] = "small",
+    resolutions: Annotated[str, typer.Option(help="Comma-separated neural rendering resolutions.")] = "32,64",
+    views: Annotated[str, typer.Option(help="Comma-separated view counts per latent.")] = "1,6",
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    repeats: Annotated[int, typer.Option(help="Timed repeats (median) after one warm-up.")] = 3,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: default).")] = 0,
+) -> None:
+    """EG3D forward and forward+backward time and peak memory: one view vs V views through one backbone pass."""
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from sym3d_eg3d.bench import bench_eg3d
+
+    if threads:
+        torch.set_num_threads(threads)
+    rows = bench_eg3d(
+        [c.strip() for c in configs.split(",") if c.strip()],
+        neural_resolutions=[int(r) for r in resolutions.split(",")],
+        views=[int(v) for v in views.split(",")],
+        device=device,
+        repeats=repeats,
+    )
+    table = Table(title=f"EG3D render: device={device} threads={torch.get_num_threads()}")
+    for col in ("config", "neural res", "views", "fwd ms", "fwd+bwd ms", "fwd peak MB", "fwd+bwd peak MB", "fwd / 1 view"):
+        table.add_column(col, justify="right")
+    single = {(r.config, r.neural_resolution): r.forward_ms for r in rows if r.views == 1}
+    for r in rows:
+        base = single.get((r.config, r.neural_resolution))
+        ratio = f"{r.forward_ms / base:.2f}x" if base else "-"
+        table.add_row(r.config, str(r.neural_resolution), str(r.views), f"{r.forward_ms:.0f}", f"{r.forward_backward_ms:.0f}", f"{r.peak_forward_mb:.0f}", f"{r.peak_backward_mb:.0f}", ratio)
+    Console().print(table)

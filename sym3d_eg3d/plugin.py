@@ -30,5 +30,9 @@ def register_generators(register) -> None:  # noqa: ANN001
 def register_commands(app) -> None:  # noqa: ANN001
     """Mount ``sym3d eg3d ...`` (convert)."""
     from sym3d_eg3d.cli import app as eg3d_app
+    from sym3d_eg3d.cli import bench
 
     app.add_typer(eg3d_app, name="eg3d")
+    from sym3d.cli.bench_cmd import bench_app
+
+    bench_app.command("eg3d")(bench)

@@ -1,0 +1,168 @@
+"""EG3D speed and memory benchmark: one view vs ``V`` views through one backbone pass.
+
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above the level before the call; on the
+CPU, the peak resident set size sampled every few milliseconds by a thread (Linux
+``/proc/self/statm``), above the level before the call.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from sym3d.camera import look_at
+
+__all__ = ["BenchRow", "CONFIGS", "load_config_kwargs", "bench_eg3d"]
+
+CONFIGS = ("small", "sr512", "ffhq512")
+"""small: the fixture config (64-ch backbone, SR 2X to 128); sr512: small backbone + the released
+8XDC SR to 512; ffhq512: the released ffhq512-128 architecture (random weights)."""
+
+
+def _fixture_dir() -> Path:
+    import os
+
+    env = os.environ.get("SYM3D_EG3D_FIXTURES")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "eg3d"
+
+
+def load_config_kwargs(name: str) -> dict[str, Any]:
+    """Init kwargs of a benchmark config (read from the fixture files; no weights needed)."""
+    d = _fixture_dir()
+    if name == "small":
+        return json.loads((d / "eg3d_small_init_kwargs.json").read_text())["init_kwargs"]
+    if name == "ffhq512":
+        return json.loads((d / "eg3d_ffhq512_keys.json").read_text())["init_kwargs"]
+    if name == "sr512":
+        kw = json.loads((d / "eg3d_ffhq512_keys.json").read_text())["init_kwargs"]
+        small = json.loads((d / "eg3d_small_init_kwargs.json").read_text())["init_kwargs"]
+        kw = dict(kw, z_dim=small["z_dim"], channel_base=small["channel_base"], channel_max=small["channel_max"])
+        kw["rendering_kwargs"] = dict(kw["rendering_kwargs"], depth_resolution=12, depth_resolution_importance=12)
+        return kw
+    raise ValueError(f"unknown config {name!r}; expected one of {', '.join(CONFIGS)}")
+
+
+@attrs.frozen
+class BenchRow:
+    """One measurement (times in ms, memory in MB)."""
+
+    config: str
+    neural_resolution: int
+    views: int
+    forward_ms: float
+    forward_backward_ms: float
+    peak_forward_mb: float
+    peak_backward_mb: float
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        import resource
+
+        return pages * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class _PeakMemory:
+    """Context manager measuring peak memory above the starting level (bytes)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> _PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+        else:
+            self._base = _rss_bytes()
+            self._max = self._base
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+        return self
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._max = max(self._max, _rss_bytes())
+            time.sleep(0.002)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device) - self._base
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(0, max(self._max, _rss_bytes()) - self._base)
+
+
+def _time(fn: Callable[[], Any], device: torch.device, repeats: int) -> tuple[float, float]:
+    """Median ms over ``repeats`` calls (after one warm-up) and the peak memory (MB) of one call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    with _PeakMemory(device) as mem:
+        fn()
+    return 1000.0 * statistics.median(times), mem.peak / 2**20
+
+
+def bench_eg3d(
+    configs: Sequence[str] = ("small",),
+    *,
+    neural_resolutions: Sequence[int] = (32, 64),
+    views: Sequence[int] = (1, 6),
+    device: str | torch.device = "cpu",
+    repeats: int = 3,
+) -> list[BenchRow]:
+    """Forward and forward+backward time and peak memory of :meth:`EG3DGenerator.render`."""
+    from sym3d_eg3d.adapter import build_eg3d
+
+    dev = torch.device(device)
+    rows = []
+    for name in configs:
+        gen = build_eg3d(init_kwargs=load_config_kwargs(name), device=dev)
+        ws = gen.mapping(torch.randn(1, gen.z_dim, device=dev), look_at(0.0, 0.0, device=dev)[None]).detach()
+        for res in neural_resolutions:
+            for v in views:
+                cams = look_at(torch.linspace(-0.5, 0.5, v), 0.0, device=dev)[None]
+
+                def forward() -> None:
+                    with torch.no_grad():
+                        gen.render(ws, cams, neural_resolution=res)
+
+                params = list(gen.tunable_parameters("all").values())
+
+                def forward_backward() -> None:
+                    for p in params:
+                        p.requires_grad_(True)
+                        p.grad = None
+                    out = gen.render(ws, cams, neural_resolution=res)
+                    (out.image.square().mean() + out.depth.mean()).backward()
+                    for p in params:
+                        p.requires_grad_(False)
+                        p.grad = None
+
+                f_ms, f_mb = _time(forward, dev, repeats)
+                fb_ms, fb_mb = _time(forward_backward, dev, repeats)
+                rows.append(BenchRow(name, res, v, f_ms, fb_ms, f_mb, fb_mb))
+    return rows
