@@ -221,6 +221,15 @@ class SymHeadsGenerator(nn.Module):
             extras={"face_mask": raw.labels[:, :, 0:1]},
         )
 
+    def sample_density(self, ws: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Density ``density_scale * sigmoid(-sdf / sdf_eps)`` at world ``points [B, N, 3]``: ``[B, N]``."""
+        dims = check_shape(ws, ["B", self.num_ws, self.w_dim], "ws")
+        check_shape(points, ["B", "N", 3], "points", dims=dims)
+        geometry = self.decode(ws)
+        field = GeneratorField(geometry, self.residual) if self._residual_active() else HeadField(geometry)
+        s = self.render_settings
+        return s.density_scale * torch.sigmoid(-field.sdf(points.to(ws.dtype)) / s.sdf_eps)
+
     # ------------------------------------------------------------------ tuning
     def tunable_parameters(self, scope: str = "all") -> dict[str, nn.Parameter]:
         """Residual parameters of a scope, keyed by ``named_parameters`` name.
