@@ -1,0 +1,422 @@
+"""Geometry of the face pipeline: EG3D alignment crop, head rotation, camera label, masks, boxes.
+
+Pure numpy/torch (no MediaPipe), so every formula here is tested without the ``faces`` extra.
+
+Coordinates: photo and crop points are **continuous pixel coordinates** ``(x, y)``, x right,
+y down, pixel ``(i, j)`` covering ``[j, j+1) x [i, i+1)`` (its centre at ``(j + .5, i + .5)``),
+which is ``grid_sample``'s ``align_corners=False`` convention and MediaPipe's (normalised
+landmark times the image size).
+
+Camera frame: OpenCV (x right, y down, z forward). Head/world frame: EG3D's FFHQ world, which is
+the frame of the Basel Face Model used by Deep3DFaceRecon: x toward the subject's left, y up,
+z out of the face (the direction the face looks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sym3d.camera import FFHQ_FOCAL, FFHQ_PIVOT, FFHQ_RADIUS, CameraLabels, look_at, yaw_pitch_roll
+
+__all__ = [
+    "BFM_FIVE_POINTS",
+    "EG3D_TARGET_SIZE",
+    "EG3D_RESCALE",
+    "EG3D_CENTER_CROP",
+    "template_scale",
+    "pos_fit",
+    "ffhq_roll_angle",
+    "eg3d_crop_matrix",
+    "project_template",
+    "apply_matrix",
+    "symmetry_normal",
+    "head_rotation",
+    "rotate_in_image_plane",
+    "camera_from_head_rotation",
+    "warp_crop",
+    "convex_hull",
+    "convex_polygon_mask",
+    "padded_box",
+]
+
+BFM_FIVE_POINTS = np.array(
+    [
+        [-0.31148657, 0.29036078, 0.13377953],  # subject's right eye (mean of its two corners)
+        [0.30979887, 0.28972036, 0.13179526],  # subject's left eye
+        [0.00325350, -0.04617932, 0.55244243],  # nose tip
+        [-0.25216928, -0.38133916, 0.22405732],  # subject's right mouth corner
+        [0.24846620, -0.38128236, 0.22235769],  # subject's left mouth corner
+    ],
+    dtype=np.float64,
+)
+"""The standard 5-point 3D face of the Basel Face Model (mean-face landmarks, as used by
+Deep3DFaceRecon's alignment and EG3D's crop): x toward the subject's left, y up, z forward.
+On a frontal photo the subject's right eye is the one on the image's left."""
+
+EG3D_TARGET_SIZE = 1024
+"""EG3D's in-the-wild crop: the face is first aligned into a ``1024`` image ..."""
+EG3D_RESCALE = 300.0
+"""... in which one unit of the BFM template spans ``300`` pixels ..."""
+EG3D_CENTER_CROP = 700
+"""... then the central ``700`` pixels are cut out and resized to the output size (512)."""
+
+
+def template_scale(size: int = 512) -> float:
+    """Crop pixels per BFM template unit in an EG3D crop of side ``size`` (219.43 at 512)."""
+    return EG3D_RESCALE * size / EG3D_CENTER_CROP
+
+
+# ---------------------------------------------------------------------------------------------
+# Alignment
+# ---------------------------------------------------------------------------------------------
+
+
+def pos_fit(points: np.ndarray, template: np.ndarray = BFM_FIVE_POINTS) -> tuple[np.ndarray, float, np.ndarray]:
+    """Least-squares affine (weak-perspective) camera from 3D ``template`` points to 2D ``points``.
+
+    Solves ``points[i] ~ rows @ template[i] + t`` with free ``rows [2, 3]`` (Deep3DFaceRecon's
+    "POS" alignment) and returns the image of the template origin ``t [2]``, the scale
+    ``s = (|rows[0]| + |rows[1]|) / 2`` (pixels per template unit) and ``rows``. The fit does not
+    care whether the image y axis points up or down (``rows[1]`` just changes sign).
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    tpl = np.asarray(template, dtype=np.float64).reshape(-1, 3)
+    if pts.shape[0] != tpl.shape[0] or pts.shape[0] < 4:
+        raise ValueError(f"pos_fit: expected matching point sets of at least 4 points, got {pts.shape[0]} and {tpl.shape[0]}.")
+    design = np.concatenate([tpl, np.ones((tpl.shape[0], 1))], axis=1)  # [N, 4]
+    sol, *_ = np.linalg.lstsq(design, pts, rcond=None)  # [4, 2]
+    rows = sol[:3].T  # [2, 3]
+    t = sol[3]
+    s = float((np.linalg.norm(rows[0]) + np.linalg.norm(rows[1])) / 2.0)
+    return t, s, rows
+
+
+def ffhq_roll_angle(five: np.ndarray) -> float:
+    """In-plane angle (radians) of the face in the photo, by FFHQ's alignment rule.
+
+    FFHQ orients its crops along ``eye_to_eye + rot90(eye_to_mouth)``: the average of the eye line
+    and the perpendicular of the eye-to-mouth line, weighted by their lengths. Returns the angle of
+    that axis from the image x axis, measured in image coordinates (y down), so a face tilted
+    clockwise on screen has a positive angle. ``five`` is ``[5, 2]`` in the order of
+    :data:`BFM_FIVE_POINTS`.
+    """
+    f = np.asarray(five, dtype=np.float64)
+    eye_to_eye = f[1] - f[0]
+    eye_to_mouth = (f[3] + f[4]) / 2.0 - (f[0] + f[1]) / 2.0
+    axis = eye_to_eye + np.array([eye_to_mouth[1], -eye_to_mouth[0]])
+    return math.atan2(axis[1], axis[0])
+
+
+def _rot2(angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, -s], [s, c]])
+
+
+def eg3d_crop_matrix(five: np.ndarray, *, size: int = 512, upright: bool = True) -> tuple[np.ndarray, dict]:
+    """The similarity transform (photo -> crop) of EG3D's in-the-wild crop, as one ``[3, 3]`` matrix.
+
+    EG3D's recipe (``crop_images_in_the_wild.py`` with Deep3DFaceRecon's ``align_img``): fit the
+    BFM 5-point template to the five landmarks with :func:`pos_fit`; scale the photo so that one
+    template unit spans 300 px and place the template origin at the centre of a 1024 image; cut the
+    central 700 px; resize to ``size``. Composed, that is one scale ``300 / s * size / 700`` and one
+    translation that puts the template origin at the crop centre. We compose it in continuous
+    coordinates (the official script truncates to integer pixels and flips y with ``H - 1`` in one
+    place and ``H`` in another, shifting its crop by up to one source pixel; not reproduced).
+
+    With ``upright=True`` the photo is first rotated about the landmarks' centre by
+    ``-ffhq_roll_angle(five)``, so the crop is level the way FFHQ's (EG3D's training images) are;
+    with ``upright=False`` no rotation is applied (EG3D's recipe exactly; the head's roll then stays
+    in the image and must be carried by the camera label).
+
+    Returns:
+        ``(matrix, info)``: ``matrix`` maps homogeneous photo points to crop points; ``info`` holds
+        ``angle`` (the rotation removed, radians), ``scale`` (crop px per photo px), ``pos_scale``
+        (photo px per template unit), ``origin`` (the template origin in the photo).
+    """
+    f = np.asarray(five, dtype=np.float64).reshape(5, 2)
+    angle = ffhq_roll_angle(f) if upright else 0.0
+    centre = f.mean(axis=0)
+    rot = _rot2(-angle)
+    rotated = (f - centre) @ rot.T + centre
+    t, s, _ = pos_fit(rotated)
+    if not (s > 1e-9 and np.isfinite(s)):
+        raise ValueError("eg3d_crop_matrix: degenerate landmarks (zero scale).")
+    k = EG3D_RESCALE / s * size / EG3D_CENTER_CROP
+    # crop = k * (rot @ (p - centre) + centre - t) + size / 2
+    lin = k * rot
+    offset = k * (centre - rot @ centre - t) + size / 2.0
+    m = np.eye(3)
+    m[:2, :2] = lin
+    m[:2, 2] = offset
+    origin = np.linalg.solve(m, np.array([size / 2.0, size / 2.0, 1.0]))[:2]
+    return m, {"angle": angle, "scale": k, "pos_scale": s, "origin": origin}
+
+
+def apply_matrix(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a ``[3, 3]`` similarity/affine matrix to points ``[..., 2]``."""
+    p = np.asarray(points, dtype=np.float64)
+    return p @ matrix[:2, :2].T + matrix[:2, 2]
+
+
+def project_template(points: np.ndarray, template: np.ndarray = BFM_FIVE_POINTS) -> np.ndarray:
+    """Where the weak-perspective template fitted to ``points`` puts each template point (``[N, 2]``)."""
+    t, _, rows = pos_fit(points, template)
+    return np.asarray(template) @ rows.T + t
+
+
+# ---------------------------------------------------------------------------------------------
+# Head rotation without a 3DMM
+# ---------------------------------------------------------------------------------------------
+
+
+def symmetry_normal(points: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    """Unit normal of the face's symmetry plane, from mirrored point pairs.
+
+    For a symmetric face every difference ``p_i - p_mirror(i)`` is parallel to the plane normal;
+    the normal is the principal axis of those differences (least squares over all pairs, so large
+    pairs weigh more). Returned with an arbitrary sign.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    idx = np.nonzero(mirror != np.arange(len(mirror)))[0]
+    d = p[idx] - p[mirror[idx]]
+    _, vecs = np.linalg.eigh(d.T @ d)
+    return vecs[:, -1]
+
+
+def _proper_procrustes_2d(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Rotation ``[2, 2]`` (det +1) best mapping centred ``src`` onto centred ``dst`` (with a free scale)."""
+    a = src - src.mean(axis=0)
+    b = dst - dst.mean(axis=0)
+    u, _, vt = np.linalg.svd(a.T @ b)
+    d = np.sign(np.linalg.det(u @ vt)) or 1.0
+    return (u @ np.diag([1.0, d]) @ vt).T
+
+
+def head_rotation(
+    points: np.ndarray,
+    mirror: np.ndarray,
+    five_3d: np.ndarray,
+    *,
+    template: np.ndarray = BFM_FIVE_POINTS,
+) -> np.ndarray:
+    """Head orientation in the camera frame from a 3D landmark cloud, without a 3DMM.
+
+    1. **Left-right axis (yaw, roll):** the normal of the symmetry plane (:func:`symmetry_normal`)
+       over all mirrored landmark pairs, oriented toward the subject's left.
+    2. **Up and forward axes (pitch):** rotate about that normal so that the profile of the five
+       landmarks (eye centres, nose tip, mouth corners) projected on the symmetry plane best
+       matches the profile of the BFM 5-point template (a 2D Procrustes fit in the plane). Pitch 0
+       is therefore the BFM's upright pose: the pose Deep3DFaceRecon, and hence EG3D's FFHQ labels,
+       call frontal.
+
+    Args:
+        points: ``[N, 3]`` landmarks in the camera frame (x right, y down, z away from the camera),
+            all in one unit (e.g. pixels).
+        mirror: ``[N]`` mirror permutation of the landmarks.
+        five_3d: ``[5, 3]`` the five landmarks, ordered like ``template``.
+        template: the 5-point 3D template (head frame).
+
+    Returns:
+        ``[3, 3]`` rotation whose columns are the head's x (subject's left), y (up) and z (facing
+        direction) axes expressed in camera coordinates.
+    """
+    f = np.asarray(five_3d, dtype=np.float64)
+    n = symmetry_normal(points, mirror)
+    if n @ ((f[1] + f[4]) - (f[0] + f[3])) < 0:
+        n = -n
+    # In-plane basis (e1, e2) with (n, e1, e2) right-handed, like the template's (x, y, z).
+    helper = np.array([0.0, -1.0, 0.0]) if abs(n[1]) < 0.9 else np.array([0.0, 0.0, -1.0])
+    e1 = helper - (helper @ n) * n
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(n, e1)
+    measured = np.stack([f @ e1, f @ e2], axis=1)  # [5, 2] profile coordinates
+    tpl = np.asarray(template, dtype=np.float64)[:, 1:]  # template (y, z)
+    rot = _proper_procrustes_2d(tpl, measured)  # maps template (y, z) to plane coordinates
+    y_axis = rot[0, 0] * e1 + rot[1, 0] * e2
+    z_axis = rot[0, 1] * e1 + rot[1, 1] * e2
+    r = np.stack([n, y_axis, z_axis], axis=1)
+    # Re-orthonormalise (numerically exact already; keep it a proper rotation).
+    u, _, vt = np.linalg.svd(r)
+    return u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
+
+
+def rotate_in_image_plane(head_rot: np.ndarray, angle: float) -> np.ndarray:
+    """The head rotation seen in an image rotated by ``rot2(-angle)`` (the upright crop)."""
+    r3 = np.eye(3)
+    r3[:2, :2] = _rot2(-angle)
+    return r3 @ head_rot
+
+
+def camera_from_head_rotation(
+    head_rot: np.ndarray,
+    *,
+    radius: float = FFHQ_RADIUS,
+    pivot: Sequence[float] = FFHQ_PIVOT,
+    focal: float = FFHQ_FOCAL,
+    iterations: int = 8,
+) -> torch.Tensor:
+    """EG3D camera label ``[1, 25]`` whose rotation equals the measured head rotation.
+
+    The label's cam2world rotation is ``head_rot.T`` (world = head frame), exactly as in EG3D's
+    labels, which take the rotation from the 3DMM pose. Its position is on EG3D's FFHQ orbit:
+    radius 2.7 around the origin, aimed at ``(0, 0, 0.2)``. Because that aim point is off the
+    orbit centre, the orbit angles that give a wanted viewing direction differ from it by up to a
+    few degrees; they are solved for by a short fixed-point iteration, so
+    :func:`sym3d.camera.yaw_pitch_roll` of the label returns the measured angles.
+    """
+    r_cw = torch.as_tensor(np.asarray(head_rot, dtype=np.float64).T)
+    m = torch.eye(4, dtype=torch.float64)
+    m[:3, :3] = r_cw
+    k = torch.eye(3, dtype=torch.float64)
+    probe = CameraLabels.from_parts(m, k).pack()
+    yaw_t, pitch_t, roll_t = (float(v) for v in yaw_pitch_roll(probe))
+    yaw_o, pitch_o = yaw_t, pitch_t
+    for _ in range(iterations):
+        c = look_at(yaw_o, pitch_o, roll=roll_t, radius=radius, pivot=pivot, focal=focal, dtype=torch.float64)
+        y, p, _ = (float(v) for v in yaw_pitch_roll(c))
+        yaw_o += yaw_t - y
+        pitch_o += pitch_t - p
+    c = look_at(yaw_o, pitch_o, roll=roll_t, radius=radius, pivot=pivot, focal=focal, dtype=torch.float64)
+    return c.to(torch.float32)[None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Warping
+# ---------------------------------------------------------------------------------------------
+
+_PADDING = {"reflect": "reflection", "zeros": "zeros", "replicate": "border"}
+
+
+def warp_crop(image: torch.Tensor, matrix: np.ndarray, size: int, *, padding: str = "reflect") -> torch.Tensor:
+    """Resample ``image [1, C, H, W]`` into the crop defined by the photo->crop ``matrix``.
+
+    Only the photo region under the crop is touched. When the crop is smaller than that region
+    (downscaling) the region is first reduced with an antialiased resize to about the crop's scale,
+    so the final bicubic resampling never aliases. ``padding``: how pixels outside the photo are
+    filled: ``"reflect"`` (default), ``"zeros"`` (EG3D's black) or ``"replicate"``.
+    """
+    if padding not in _PADDING:
+        raise ValueError(f"padding: expected one of {sorted(_PADDING)}, got {padding!r}.")
+    _, _, h, w = image.shape
+    inv = np.linalg.inv(matrix)
+    corners = apply_matrix(inv, np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64))
+    scale = float(math.sqrt(abs(np.linalg.det(matrix[:2, :2]))))  # crop px per photo px
+    margin = 4.0 / min(scale, 1.0) + 2.0
+    x0 = int(max(0, math.floor(corners[:, 0].min() - margin)))
+    y0 = int(max(0, math.floor(corners[:, 1].min() - margin)))
+    x1 = int(min(w, math.ceil(corners[:, 0].max() + margin)))
+    y1 = int(min(h, math.ceil(corners[:, 1].max() + margin)))
+    if x1 - x0 < 2 or y1 - y0 < 2:  # crop entirely outside the photo (cannot happen for a detected face)
+        x0, y0, x1, y1 = 0, 0, w, h
+    region = image[:, :, y0:y1, x0:x1].float()
+    # photo -> region coordinates
+    to_region = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]])
+    if scale < 0.999:
+        rh = max(2, round(region.shape[-2] * scale))
+        rw = max(2, round(region.shape[-1] * scale))
+        sy, sx = rh / region.shape[-2], rw / region.shape[-1]
+        region = F.interpolate(region, size=(rh, rw), mode="bilinear", align_corners=False, antialias=True)
+        to_region = np.diag([sx, sy, 1.0]) @ to_region
+    crop_to_region = to_region @ inv
+    rh, rw = region.shape[-2], region.shape[-1]
+    # Normalised grid (align_corners=False): g = 2 * x / W - 1.
+    norm = np.array([[2.0 / rw, 0.0, -1.0], [0.0, 2.0 / rh, -1.0], [0.0, 0.0, 1.0]])
+    a = norm @ crop_to_region
+    dev = image.device
+    centres = (torch.arange(size, dtype=torch.float64, device=dev) + 0.5)
+    yy, xx = torch.meshgrid(centres, centres, indexing="ij")
+    at = torch.as_tensor(a, dtype=torch.float64, device=dev)
+    gx = at[0, 0] * xx + at[0, 1] * yy + at[0, 2]
+    gy = at[1, 0] * xx + at[1, 1] * yy + at[1, 2]
+    grid = torch.stack([gx, gy], dim=-1)[None].to(region.dtype)
+    out = F.grid_sample(region, grid, mode="bicubic", padding_mode=_PADDING[padding], align_corners=False)
+    return out.clamp(0.0, 1.0)
+
+
+def outside_fraction(matrix: np.ndarray, size: int, height: int, width: int) -> float:
+    """Fraction of the crop's pixels whose source lies outside the photo."""
+    inv = np.linalg.inv(matrix)
+    n = 64
+    c = (np.arange(n) + 0.5) * size / n
+    xx, yy = np.meshgrid(c, c)
+    src = apply_matrix(inv, np.stack([xx.ravel(), yy.ravel()], axis=1))
+    out = (src[:, 0] < 0) | (src[:, 0] > width) | (src[:, 1] < 0) | (src[:, 1] > height)
+    return float(out.mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# Masks and boxes
+# ---------------------------------------------------------------------------------------------
+
+
+def convex_hull(points: np.ndarray) -> np.ndarray:
+    """Convex hull ``[M, 2]`` of 2D points, counter-clockwise in a y-up frame (Andrew's monotone chain)."""
+    p = np.unique(np.asarray(points, dtype=np.float64).reshape(-1, 2), axis=0)
+    if len(p) < 3:
+        return p
+
+    def cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    lower: list[np.ndarray] = []
+    for q in p:
+        while len(lower) >= 2 and cross(lower[-2], lower[-1], q) <= 0:
+            lower.pop()
+        lower.append(q)
+    upper: list[np.ndarray] = []
+    for q in p[::-1]:
+        while len(upper) >= 2 and cross(upper[-2], upper[-1], q) <= 0:
+            upper.pop()
+        upper.append(q)
+    return np.array(lower[:-1] + upper[:-1])
+
+
+def convex_polygon_mask(
+    polygon: np.ndarray,
+    size: int,
+    *,
+    grow: float = 0.0,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Antialiased mask ``[1, 1, size, size]`` of a convex polygon (pixel coordinates).
+
+    Each pixel centre's signed distance to the polygon (positive inside) is the minimum over the
+    edges of the distance to the edge's line; the mask is ``clamp(distance + grow + 0.5, 0, 1)``,
+    i.e. a one-pixel linear ramp at the border, ``grow`` pixels outward.
+    """
+    poly = convex_hull(polygon)
+    if len(poly) < 3:
+        return torch.zeros(1, 1, size, size, device=device)
+    # Orientation: convex_hull returns counter-clockwise for y-up, which is clockwise for y-down;
+    # compute inward normals from the signed area so either orientation works.
+    x, y = poly[:, 0], poly[:, 1]
+    area = 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+    sign = 1.0 if area > 0 else -1.0
+    centres = torch.arange(size, dtype=torch.float32, device=device) + 0.5
+    yy, xx = torch.meshgrid(centres, centres, indexing="ij")
+    dist = torch.full((size, size), float("inf"), device=device)
+    for a, b in zip(poly, np.roll(poly, -1, axis=0), strict=True):
+        ex, ey = b - a
+        length = math.hypot(ex, ey)
+        if length < 1e-9:
+            continue
+        # inward normal for a counter-clockwise (positive area, y-down math) polygon is (-ey, ex)
+        nx, ny = -ey * sign / length, ex * sign / length
+        d = (xx - float(a[0])) * nx + (yy - float(a[1])) * ny
+        dist = torch.minimum(dist, d)
+    return (dist + grow + 0.5).clamp(0.0, 1.0)[None, None]
+
+
+def padded_box(points: np.ndarray, pad: float, size: int) -> tuple[float, float, float, float]:
+    """Normalised box ``(x0, y0, x1, y1)`` around pixel ``points [N, 2]`` padded by ``pad`` (normalised), clipped to [0, 1]."""
+    p = np.asarray(points, dtype=np.float64)
+    lo = p.min(axis=0) / size - pad
+    hi = p.max(axis=0) / size + pad
+    lo = np.clip(lo, 0.0, 1.0)
+    hi = np.clip(hi, 0.0, 1.0)
+    return (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
