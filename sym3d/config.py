@@ -102,6 +102,13 @@ class LatentStageConfig:
     """Weight of the MSE on each target view (SPI: 0)."""
     mirror: MirrorWeightConfig = attrs.field(factory=MirrorWeightConfig)
     """The mirrored pseudo view."""
+    refine_camera: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    """Also optimise yaw and pitch offsets of the input camera (rotations about the look-at
+    pivot), as in "3D GAN Inversion with Pose Optimization"; stage 2 uses the refined camera."""
+    camera_lr: float = _float_field(0.003, v.gt(0.0))
+    """Learning rate of the yaw/pitch offsets (radians), same schedule as the latent."""
+    camera_max_offset: float = _float_field(0.35, v.gt(0.0))
+    """Bound of each offset (radians), applied with tanh."""
 
 
 @attrs.frozen(kw_only=True)
@@ -139,8 +146,9 @@ class MirrorPseudoConfig:
         validator=v.deep_iterable(v.instance_of(str), v.instance_of(tuple)),
     )
     """Facial-feature regions the mirror pseudo label acts in; a one-sided cheek mark is not copied."""
-    region_padding: float = _float_field(0.03, v.ge(0.0))
-    """Padding added around each region box (fraction of the image side)."""
+    region_padding: float = _float_field(0.0, v.ge(0.0))
+    """Extra padding around each region box (fraction of the image side). Regions from the pose
+    estimator already carry SPI's padding (15/256 around the eyes, 8/256 around the mouth)."""
     crop_size: int = attrs.field(default=80, validator=[v.instance_of(int), v.gt(0)])
     """Side of the region crops fed to the feature extractor."""
     bandwidth: float = _float_field(0.5, v.gt(0.0))

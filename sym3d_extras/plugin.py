@@ -67,3 +67,31 @@ def register_generators(register) -> None:  # noqa: ANN001
         _symheads,
         description="SymHeads: procedural 3D heads with residual tri-planes for fine-tuning; the built-in default generator.",
     )
+
+
+def _mediapipe(**options: Any) -> Any:
+    from sym3d_extras.faces import build_pose_estimator
+
+    return build_pose_estimator(**options)
+
+
+@hookimpl
+def register_pose_estimators(register) -> None:  # noqa: ANN001
+    """The offline MediaPipe pose estimator (photo -> EG3D crop, camera, masks, regions)."""
+    register(
+        "mediapipe",
+        _mediapipe,
+        description="Offline MediaPipe face detection and landmarks -> EG3D crop, camera label, masks and eye/mouth regions.",
+        requires=("mediapipe",),
+        extra="faces",
+    )
+
+
+@hookimpl
+def register_commands(app) -> None:  # noqa: ANN001
+    """``sym3d demo`` and ``sym3d bench quality``."""
+    from sym3d.cli.bench_cmd import bench_app
+    from sym3d_extras.cli import bench_quality, demo
+
+    app.command("demo")(demo)
+    bench_app.command("quality")(bench_quality)

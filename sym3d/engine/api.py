@@ -58,12 +58,20 @@ def resolve_config(
     preset: str = "spi",
     config: InversionConfig | str | os.PathLike | None = None,
     overrides: Iterable[str] | Mapping[str, Any] = (),
+    *,
+    recommended: Iterable[str] = (),
 ) -> InversionConfig:
-    """Preset < config (an :class:`InversionConfig` replaces it; a TOML path is merged on it) < overrides."""
+    """Preset < the generator's recommended settings < config file < overrides.
+
+    An :class:`InversionConfig` passed as ``config`` replaces the preset and the recommendations.
+    """
     if isinstance(config, InversionConfig):
         cfg = config
     else:
         cfg = get_preset(preset)
+        recommended = list(recommended)
+        if recommended:
+            cfg = apply_overrides(cfg, recommended)
         if config is not None:
             cfg = load_toml(config, base=cfg)
     return apply_overrides(cfg, overrides) if overrides else cfg
@@ -147,6 +155,7 @@ def invert(
     device: str | torch.device | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = True,
+    pivot: torch.Tensor | None = None,
     registry: Registry | None = None,
 ) -> InversionResult:
     """Invert one photo into a 3D GAN with the facial symmetry prior (or a baseline preset).
@@ -170,7 +179,12 @@ def invert(
         device: ``"cpu"``, ``"cuda"``, ... (default: the generator's device).
         checkpoint_dir: where to keep a resumable checkpoint (``config.checkpoint_every`` steps).
         resume: continue from a checkpoint in ``checkpoint_dir`` if present.
+        pivot: ``[1, num_ws, w_dim]`` latent to start stage 2 from; stage 1 is skipped (e.g. a
+            pivot shared by several stage-2 settings, or from an encoder).
         registry: component registry (default: installed plugins).
+
+    A generator may carry ``recommended_overrides`` (dotted settings suited to it, e.g. step
+    counts for a CPU-sized world); they apply after the preset and before ``config``/``overrides``.
 
     Returns:
         :class:`~sym3d.engine.result.InversionResult`.
@@ -181,8 +195,6 @@ def invert(
     from sym3d.plugins import default_registry
 
     reg = registry or default_registry()
-    cfg = resolve_config(preset, config, overrides)
-
     gen_options = dict(generator_options or {})
     if isinstance(generator, str):
         gen_name = generator
@@ -193,6 +205,7 @@ def invert(
         gen_options = dict(getattr(generator, "build_options", {}) or gen_options)
     if not isinstance(base_gen, Generator3D):
         raise UserInputError(f"generator: {type(base_gen).__name__} does not satisfy sym3d.protocols.Generator3D.")
+    cfg = resolve_config(preset, config, overrides, recommended=getattr(base_gen, "recommended_overrides", ()))
     dev = torch.device(device) if device is not None else next(base_gen.parameters()).device
 
     if observation is not None:
@@ -221,7 +234,7 @@ def invert(
     all_priors = [*build_priors(cfg, objective), *extra_priors]
 
     rng = torch.Generator().manual_seed(cfg.seed)
-    fp = fingerprint(target, cam, dump_toml(cfg), gen_name, sorted(gen_options.items()), [type(p).__name__ for p in all_priors])
+    fp = fingerprint(target, cam, dump_toml(cfg), gen_name, sorted(gen_options.items()), [type(p).__name__ for p in all_priors], pivot if pivot is not None else "")
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     state = load_checkpoint(ckpt_dir, fp) if (ckpt_dir is not None and resume) else None
 
@@ -249,12 +262,21 @@ def invert(
     t0 = time.perf_counter()
     if stage in ("generator", "done"):
         ws = state["ws"].to(dev)  # type: ignore[index]
+        if "camera" in state:  # type: ignore[operator]
+            run.camera = state["camera"].to(dev)  # type: ignore[index]
+    elif pivot is not None:
+        check_shape(pivot, [1, base_gen.num_ws, base_gen.w_dim], "pivot")
+        ws = pivot.detach().to(dev, torch.float32)
+        summary["pivot_given"] = True
     else:
         ws = run_latent_stage(run, state)
-        run.checkpoint_state = {"ws": ws.cpu()}
+        run.checkpoint_state = {"ws": ws.cpu(), "camera": run.camera.cpu()}
         run.maybe_checkpoint(
             "generator", 0, 1, lambda: {"stage": "generator", "step": 0, "ws": ws.cpu(), "tuned": {}, "tune_opt": None}, force=True
         )
+        if cfg.latent.refine_camera:
+            dyaw, dpitch = (a - b for a, b in zip(yaw_pitch_roll(run.camera)[:2], yaw_pitch_roll(cam)[:2]))
+            summary.update(camera_refined_dyaw=float(dyaw), camera_refined_dpitch=float(dpitch))
     summary["latent_seconds"] = time.perf_counter() - t0
 
     tuned: dict[str, torch.Tensor] = {}
@@ -269,7 +291,7 @@ def invert(
 
     result = InversionResult(
         ws=ws.detach().cpu(),
-        camera=cam.detach().cpu(),
+        camera=run.camera.detach().cpu(),
         generator_name=gen_name,
         generator_options=gen_options,
         scope=cfg.tune.scope,
@@ -284,7 +306,7 @@ def invert(
             "done",
             0,
             1,
-            lambda: {"stage": "done", "step": cfg.tune.steps, "ws": ws.cpu(), "tuned": tuned, "tune_opt": None},
+            lambda: {"stage": "done", "step": cfg.tune.steps, "ws": ws.cpu(), "camera": run.camera.cpu(), "tuned": tuned, "tune_opt": None},
             force=True,
         )
     return result

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from sym3d.camera import rotate_camera
 from sym3d.engine.events import StageFinished, StageStarted, emit
 from sym3d.engine.run import Run, render_step, sum_terms
 from sym3d.engine.schedule import latent_noise_scale, projector_lr
@@ -64,15 +65,26 @@ def run_latent_stage(run: Run, resume: dict[str, Any] | None = None) -> torch.Te
             b.copy_(torch.randn(b.shape, generator=run.rng).to(b))
     for b in noise:
         b.requires_grad_(True)
-    opt = torch.optim.Adam([var, *noise], lr=cfg.lr, betas=(0.9, 0.999))
+    groups: list[dict[str, Any]] = [{"params": [var, *noise], "lr_scale": 1.0}]
+    base_camera = run.camera
+    cam_offset = torch.zeros(2, device=var.device, requires_grad=True)  # (yaw, pitch), pre-tanh
+    if cfg.refine_camera:
+        groups.append({"params": [cam_offset], "lr_scale": cfg.camera_lr / cfg.lr})
+    opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.999))
     start = 0
     if resume is not None and resume.get("stage") == "latent":
         with torch.no_grad():
             var.copy_(resume["latent_var"].to(var))
             for b, saved in zip(noise, resume.get("latent_noise", [])):
                 b.copy_(saved.to(b))
+            if "camera_offset" in resume:
+                cam_offset.copy_(resume["camera_offset"].to(cam_offset))
         opt.load_state_dict(resume["latent_opt"])
         start = int(resume["step"])
+
+    def refined_camera() -> torch.Tensor:
+        off = cfg.camera_max_offset * torch.tanh(cam_offset)
+        return rotate_camera(base_camera, off[0], off[1])
     emit(run.callbacks, StageStarted(stage="latent", num_steps=cfg.steps, start_step=start))
     stage_start = time.perf_counter()
 
@@ -82,6 +94,7 @@ def run_latent_stage(run: Run, resume: dict[str, Any] | None = None) -> torch.Te
             "latent_var": var.detach().cpu(),
             "latent_noise": [b.detach().cpu() for b in noise],
             "latent_opt": opt.state_dict(),
+            "camera_offset": cam_offset.detach().cpu(),
         }
 
     for step in range(start, cfg.steps):
@@ -89,7 +102,9 @@ def run_latent_stage(run: Run, resume: dict[str, Any] | None = None) -> torch.Te
         t = step / cfg.steps
         lr = projector_lr(t, peak=cfg.lr, rampup=cfg.lr_rampup, rampdown=cfg.lr_rampdown)
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
+        if cfg.refine_camera:
+            run.camera = refined_camera()
         sigma = latent_noise_scale(t, w_std=w_std, strength=cfg.noise_strength, ramp=cfg.noise_ramp)
         perturbed = var + sigma * torch.randn(var.shape, generator=run.rng).to(var) if sigma > 0 else var
         ws = perturbed.expand(-1, gen.num_ws, -1)
@@ -106,6 +121,9 @@ def run_latent_stage(run: Run, resume: dict[str, Any] | None = None) -> torch.Te
         opt.step()
         _normalize_(noise)
         terms["total"] = loss
+        if cfg.refine_camera:
+            off = cfg.camera_max_offset * torch.tanh(cam_offset.detach())
+            terms["camera/_dyaw"], terms["camera/_dpitch"] = off[0], off[1]
         run.log_step("latent", step, cfg.steps, terms, lr, t0)
         run.maybe_checkpoint("latent", step + 1, cfg.steps, lambda: {**state(), "step": step + 1})
 
@@ -113,5 +131,6 @@ def run_latent_stage(run: Run, resume: dict[str, Any] | None = None) -> torch.Te
         for b, orig in zip(noise, originals):
             b.requires_grad_(False)
             b.copy_(orig)
+        run.camera = refined_camera().detach() if cfg.refine_camera else base_camera
     emit(run.callbacks, StageFinished(stage="latent", steps_run=max(0, cfg.steps - start), early_stopped=False, seconds=time.perf_counter() - stage_start))
     return var.detach().expand(-1, gen.num_ws, -1).clone()

@@ -50,6 +50,18 @@ class SymHeadsGenerator(nn.Module):
     """
 
     name: str = "symheads"
+    recommended_overrides: tuple[str, ...] = (
+        # CPU-sized settings for this 64 px world (see docs/symheads.md); they apply after the
+        # preset and before user settings. LPIPS-Alex at 128 px replaces LPIPS-VGG at 256 px
+        # (about 30x cheaper on a CPU); early stopping is off so every method runs the same steps.
+        "perceptual=lpips-alex",
+        "perceptual_resize=128",
+        "latent.steps=200",
+        "latent.lr=0.03",
+        "tune.steps=200",
+        "tune.lr=0.01",
+        "tune.early_stop=0",
+    )
 
     def __init__(
         self,
