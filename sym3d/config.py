@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import tempfile
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -27,6 +26,7 @@ import cattrs
 import tomli_w
 from attrs import validators as v
 
+from sym3d.atomic import atomic_write_text
 from sym3d.errors import ConfigError
 
 __all__ = [
@@ -301,12 +301,7 @@ def dump_toml(cfg: Any, path: str | os.PathLike | None = None) -> str:
     """Serialise a config as TOML; write it atomically if ``path`` is given."""
     text = tomli_w.dumps(_drop_none(unstructure(cfg)))
     if path is not None:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".toml", dir=p.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, p)
+        atomic_write_text(path, text)
     return text
 
 

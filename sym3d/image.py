@@ -7,13 +7,13 @@ Public images are float tensors ``[B, 3, H, W]`` in ``[0, 1]``; generators work 
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from sym3d.atomic import atomic_path
 from sym3d.checks import check_range, check_shape
 from sym3d.errors import ImageLoadError, UserInputError
 
@@ -201,12 +201,6 @@ def save_image(x: torch.Tensor, path: str | os.PathLike, *, check: bool = True) 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     arr = to_uint8(x)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=p.suffix, dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_path(p) as tmp:
         Image.fromarray(arr).save(tmp)
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return p

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import types
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -28,6 +27,7 @@ import attrs
 import torch
 
 from sym3d._version import __version__ as _SYM3D_VERSION
+from sym3d.atomic import atomic_path
 from sym3d.errors import CheckpointError, ConfigError, ResultExistsError
 from sym3d_eg3d.safe_pickle import PersistentRecord, PlainObjectRecord, unpickle_official
 
@@ -497,16 +497,11 @@ def _refuse_existing(out_dir: Path, *, overwrite: bool) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------------------------

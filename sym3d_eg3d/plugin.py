@@ -36,3 +36,11 @@ def register_commands(app) -> None:  # noqa: ANN001
     from sym3d.cli.bench_cmd import bench_app
 
     bench_app.command("eg3d")(bench)
+
+
+@hookimpl
+def doctor_checks() -> list[Any]:
+    """CUDA kernel health: CUDA torch, nvcc/CUDA_HOME, GPU arch, cached builds."""
+    from sym3d_eg3d.ops._build import kernel_doctor_checks
+
+    return kernel_doctor_checks()

@@ -89,9 +89,13 @@ def register_pose_estimators(register) -> None:  # noqa: ANN001
 
 @hookimpl
 def register_commands(app) -> None:  # noqa: ANN001
-    """``sym3d demo`` and ``sym3d bench quality``."""
+    """``sym3d invert``, ``render``, ``edit``, ``demo`` and ``bench quality``."""
     from sym3d.cli.bench_cmd import bench_app
     from sym3d_extras.cli import bench_quality, demo
+    from sym3d_extras.cli_photos import edit, invert, render
 
+    app.command("invert")(invert)
+    app.command("render")(render)
+    app.command("edit")(edit)
     app.command("demo")(demo)
     bench_app.command("quality")(bench_quality)

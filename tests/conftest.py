@@ -10,6 +10,12 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Tests never write to the user's caches (kernel builds, weights): use a throwaway folder.
+if "SYM3D_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["SYM3D_CACHE_DIR"] = tempfile.mkdtemp(prefix="sym3d-test-cache-")
+
 
 def eg3d_fixture_dir() -> Path:
     """Directory of the EG3D value fixtures (env ``SYM3D_EG3D_FIXTURES`` overrides)."""

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from sym3d.atomic import atomic_path
 from sym3d.errors import UserInputError
 
 __all__ = ["fingerprint", "save_checkpoint", "load_checkpoint", "CHECKPOINT_NAME"]
@@ -36,17 +36,10 @@ def fingerprint(*parts: Any) -> str:
 
 def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``directory/run_state.pt`` atomically."""
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=d)
-    os.close(fd)
-    try:
+    path = Path(directory) / CHECKPOINT_NAME
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, d / CHECKPOINT_NAME)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return d / CHECKPOINT_NAME
+    return path
 
 
 def load_checkpoint(directory: str | os.PathLike, expected_fingerprint: str) -> dict[str, Any] | None:

@@ -21,7 +21,6 @@ priors (``--set latent.space=w`` restores the original).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 import attrs
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import attrs
 import torch
 
+from sym3d.atomic import atomic_path, atomic_write_bytes
 from sym3d.config import InversionConfig, dump_toml, load_toml
 from sym3d.errors import CheckpointError
 from sym3d.image import load_image, save_image
@@ -29,14 +29,6 @@ from sym3d.image import load_image, save_image
 __all__ = ["InversionResult", "RESULT_FORMAT"]
 
 RESULT_FORMAT = "sym3d-result/1"
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 @attrs.frozen(kw_only=True)
@@ -112,10 +104,8 @@ class InversionResult:
             "generator_options": json.dumps(dict(self.generator_options), default=str),
             "scope": self.scope,
         }
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=d)
-        os.close(fd)
-        torch.save(meta, tmp)
-        os.replace(tmp, d / "latent.pt")
+        with atomic_path(d / "latent.pt") as tmp:
+            torch.save(meta, tmp)
         if self.tuned:
             from safetensors.torch import save as st_save
 
@@ -123,9 +113,9 @@ class InversionResult:
                 {k: v.detach().cpu().contiguous() for k, v in self.tuned.items()},
                 metadata={"format": RESULT_FORMAT, "generator": self.generator_name, "scope": self.scope},
             )
-            _atomic_write_bytes(d / "tuned.safetensors", blob)
-        _atomic_write_bytes(d / "history.json", json.dumps(list(self.history), indent=1).encode())
-        _atomic_write_bytes(d / "summary.json", json.dumps(dict(self.summary), indent=1, default=str).encode())
+            atomic_write_bytes(d / "tuned.safetensors", blob)
+        atomic_write_bytes(d / "history.json", json.dumps(list(self.history), indent=1).encode())
+        atomic_write_bytes(d / "summary.json", json.dumps(dict(self.summary), indent=1, default=str).encode())
         dump_toml(self.config, d / "config.resolved.toml")
         if self.target is not None:
             save_image(self.target.detach().cpu(), d / "input.png")
