@@ -21,18 +21,23 @@ __all__ = ["DEMO_YAWS", "run_demo"]
 DEMO_YAWS = (-45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0)
 
 
+_TILE = 128  # figure tiles are upsampled to this side before labelling, so labels stay small
+
+
 def _label(img: torch.Tensor, text: str) -> torch.Tensor:
-    """Write ``text`` on a ``[3, H, W]`` image (top-left, white on black)."""
+    """Upsample a ``[3, H, W]`` tile to :data:`_TILE` and write ``text`` on it (top-left, white on black)."""
     import numpy as np
     from PIL import Image, ImageDraw
 
+    if img.shape[-1] != _TILE:
+        img = torch.nn.functional.interpolate(img[None].float(), size=(_TILE, _TILE), mode="bilinear", align_corners=False)[0]
     arr = (img.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
     pil = Image.fromarray(arr)
     draw = ImageDraw.Draw(pil)
     w = draw.textlength(text)
     draw.rectangle([0, 0, w + 4, 11], fill=(0, 0, 0))
     draw.text((2, 0), text, fill=(255, 255, 255))
-    return torch.from_numpy(np.asarray(pil)).permute(2, 0, 1).float() / 255
+    return torch.from_numpy(np.array(pil)).permute(2, 0, 1).float() / 255
 
 
 def _depth_rgb(depth: torch.Tensor, mask: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -137,12 +142,11 @@ def run_demo(
         img, _ = renders[method]
         err = (img - truth.image).abs().mean(0 if img.dim() == 3 else 1, keepdim=True)
         rows.append([_label(_error_rgb(err[i], fg[i]), f"|err| {method}") for i in range(len(DEMO_YAWS))])
-    size = truth.image.shape[-1]
+    size = _TILE
     input_col = torch.full((3, size * len(rows), size), 1.0)
     input_col[:, :size] = _label(obs.image[0], f"input {source_yaw:+.0f}")
     grid = torch.cat([torch.cat(r, dim=-1) for r in rows], dim=-2)
     figure = torch.cat([input_col, torch.full((3, grid.shape[1], 4), 1.0), grid], dim=-1)
-    figure = torch.nn.functional.interpolate(figure[None], scale_factor=2, mode="nearest")[0]
     paths = {"figure": save_image(figure, out / "figure.png")}
 
     # ---- metrics

@@ -56,11 +56,13 @@ class SymHeadsGenerator(nn.Module):
         # (about 30x cheaper on a CPU); early stopping is off so every method runs the same steps.
         "perceptual=lpips-alex",
         "perceptual_resize=128",
-        "latent.steps=200",
+        "latent.steps=100",
         "latent.lr=0.03",
-        "tune.steps=200",
+        "tune.steps=100",
         "tune.lr=0.01",
         "tune.early_stop=0",
+        "tune.num_views=2",
+        "tune.mirror.crop_size=40",  # SPI crops 80 px at 256; the same fraction at 128
     )
 
     def __init__(

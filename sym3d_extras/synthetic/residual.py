@@ -1,8 +1,8 @@
 """Tunable residual fields of the SymHeads generator (what stage-2 fine-tuning changes).
 
 Two sets of zero-initialised tri-planes (density and colour; three axis-aligned feature planes
-``xy``, ``xz``, ``yz`` over the unit box) are sampled bilinearly at a point, averaged over the
-planes and decoded by tiny bias-free MLPs (``silu`` hidden layer, so zero features decode to
+over the unit box, by default laid out as in EG3D's released checkpoints: ``xy``, ``xz`` and
+``zx``) are sampled bilinearly at a point, averaged over the planes and decoded by tiny bias-free MLPs (``silu`` hidden layer, so zero features decode to
 exactly zero). The density branch adds a signed-distance offset (world units, so it can move the
 surface or grow new surface anywhere, e.g. a mark projected straight through the head); the
 colour branch adds unshaded RGB in ``[0, 1]`` units. At initialisation both residuals are exactly
@@ -31,6 +31,9 @@ class ResidualConfig:
         sdf_scale: world units per unit of decoded density output.
         colour_scale: RGB units per unit of decoded colour output.
         seed: seed of the decoder weights.
+        plane_axes: ``"eg3d"`` (xy, xz, zx: EG3D's released layout, in which every plane is indexed
+            by x, so a mark on one cheek is not projected onto the other) or ``"xyz"`` (xy, xz, yz:
+            the yz plane is shared by both sides of the face and copies one-sided marks across it).
 
     """
 
@@ -41,6 +44,7 @@ class ResidualConfig:
     sdf_scale: float = 0.05
     colour_scale: float = 0.5
     seed: int = 7
+    plane_axes: str = attrs.field(default="eg3d", validator=attrs.validators.in_(("eg3d", "xyz")))
 
 
 class _Decoder(nn.Module):
@@ -74,10 +78,11 @@ class TriPlaneResidual(nn.Module):
         self.colour_decoder = _Decoder(config.colour_channels, config.hidden, 3, g)
 
     def _features(self, planes: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        """``[B, N, C]`` plane features at ``p [B, N, 3]`` (mean of the xy, xz and yz planes)."""
+        """``[B, N, C]`` plane features at ``p [B, N, 3]`` (mean of the three planes)."""
         b, n, _ = p.shape
         q = 2.0 * p.reshape(1, b * n, 3)  # unit box -> [-1, 1]
-        grid = torch.stack([q[..., [0, 1]], q[..., [0, 2]], q[..., [1, 2]]], dim=0)  # [3,1,BN,2]
+        third = [2, 0] if self.config.plane_axes == "eg3d" else [1, 2]
+        grid = torch.stack([q[..., [0, 1]], q[..., [0, 2]], q[..., third]], dim=0)  # [3,1,BN,2]
         f = nn.functional.grid_sample(
             planes, grid, mode="bilinear", padding_mode="zeros", align_corners=False
         )
