@@ -7,12 +7,11 @@ CPU, the peak resident set size sampled every few milliseconds by a thread (Linu
 
 from __future__ import annotations
 
-import json
+import copy
 import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -27,27 +26,13 @@ CONFIGS = ("small", "sr512", "ffhq512")
 8XDC SR to 512; ffhq512: the released ffhq512-128 architecture (random weights)."""
 
 
-def _fixture_dir() -> Path:
-    import os
-
-    env = os.environ.get("SYM3D_EG3D_FIXTURES")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "eg3d"
-
-
 def load_config_kwargs(name: str) -> dict[str, Any]:
-    """Init kwargs of a benchmark config (read from the fixture files; no weights needed)."""
-    d = _fixture_dir()
-    if name == "small":
-        return json.loads((d / "eg3d_small_init_kwargs.json").read_text())["init_kwargs"]
-    if name == "ffhq512":
-        return json.loads((d / "eg3d_ffhq512_keys.json").read_text())["init_kwargs"]
-    if name == "sr512":
-        kw = json.loads((d / "eg3d_ffhq512_keys.json").read_text())["init_kwargs"]
-        small = json.loads((d / "eg3d_small_init_kwargs.json").read_text())["init_kwargs"]
-        kw = dict(kw, z_dim=small["z_dim"], channel_base=small["channel_base"], channel_max=small["channel_max"])
-        kw["rendering_kwargs"] = dict(kw["rendering_kwargs"], depth_resolution=12, depth_resolution_importance=12)
-        return kw
-    raise ValueError(f"unknown config {name!r}; expected one of {', '.join(CONFIGS)}")
+    """Init kwargs of a benchmark config (random weights; see :mod:`sym3d_eg3d.configs`)."""
+    from sym3d_eg3d.configs import CONFIGS as known
+
+    if name not in known:
+        raise ValueError(f"unknown config {name!r}; expected one of {', '.join(known)}")
+    return copy.deepcopy(known[name])
 
 
 @attrs.frozen

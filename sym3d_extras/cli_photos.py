@@ -70,6 +70,7 @@ def invert(
     export: Annotated[str, typer.Option(help=f"Outputs to write: {','.join(EXPORT_PARTS)}.")] = ",".join(EXPORT_PARTS),
     video_frames: Annotated[int, typer.Option(help="Frames of the orbit video.")] = 120,
     mesh_resolution: Annotated[int, typer.Option(help="Marching-cubes grid points per axis.")] = 128,
+    mesh_level: Annotated[float | None, typer.Option(help="Mesh iso-level in density units (default: the generator's; EG3D: sigma 10).")] = None,
     progress: Annotated[str, typer.Option(help="rich, plain, json or off.")] = "rich",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace finished results.")] = False,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue interrupted runs from their checkpoints.")] = True,
@@ -127,7 +128,7 @@ def invert(
                     device=device,
                     callbacks=[bar],
                     export=parts,
-                    export_options={"video_frames": video_frames, "mesh_resolution": mesh_resolution},
+                    export_options={"video_frames": video_frames, "mesh_resolution": mesh_resolution, "mesh_level": mesh_level},
                     overwrite=overwrite,
                     resume=resume,
                 )

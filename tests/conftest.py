@@ -18,9 +18,18 @@ if "SYM3D_CACHE_DIR" not in os.environ:
 
 
 def eg3d_fixture_dir() -> Path:
-    """Directory of the EG3D value fixtures (env ``SYM3D_EG3D_FIXTURES`` overrides)."""
+    """Directory of the EG3D value fixtures made with the official code (too large for git).
+
+    ``SYM3D_EG3D_FIXTURES`` overrides; otherwise ``../shared/fixtures/eg3d`` next to the checkout,
+    then ``/work/shared/fixtures/eg3d`` (the workplace's shared folder, for clones elsewhere).
+    """
     env = os.environ.get("SYM3D_EG3D_FIXTURES")
-    return Path(env) if env else (REPO.parent / "shared" / "fixtures" / "eg3d")
+    if env:
+        return Path(env)
+    for candidate in (REPO.parent / "shared" / "fixtures" / "eg3d", Path("/work/shared/fixtures/eg3d")):
+        if candidate.exists():
+            return candidate
+    return REPO.parent / "shared" / "fixtures" / "eg3d"
 
 
 @pytest.fixture(scope="session")

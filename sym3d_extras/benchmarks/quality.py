@@ -296,7 +296,8 @@ def _plots(rows_path: Path, out: Path) -> dict[str, Path]:
             ax.set_title(f"source yaw {src:g}°")
             ax.set_xlabel("target yaw (°)")
         axes[0][0].set_ylabel(metric)
-        axes[0][-1].legend(fontsize=6)
+        if axes[0][-1].get_legend_handles_labels()[0]:
+            axes[0][-1].legend(fontsize=6)
         fig.tight_layout()
         path = out / f"plot_{metric}.png"
         fig.savefig(path, dpi=110)

@@ -159,6 +159,7 @@ def export_result(
     video_frames: int = 120,
     fps: float = 60,
     mesh_resolution: int = 128,
+    mesh_level: float | None = None,
     what: Iterable[str] = ALL_OUTPUTS,
     progress: Progress | None = None,
     lpips: bool | None = None,
@@ -181,6 +182,8 @@ def export_result(
         video_frames: frames of the orbit (SPI: 120).
         fps: orbit frame rate (SPI: 60).
         mesh_resolution: marching-cubes grid points per axis.
+        mesh_level: iso-level in density units (``None``: the generator's default, see
+            :func:`~sym3d_extras.export.mesh.default_level`).
         what: the parts to write, a subset of :data:`ALL_OUTPUTS` (``"views"``, ``"video"``,
             ``"depth"``, ``"mesh"``, ``"plots"``, ``"metrics"``, ``"report"``); ``"report"``
             implies ``"metrics"``. The report shows every known output present in the folder,
@@ -326,6 +329,7 @@ def export_result(
                     gen,
                     ws,
                     resolution=mesh_resolution,
+                    level=mesh_level,
                     colors=mesh_colors,
                     color_cameras=default_color_cameras(extra=cam) if mesh_colors else None,
                     progress=st,

@@ -22,9 +22,10 @@ PARITY_ATOL = 1e-4
 
 
 def fixture_dir() -> Path:
-    """Directory of the EG3D fixtures."""
-    env = os.environ.get("SYM3D_EG3D_FIXTURES")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "eg3d"
+    """Directory of the EG3D fixtures (see :func:`tests.conftest.eg3d_fixture_dir`)."""
+    from tests.conftest import eg3d_fixture_dir
+
+    return eg3d_fixture_dir()
 
 
 def fixture_path(name: str) -> Path:

@@ -1,0 +1,123 @@
+"""End to end: a real photo through `sym3d invert` with the small EG3D checkpoint writes every output.
+
+The photo is scikit-image's astronaut (public domain, ships in the package); the generator is the
+fixture pickle made by the official EG3D code with seeded random weights (loaded through the safe
+unpickler). Few steps: this checks the plumbing, not the quality.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sym3d.cli import main
+from tests.conftest import eg3d_fixture_dir
+
+pytestmark = pytest.mark.faces
+
+FAST = [
+    "--steps", "2",
+    "--set", "perceptual=lpips-alex",
+    "--set", "perceptual_resize=128",
+    "--set", "tune.aux_every=1",
+    "--set", "tune.num_views=1",
+    "--set", "tune.mirror.crop_size=32",
+    "--set", "latent.mean_samples=16",
+    "--video-frames", "6",
+    "--mesh-resolution", "32",
+    "--mesh-level", "0.4",  # random weights: density ~0.1-0.7, far below EG3D's trained sigma 10
+    "--progress", "plain",
+]
+
+
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory) -> Path:
+    pytest.importorskip("mediapipe", reason="the faces extra is not installed")
+    skdata = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("photos") / "astronaut.jpg"
+    Image.fromarray(skdata.astronaut()).save(path, quality=95)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_pkl() -> Path:
+    path = eg3d_fixture_dir() / "eg3d_small_persistence_like.pkl"
+    if not path.exists():
+        pytest.skip(f"EG3D fixture {path} not found (set SYM3D_EG3D_FIXTURES)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def inverted(astronaut, small_pkl, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("out")
+    code = main(["invert", str(astronaut), "--generator", "eg3d", "--network", str(small_pkl), "--out", str(out), *FAST])
+    assert code == 0
+    return out / "astronaut"
+
+
+def test_every_output_is_written(inverted):
+    expected = [
+        "latent.pt", "tuned.safetensors", "config.resolved.toml", "history.json", "input.png", "pose.json", "run.json",
+        "views/aligned.png", "views/input.png", "views/reconstruction.png", "views/mirror.png", "views/novel_grid.png",
+        "depth.png", "depth.npy", "mesh.ply", "loss.png", "metrics.json", "report.html",
+    ]
+    missing = [f for f in expected if not (inverted / f).exists()]
+    assert not missing, missing
+    assert any((inverted / f).exists() for f in ("orbit.mp4", "orbit.gif"))
+    assert not (inverted.parent / "astronaut.partial").exists()  # assembled, then renamed
+    pose = json.loads((inverted / "pose.json").read_text())
+    assert len(pose["camera"]) == 25 and set(pose["angles_degrees"]) == {"yaw", "pitch", "roll"}
+    metrics = json.loads((inverted / "metrics.json").read_text())
+    assert {"reconstruction", "mesh"} <= set(metrics) and metrics["mesh"]["watertight"]
+
+
+def test_rerun_refuses_to_overwrite_then_overwrites(inverted, astronaut, small_pkl, capsys):
+    out = inverted.parent
+    code = main(["invert", str(astronaut), "--generator", "eg3d", "--network", str(small_pkl), "--out", str(out), *FAST])
+    assert code == 2
+    assert "already there" in capsys.readouterr().err
+
+
+def test_render_and_edit_from_saved_result(inverted, tmp_path):
+    code = main(["render", str(inverted), "--out", str(tmp_path / "r"), "--views", "3", "--video-frames", "0", "--mesh-resolution", "0"])
+    assert code == 0 and (tmp_path / "r" / "views" / "novel_grid.png").exists()
+    direction = tmp_path / "d.npy"
+    np.save(direction, np.random.default_rng(0).standard_normal(512).astype(np.float32))
+    code = main(["edit", str(inverted), "--direction", str(direction), "--strength", "1", "--views", "2", "--out", str(tmp_path / "e")])
+    assert code == 0 and (tmp_path / "e" / "grid.png").exists()
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros(7, np.float32))
+    assert main(["edit", str(inverted), "--direction", str(bad), "--out", str(tmp_path / "e2")]) == 2
+
+
+def _chromium() -> str | None:
+    for name in ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"):
+        if os.path.exists(name):
+            return name
+    return shutil.which("chromium")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(_chromium() is None, reason="headless Chromium is not installed (apt-get install chromium)")
+def test_report_opens_in_headless_chromium(inverted, tmp_path):
+    shot = tmp_path / "shot.png"
+    cmd = [
+        _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1100,1500",
+        f"--screenshot={shot}", (inverted / "report.html").as_uri(),
+    ]
+    subprocess.run(cmd, check=False, capture_output=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
+    assert shot.exists(), "chromium wrote no screenshot"
+    import imageio.v3 as iio
+
+    img = np.asarray(iio.imread(shot))[..., :3].astype(np.float32)
+    assert img.std() > 10  # not a blank page
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 500  # the embedded pictures are drawn
