@@ -55,8 +55,13 @@ def sr512_fixture() -> dict:
 
 @pytest.fixture(scope="module")
 def ffhq512_keys() -> dict:
-    """``eg3d_ffhq512_keys.json``: structure (no values) of the full ffhq512-128 generator."""
-    return json.loads(fixture_path("eg3d_ffhq512_keys.json").read_text())
+    """``eg3d_ffhq512_keys.json``: structure (no values) of the full ffhq512-128 generator.
+
+    This 46 KB file (made with the official code) is also kept in ``tests/eg3d/data`` so the
+    structure test runs where the large value fixtures are absent.
+    """
+    local = Path(__file__).resolve().parent / "data" / "eg3d_ffhq512_keys.json"
+    return json.loads(local.read_text())
 
 
 @pytest.fixture(scope="session")
