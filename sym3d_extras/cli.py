@@ -47,6 +47,8 @@ def demo(
 def bench_quality(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (rows.csv is appended; a re-run resumes).")] = Path("bench-results/quality"),
     heads: Annotated[int, typer.Option(help="Number of heads (seeds 0..N-1; hyperparameters were chosen on seeds >= 100).")] = 8,
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated head seeds (instead of --heads), e.g. to split a run over processes.")] = None,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: default).")] = 0,
     seed: Annotated[int, typer.Option(help="Engine seed.")] = 0,
     size: Annotated[int, typer.Option(help="Image side of the world and the generator.")] = 64,
     source_yaws: Annotated[str, typer.Option(help="Comma-separated source yaws (degrees).")] = "0,15,30,45,60",
@@ -58,13 +60,18 @@ def bench_quality(
     """SymHeads quality benchmark: PSNR/SSIM/LPIPS/depth/mole/ghost at novel views, means with 95% CIs over heads."""
     import time
 
+    import torch
+
     from sym3d_extras.benchmarks.quality import CONDITIONS, QualitySettings, run_quality, write_summary
+
+    if threads:
+        torch.set_num_threads(threads)
 
     unknown = [c for c in conditions.split(",") if c and c not in CONDITIONS]
     if unknown:
         raise typer.BadParameter(f"unknown condition(s) {unknown}; known: {', '.join(CONDITIONS)}", param_hint="--conditions")
     settings = QualitySettings(
-        heads=tuple(range(heads)),
+        heads=tuple(int(x) for x in seeds.split(",")) if seeds else tuple(range(heads)),
         source_yaws=tuple(float(x) for x in source_yaws.split(",") if x),
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         conditions=tuple(c for c in conditions.split(",") if c),

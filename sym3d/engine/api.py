@@ -61,17 +61,19 @@ def resolve_config(
     *,
     recommended: Iterable[str] = (),
 ) -> InversionConfig:
-    """Preset < the generator's recommended settings < config file < overrides.
+    """Defaults < the generator's recommended settings < preset < config file < overrides.
 
-    An :class:`InversionConfig` passed as ``config`` replaces the preset and the recommendations.
+    The generator's recommendations set the scale of a run (steps, loss resolution) for that
+    generator; the preset then says which method runs (e.g. ``w+`` disables stage 2), so a
+    recommendation never re-enables what a preset turned off. An :class:`InversionConfig`
+    passed as ``config`` replaces all of that except the overrides.
     """
     if isinstance(config, InversionConfig):
         cfg = config
     else:
-        cfg = get_preset(preset)
         recommended = list(recommended)
-        if recommended:
-            cfg = apply_overrides(cfg, recommended)
+        base = apply_overrides(InversionConfig(), recommended) if recommended else None
+        cfg = get_preset(preset, base)
         if config is not None:
             cfg = load_toml(config, base=cfg)
     return apply_overrides(cfg, overrides) if overrides else cfg
