@@ -18,8 +18,9 @@ from sym3d_eg3d.networks.rendering import (
     sample_from_planes,
 )
 
+from ._parity import SYNTH, mapping_variants, plane_views
+
 FX = "small"
-SYNTH = dict(noise_mode="const", force_fp32=True)  # what the fixtures used
 
 
 def _build(fx: dict) -> TriPlaneGenerator:
@@ -44,22 +45,7 @@ def G(small_fixture: dict) -> TriPlaneGenerator:
 
 @pytest.fixture(scope="module")
 def mapping_run(G: TriPlaneGenerator, small_fixture: dict) -> dict:
-    fx = small_fixture
-    z, c = fx["z"], fx["c"]
-    out = {
-        "ws": G.mapping(z, c),
-        "ws_trunc": G.mapping(z, c, truncation_psi=0.7, truncation_cutoff=14),
-        "ws_trunc_cutoff7": G.mapping(z, c, truncation_psi=0.7, truncation_cutoff=7),
-        "ws_cond_trunc": G.mapping(z, fx["c_cond"], truncation_psi=0.7, truncation_cutoff=14),
-    }
-    saved = dict(G.rendering_kwargs)
-    try:
-        G.rendering_kwargs["c_gen_conditioning_zero"] = True
-        out["ws_c_zero"] = G.mapping(z, c)
-    finally:
-        G.rendering_kwargs.clear()
-        G.rendering_kwargs.update(saved)
-    return out
+    return mapping_variants(G, small_fixture)
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +55,7 @@ def planes(G: TriPlaneGenerator, mapping_run: dict) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def planes_run(planes: torch.Tensor) -> dict:
-    p64 = planes.double()
-    return {
-        "planes_strided8": planes[..., ::8, ::8],
-        "planes_crop_r112_144_c112_144": planes[..., 112:144, 112:144],
-        "planes_row128": planes[..., 128, :],
-        "planes_col37": planes[..., :, 37],
-        "planes_sum_f64": p64.sum(dim=(-2, -1)),
-        "planes_abssum_f64": p64.abs().sum(dim=(-2, -1)),
-        "planes_sqsum_f64": p64.square().sum(dim=(-2, -1)),
-    }
+    return plane_views(planes, crop=True)
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,9 @@ import torch
 from sym3d_eg3d.networks import ReplayRandom, TriPlaneGenerator, build_generator
 from sym3d_eg3d.networks.rendering import project_onto_planes, sample_from_planes
 
+from ._parity import SYNTH, mapping_variants, plane_views
+
 FX = "sr512"
-SYNTH = dict(noise_mode="const", force_fp32=True)
 IMAGE_SUMS = ("sum_f64", "abssum_f64", "sqsum_f64")
 
 
@@ -58,22 +59,7 @@ def _variant(out: dict, suffix: str, extra: tuple[str, ...] = ()) -> dict:
 
 @pytest.fixture(scope="module")
 def mapping_run(G: TriPlaneGenerator, sr512_fixture: dict) -> dict:
-    fx = sr512_fixture
-    z, c = fx["z"], fx["c"]
-    out = {
-        "ws": G.mapping(z, c),
-        "ws_trunc": G.mapping(z, c, truncation_psi=0.7, truncation_cutoff=14),
-        "ws_trunc_cutoff7": G.mapping(z, c, truncation_psi=0.7, truncation_cutoff=7),
-        "ws_cond_trunc": G.mapping(z, fx["c_cond"], truncation_psi=0.7, truncation_cutoff=14),
-    }
-    saved = dict(G.rendering_kwargs)
-    try:
-        G.rendering_kwargs["c_gen_conditioning_zero"] = True
-        out["ws_c_zero"] = G.mapping(z, c)
-    finally:
-        G.rendering_kwargs.clear()
-        G.rendering_kwargs.update(saved)
-    return out
+    return mapping_variants(G, sr512_fixture)
 
 
 @pytest.fixture(scope="module")
@@ -83,15 +69,7 @@ def planes(G: TriPlaneGenerator, mapping_run: dict) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def planes_run(planes: torch.Tensor) -> dict:
-    p64 = planes.double()
-    return {
-        "planes_strided8": planes[..., ::8, ::8],
-        "planes_row128": planes[..., 128, :],
-        "planes_col37": planes[..., :, 37],
-        "planes_sum_f64": p64.sum(dim=(-2, -1)),
-        "planes_abssum_f64": p64.abs().sum(dim=(-2, -1)),
-        "planes_sqsum_f64": p64.square().sum(dim=(-2, -1)),
-    }
+    return plane_views(planes, crop=False)
 
 
 @pytest.fixture(scope="module")
