@@ -1,1 +1,32 @@
-"""EG3D for sym3d: a faithful port of the EG3D generator, safe checkpoint loading and CUDA kernels."""
+"""EG3D for sym3d: a faithful port of the EG3D generator, safe checkpoint loading and CUDA kernels.
+
+Public API (imported lazily so that plugin discovery stays light):
+
+* :func:`load_checkpoint` — an official ``.pkl`` (read without executing it) or a converted folder.
+* :func:`convert_checkpoint` — ``.pkl`` -> ``generator.safetensors`` + ``generator.json``.
+* :func:`build_eg3d` / :class:`EG3DGenerator` — the :class:`sym3d.protocols.Generator3D` adapter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["load_checkpoint", "convert_checkpoint", "save_generator", "build_eg3d", "EG3DGenerator"]
+
+_LAZY = {
+    "load_checkpoint": "sym3d_eg3d.checkpoints",
+    "convert_checkpoint": "sym3d_eg3d.checkpoints",
+    "save_generator": "sym3d_eg3d.checkpoints",
+    "build_eg3d": "sym3d_eg3d.adapter",
+    "EG3DGenerator": "sym3d_eg3d.adapter",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sym3d_eg3d' has no attribute {name!r}")
