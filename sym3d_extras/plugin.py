@@ -99,3 +99,34 @@ def register_commands(app) -> None:  # noqa: ANN001
     app.command("edit")(edit)
     app.command("demo")(demo)
     bench_app.command("quality")(bench_quality)
+
+
+@hookimpl
+def doctor_checks() -> list[Any]:
+    """Offline weights of the extras: LPIPS trunks and heads, MediaPipe face models."""
+    import importlib.util
+
+    from sym3d.cli.doctor import DoctorCheck
+
+    checks = []
+    try:
+        from sym3d_extras.perceptual.weights import locate_backbone, locate_heads
+
+        for net in ("vgg", "alex"):
+            try:
+                path = locate_backbone(net)
+                heads = locate_heads(net)
+                ok = heads is not None
+                checks.append(DoctorCheck(f"LPIPS-{net} weights", ok, f"{path.name} + {'heads found' if ok else 'no heads'}", "" if ok else "pip install 'sym3d[lpips]'"))
+            except Exception as exc:  # MissingDependencyError and friends: report, never crash doctor
+                checks.append(DoctorCheck(f"LPIPS-{net} weights", False, str(exc).split(" Hint:")[0], "pip install 'sym3d[lpips]'"))
+    except ImportError as exc:  # pragma: no cover
+        checks.append(DoctorCheck("LPIPS weights", False, str(exc), "pip install 'sym3d[lpips]'"))
+    spec = importlib.util.find_spec("mediapipe")
+    if spec is not None and spec.submodule_search_locations:
+        from pathlib import Path
+
+        root = Path(list(spec.submodule_search_locations)[0])
+        model = root / "modules" / "face_landmark" / "face_landmark.tflite"
+        checks.append(DoctorCheck("face landmark model", model.exists(), str(model) if model.exists() else "face_landmark.tflite missing", "" if model.exists() else "pip install 'mediapipe==0.10.21'"))
+    return checks

@@ -239,6 +239,59 @@ def summarize(rows_path: str | Path, *, groups: Iterable[str] = ("near", "far", 
     return out
 
 
+CLAIMS = (
+    # (metric, method, baseline, better): SPI's central claims on far views
+    ("psnr", "spi", "pti", "higher"),
+    ("depth_mae", "spi", "pti", "lower"),
+    ("psnr", "spi", "pti-depth-reg", "higher"),
+    ("depth_mae", "spi", "pti-depth-reg", "lower"),
+)
+
+
+def paired_differences(
+    rows_path: str | Path, *, group: str = "far", min_source: float = 30.0, claims: Sequence[tuple[str, str, str, str]] = CLAIMS
+) -> list[dict[str, Any]]:
+    """Paired per-head differences ``method - baseline`` of group means, with 95% CIs over heads.
+
+    Pairing by head removes head-to-head variation (the same head, source view and target views
+    for both methods). Also reports the ghost-mole ratio ``method / pti`` averaged over all views
+    where the ghost spot is visible.
+    """
+    from sym3d_extras.metrics import confidence_interval
+
+    rows = _load_rows(Path(rows_path))
+    means: dict[tuple, float] = {}
+    acc: dict[tuple, list[float]] = defaultdict(list)
+    ghost: dict[tuple, list[float]] = defaultdict(list)
+    for r in rows:
+        if r["group"] == group:
+            for m in METRICS:
+                if not math.isnan(r[m]):
+                    acc[(r["condition"], r["source_yaw"], r["method"], r["head"], m)].append(r[m])
+        if not math.isnan(r["ghost_err"]):
+            ghost[(r["condition"], r["source_yaw"], r["method"], r["head"])].append(r["ghost_err"])
+    for k, vals in acc.items():
+        means[k] = sum(vals) / len(vals)
+    out = []
+    keys = sorted({(c, s) for (c, s, _m, _h, _x) in acc if s >= min_source})
+    for cond, src in keys:
+        heads = sorted({h for (c, s, _m, h, _x) in acc if (c, s) == (cond, src)})
+        for metric, method, base, better in claims:
+            diffs = [means[(cond, src, method, h, metric)] - means[(cond, src, base, h, metric)] for h in heads if (cond, src, method, h, metric) in means and (cond, src, base, h, metric) in means]
+            if not diffs:
+                continue
+            ci = confidence_interval(diffs) if len(diffs) > 1 else None
+            mean = sum(diffs) / len(diffs)
+            holds = (mean > 0 if better == "higher" else mean < 0) and (ci is None or (ci.low > 0 if better == "higher" else ci.high < 0))
+            out.append({"condition": cond, "source_yaw": src, "claim": f"{metric}: {method} - {base}", "better": better, "heads": len(diffs), "mean": mean, "ci_low": ci.low if ci else float("nan"), "ci_high": ci.high if ci else float("nan"), "significant": holds})
+        g_spi = [sum(ghost[(cond, src, "spi", h)]) / len(ghost[(cond, src, "spi", h)]) for h in heads if ghost.get((cond, src, "spi", h))]
+        g_pti = [sum(ghost[(cond, src, "pti", h)]) / len(ghost[(cond, src, "pti", h)]) for h in heads if ghost.get((cond, src, "pti", h))]
+        if g_spi and g_pti:
+            ratio = (sum(g_spi) / len(g_spi)) / max(sum(g_pti) / len(g_pti), 1e-9)
+            out.append({"condition": cond, "source_yaw": src, "claim": "ghost_err: spi / pti (all views)", "better": "<= 1.5", "heads": len(g_spi), "mean": ratio, "ci_low": float("nan"), "ci_high": float("nan"), "significant": ratio <= 1.5})
+    return out
+
+
 def write_summary(rows_path: str | Path, out_dir: str | Path, *, methods: Sequence[str] | None = None) -> dict[str, Path]:
     """Write ``summary.csv``, ``summary.md`` and one plot per metric (metric vs target yaw per method)."""
     out = Path(out_dir)
@@ -265,6 +318,14 @@ def write_summary(rows_path: str | Path, out_dir: str | Path, *, methods: Sequen
                 v, ci = r.get(m, float("nan")), r.get(f"{m}_ci", float("nan"))
                 cells.append(fmt[m].format(v) + ("" if math.isnan(ci) else " ± " + fmt[m].format(ci)))
             lines.append(f"| {r['source_yaw']:g} | {r['group']} | {r['method']} | {r['heads']} | " + " | ".join(cells) + " |")
+    claims = paired_differences(rows_path)
+    if claims:
+        lines.append("\n### Claims (far views, source yaw >= 30): paired differences over heads, 95% CI\n")
+        lines.append("| condition | source yaw | claim | want | heads | mean | 95% CI | holds |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for c in claims:
+            ci = "" if math.isnan(c["ci_low"]) else f"[{c['ci_low']:+.4g}, {c['ci_high']:+.4g}]"
+            lines.append(f"| {c['condition']} | {c['source_yaw']:g} | {c['claim']} | {c['better']} | {c['heads']} | {c['mean']:+.4g} | {ci} | {'yes' if c['significant'] else 'no'} |")
     (out / "summary.md").write_text("# SymHeads quality benchmark (mean ± 95% CI over heads)\n" + "\n".join(lines) + "\n")
     paths["summary_md"] = out / "summary.md"
     paths.update(_plots(Path(rows_path), out))
