@@ -103,3 +103,24 @@ def test_conformance(small, check):
 def test_build_requires_exactly_one_source():
     with pytest.raises(UserInputError, match="pass network=PATH"):
         build_eg3d()
+
+
+def test_stage1_noise_optimisation_is_used_then_discarded(small):
+    """SPI's optional noise-buffer optimisation: regularised during stage 1, restored afterwards."""
+    import sym3d
+    from sym3d.camera import look_at
+    from sym3d.image import from_model_range
+
+    gen, fx = small
+    before = [b.clone() for b in gen.noise_buffers()]
+    cam = look_at(0.4, 0.0)[None]
+    with torch.no_grad():
+        target = from_model_range(gen.render(fx["ws"][:1], cam[:, None]).image[:, 0]).clamp(0, 1)
+    r = sym3d.invert(
+        target, cam, generator=gen, preset="w+",
+        overrides=["perceptual=mse", "perceptual_resize=0", "latent.steps=3", "latent.optimize_noise=true", "latent.mean_samples=8"],
+    )
+    assert all("noise_reg" in h for h in r.history) and r.history[0]["noise_reg"] > 0
+    assert all(torch.equal(a, b) for a, b in zip(before, gen.noise_buffers()))  # caller's generator untouched
+    assert r.tuned == {}  # w+ preset: no stage 2
+
