@@ -89,16 +89,19 @@ def register_pose_estimators(register) -> None:  # noqa: ANN001
 
 @hookimpl
 def register_commands(app) -> None:  # noqa: ANN001
-    """``sym3d invert``, ``render``, ``edit``, ``demo`` and ``bench quality``."""
+    """``sym3d invert``, ``render``, ``edit``, ``batch``, ``demo``, ``bench quality`` and ``bench batch``."""
     from sym3d.cli.bench_cmd import bench_app
+    from sym3d_extras.batch.cli import batch, bench_batch
     from sym3d_extras.cli import bench_quality, demo
     from sym3d_extras.cli_photos import edit, invert, render
 
     app.command("invert")(invert)
     app.command("render")(render)
     app.command("edit")(edit)
+    app.command("batch")(batch)
     app.command("demo")(demo)
     bench_app.command("quality")(bench_quality)
+    bench_app.command("batch")(bench_batch)
 
 
 @hookimpl
