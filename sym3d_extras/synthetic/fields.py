@@ -59,18 +59,20 @@ class GeneratorField(HeadField):
     def __init__(self, geometry: HeadGeometry, residual: TriPlaneResidual) -> None:
         super().__init__(geometry)
         self.residual = residual
+        # Synthesised once per render and shared by every query of it (fine pass, normals, colour).
+        self.density_planes, self.colour_planes = residual.planes()
 
     def sdf(self, p: torch.Tensor) -> torch.Tensor:
         """``[B, N]`` analytic distance plus the residual offset."""
-        return super().sdf(p) + self.residual.sdf(p)
+        return super().sdf(p) + self.residual.sdf(p, self.density_planes)
 
     def evaluate(self, p: torch.Tensor) -> FieldSample:
         """Distance, albedo, residual radiance and the face label at ``p [B, N, 3]``."""
         hv = self.head(p, with_colour=True)
         assert hv.albedo is not None and hv.face is not None
         return FieldSample(
-            sdf=hv.sdf + self.residual.sdf(p),
+            sdf=hv.sdf + self.residual.sdf(p, self.density_planes),
             albedo=hv.albedo,
-            radiance=self.residual.colour(p),
+            radiance=self.residual.colour(p, self.colour_planes),
             labels=hv.face[..., None],
         )

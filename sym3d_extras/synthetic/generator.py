@@ -177,13 +177,9 @@ class SymHeadsGenerator(nn.Module):
 
     def _residual_active(self) -> bool:
         """Whether the residual can affect this render (skipped when it is exactly zero and needs no gradient)."""
-        params = list(self.residual.parameters())
-        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.residual.parameters()):
             return True
-        return any(
-            bool(p.detach().any())
-            for p in (self.residual.density_planes, self.residual.colour_planes)
-        )
+        return not self.residual.is_zero()
 
     def render(
         self,

@@ -60,8 +60,11 @@ class HeadGeometry:
             (height at the front, front z, slope) of the hairline cut.
         brow_centre, brow_radii: ``[B, 2, 3]`` brow colour regions; ``brow_tilt`` ``[B]``.
         skin, hair, iris, lips, brow: ``[B, 3]`` albedo colours in ``[0, 1]``.
-        blush: ``[B]`` cheek redness; ``texture``: ``[B, 6]`` low-frequency texture coefficients.
-        light_dir: ``[B, 3]`` unit direction toward the light (in the ``x = 0`` plane).
+        blush: ``[B]`` cheek redness; ``texture``: ``[B, 8]`` low-frequency texture coefficients
+            (six symmetric, two antisymmetric).
+        side_tint: ``[B]`` left-right albedo gradient (asymmetric; 0 for symmetric heads).
+        light_dir: ``[B, 3]`` unit direction toward the light (in the ``x = 0`` plane unless the
+            asymmetric azimuth turns it).
         ambient, diffuse: ``[B]`` shading terms (``ambient + diffuse <= 1``).
         quad: ``[B, 8, 34]`` quadric coefficients of all ellipsoid-like primitives (derived).
 
@@ -89,6 +92,7 @@ class HeadGeometry:
     brow: torch.Tensor
     blush: torch.Tensor
     texture: torch.Tensor
+    side_tint: torch.Tensor
     light_dir: torch.Tensor
     ambient: torch.Tensor
     diffuse: torch.Tensor
@@ -247,29 +251,38 @@ def head_geometry(t: Mapping[str, torch.Tensor]) -> HeadGeometry:
         _vec(jaw_w * 1.02, jaw_h, 0.2 * one),
         _vec(0.055 * one, 0.048 * one, 0.06 * one),
     ]
+    # Asymmetric attributes (0 for a symmetric head; see layout.ASYMMETRIC).
+    cheek_asym = 0.15 * t["jaw.cheek_asym"]
+    nose_shift = 0.006 * t["nose.shift"]
+    mouth_shift = 0.008 * t["mouth.shift"]
+    brow_asym = 0.008 * t["brows.height_asym"]
     cheeks = _pair(0.098 * one, cheek_y, face_front - 0.105)
-    tip = _vec(zero, eye_y - nose_len, nose_proj - 0.015)
+    tip = _vec(nose_shift, eye_y - nose_len, nose_proj - 0.015)
     lip_z = face_front - 0.012 + protr
     ears = _pair(sk_rx + ear_out + 0.008, ear_y, -0.005 * one)
     brows = _pair(
         eye_x + 0.004, eye_y + brow_h - 0.01, face_front - 0.045 + 0.006 * t["brows.ridge"]
     )
+    brow_dy = torch.stack([brow_asym, -brow_asym], dim=1)  # [B, 2]: left up, right down (or the reverse)
+    brows = brows + torch.stack([zero[:, None].expand(-1, 2), brow_dy, zero[:, None].expand(-1, 2)], dim=-1)
     ell_c = torch.stack(
         centres
         + [
             cheeks[:, 0],
             cheeks[:, 1],
             tip,
-            _vec(zero, mouth_y + 0.008, lip_z),
-            _vec(zero, mouth_y - 0.01, lip_z - 0.003),
+            _vec(mouth_shift, mouth_y + 0.008, lip_z),
+            _vec(mouth_shift, mouth_y - 0.01, lip_z - 0.003),
         ]
         + [ears[:, 0], ears[:, 1], brows[:, 0], brows[:, 1]],
         dim=1,
     )
-    cheek_rad = _vec(cheek_r, cheek_r * 0.85, cheek_r)
+    cheek_l = cheek_r * (1.0 + cheek_asym)
+    cheek_rr = cheek_r * (1.0 - cheek_asym)
     ell_r = torch.stack(
         radii
-        + [cheek_rad, cheek_rad, _vec(nose_w * 1.15, 0.024 * one, 0.028 * one)]
+        + [_vec(cheek_l, cheek_l * 0.85, cheek_l), _vec(cheek_rr, cheek_rr * 0.85, cheek_rr)]
+        + [_vec(nose_w * 1.15, 0.024 * one, 0.028 * one)]
         + [_vec(mouth_w, upper, upper * 1.3), _vec(mouth_w * 0.92, lower, lower * 1.3)]
         + [_vec(ear_th, ear_size, ear_size * 0.62)] * 2
         + [_vec(0.045 * one, ridge, ridge * 1.1)] * 2,
@@ -299,6 +312,7 @@ def head_geometry(t: Mapping[str, torch.Tensor]) -> HeadGeometry:
     hair_r = _vec(sk_rx + hair_th + temple, sk_ry + hair_th, sk_rz + hair_th + 0.5 * hair_back)
     hairline = torch.stack([hairline_y, face_front * one, curve], dim=-1)
     brow_c = _pair(eye_x + 0.005, eye_y + brow_h, face_front + 0.0 * one)
+    brow_c = brow_c + torch.stack([zero[:, None].expand(-1, 2), brow_dy, zero[:, None].expand(-1, 2)], dim=-1)
     brow_r = torch.stack([_vec(0.043 * one, brow_th, 0.12 * one)] * 2, dim=1)
 
     # Colours (albedo in [0, 1]).
@@ -337,10 +351,12 @@ def head_geometry(t: Mapping[str, torch.Tensor]) -> HeadGeometry:
     lips = _mix(lips, skin, 0.3 * (1.0 - t["lip_colour.saturation"]))
     brow = hair * (0.75 - 0.2 * brow_dark)[:, None]
     blush = 0.05 * (1.0 + t["skin_colour.blush"])
-    texture = 0.06 * torch.stack([t[f"texture.c{i}"] for i in range(6)], dim=-1)
-    # Light in the symmetry plane x = 0.
+    texture = 0.06 * torch.stack([t[f"texture.c{i}"] for i in range(6)] + [t["texture.a0"], t["texture.a1"]], dim=-1)
+    side_tint = 0.08 * t["skin_colour.side_tint"]
+    # Light: in the symmetry plane x = 0 unless the (asymmetric) azimuth turns it sideways.
     elev = v("light.elevation", 0.25, 0.35)
-    light_dir = torch.stack([zero, torch.sin(elev), torch.cos(elev)], dim=-1)
+    azim = 0.6 * t["light.azimuth"]
+    light_dir = torch.stack([torch.cos(elev) * torch.sin(azim), torch.sin(elev), torch.cos(elev) * torch.cos(azim)], dim=-1)
     ambient = v("light.ambient", 0.36, 0.08)
     diffuse = v("light.strength", 0.55, 0.06)
     return HeadGeometry(
@@ -366,6 +382,7 @@ def head_geometry(t: Mapping[str, torch.Tensor]) -> HeadGeometry:
         brow=brow,
         blush=blush,
         texture=texture,
+        side_tint=side_tint,
         light_dir=light_dir,
         ambient=ambient,
         diffuse=diffuse,
@@ -373,7 +390,10 @@ def head_geometry(t: Mapping[str, torch.Tensor]) -> HeadGeometry:
 
 
 def _low_freq_texture(p: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
-    """``[B, N]`` symmetric low-frequency skin modulation ``sum_k coeff_k phi_k(p)``."""
+    """``[B, N]`` low-frequency skin modulation ``sum_k coeff_k phi_k(p)``.
+
+    The first six basis functions are even in x (symmetric), the last two odd (asymmetric).
+    """
     x, y, z = p.unbind(-1)
     basis = torch.stack(
         [
@@ -383,6 +403,8 @@ def _low_freq_texture(p: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
             y / 0.2,
             (z - 0.2) / 0.15,
             torch.cos(2 * math.pi * x / 0.18) * torch.cos(2 * math.pi * y / 0.2),
+            torch.sin(math.pi * x / 0.2),
+            torch.sin(math.pi * x / 0.25) * torch.cos(math.pi * (y + 0.05) / 0.25),
         ],
         dim=-1,
     )
@@ -498,7 +520,7 @@ def evaluate_head(p: torch.Tensor, g: HeadGeometry, *, with_colour: bool = True)
     w_pupil = soft_step(fz - 0.955, 0.01)
 
     cheek = torch.exp(-(((x.abs() - 0.1) ** 2) + (y + 0.04) ** 2) / 0.0025)
-    skin = g.skin[:, None, :] * (1.0 + _low_freq_texture(p, g.texture))[..., None]
+    skin = g.skin[:, None, :] * (1.0 + _low_freq_texture(p, g.texture) + g.side_tint[:, None] * x / 0.2)[..., None]
     skin = skin + (g.blush[:, None] * cheek)[..., None] * torch.tensor([1.0, -0.5, -0.5]).to(p)
     white = torch.tensor([0.93, 0.91, 0.88]).to(p)
     eye_col = white + (g.iris[:, None] - white) * w_iris[..., None]

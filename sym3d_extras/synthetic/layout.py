@@ -17,25 +17,41 @@ import torch
 from sym3d.checks import check_shape
 from sym3d.errors import ConfigError
 
-__all__ = ["ROWS", "NUM_WS", "LatentLayout", "attribute_names"]
+__all__ = ["ROWS", "ASYMMETRIC", "NUM_WS", "LatentLayout", "attribute_names"]
 
 ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("skull", ("width", "height", "depth", "crown_y", "back_z")),
-    ("jaw", ("width", "height", "depth", "chin", "cheek_size", "cheek_height")),
-    ("nose", ("length", "projection", "width", "bridge")),
+    ("jaw", ("width", "height", "depth", "chin", "cheek_size", "cheek_height", "cheek_asym")),
+    ("nose", ("length", "projection", "width", "bridge", "shift")),
     ("eyes", ("spacing", "height", "size", "depth")),
-    ("brows", ("height", "ridge", "thickness", "tilt", "darkness")),
-    ("mouth", ("height", "width", "upper_lip", "lower_lip", "protrusion")),
+    ("brows", ("height", "ridge", "thickness", "tilt", "darkness", "height_asym")),
+    ("mouth", ("height", "width", "upper_lip", "lower_lip", "protrusion", "shift")),
     ("ears", ("size", "protrusion", "height", "thickness")),
     ("hair", ("thickness", "hairline", "back_volume", "temple", "curve")),
-    ("skin_colour", ("tone", "warmth", "blush")),
+    ("skin_colour", ("tone", "warmth", "blush", "side_tint")),
     ("hair_colour", ("darkness", "warmth", "grey")),
     ("eye_colour", ("darkness", "hue", "saturation")),
     ("lip_colour", ("redness", "darkness", "saturation")),
-    ("texture", ("c0", "c1", "c2", "c3", "c4", "c5")),
-    ("light", ("elevation", "ambient", "strength")),
+    ("texture", ("c0", "c1", "c2", "c3", "c4", "c5", "a0", "a1")),
+    ("light", ("elevation", "ambient", "strength", "azimuth")),
 )
 """``(group, attribute names)`` per ``ws`` row, in row order."""
+
+ASYMMETRIC: frozenset[str] = frozenset(
+    {
+        "jaw.cheek_asym",
+        "nose.shift",
+        "brows.height_asym",
+        "mouth.shift",
+        "skin_colour.side_tint",
+        "texture.a0",
+        "texture.a1",
+        "light.azimuth",
+    }
+)
+"""Attributes that break the left/right symmetry (0 for a symmetric head). A real GAN's latent
+space holds such directions too; from a side view they are weakly constrained, which is the
+ambiguity the mirrored view removes."""
 
 NUM_WS: int = len(ROWS)
 
@@ -94,6 +110,23 @@ class LatentLayout:
             for i, name in enumerate(names):
                 out[f"{group}.{name}"] = t[:, i]
         return out
+
+    def symmetrize(self, ws: torch.Tensor) -> torch.Tensor:
+        """``ws`` with every :data:`ASYMMETRIC` readout set to zero (the head becomes mirror-symmetric).
+
+        Removes the components of each row along its asymmetric readout directions; everything
+        else (the symmetric attributes and the unread part of the row) is unchanged.
+        """
+        check_shape(ws, ["B", NUM_WS, self.w_dim], "ws")
+        rows = []
+        for r, (group, names) in enumerate(ROWS):
+            idx = [i for i, n in enumerate(names) if f"{group}.{n}" in ASYMMETRIC]
+            row = ws[:, r]
+            if idx:
+                p = self._proj[r][idx].to(ws)  # [k, w_dim], orthonormal rows
+                row = row - (row @ p.T) @ p
+            rows.append(row)
+        return torch.stack(rows, dim=1)
 
     def encode_row(
         self, row: int, t: Mapping[str, float] | torch.Tensor, base: torch.Tensor | None = None

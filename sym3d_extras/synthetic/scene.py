@@ -63,7 +63,8 @@ class SymHeadsScene:
         resolution: default image side of :meth:`render`.
 
     Attributes:
-        ws: ``[1, num_ws, w_dim]`` the ground-truth latent part.
+        ws: ``[1, num_ws, w_dim]`` the ground-truth latent part (mirror-symmetric: its asymmetric
+            components are zero, see :meth:`LatentLayout.symmetrize`).
         geometry: the analytic head of ``ws``.
         mole_position, ghost_position: ``[3]`` world positions of the mole (on the skin surface)
             and of its mirror image.
@@ -84,7 +85,8 @@ class SymHeadsScene:
         with torch.no_grad():
             z = torch.randn(1, self.world.z_dim, generator=torch.Generator().manual_seed(self.seed))
             c = torch.zeros(1, 25)
-            self.ws = self.world.mapping(z, c, truncation_psi=truncation_psi)
+            # The true latent part is mirror-symmetric: its asymmetric components are removed.
+            self.ws = self.world.layout.symmetrize(self.world.mapping(z, c, truncation_psi=truncation_psi))
             self.geometry: HeadGeometry = self.world.decode(self.ws)
             self.field = SceneField(self.geometry, asymmetry, self.seed)
         self.mole_position = self.field.mole_position
