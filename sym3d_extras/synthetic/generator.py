@@ -63,6 +63,9 @@ class SymHeadsGenerator(nn.Module):
         "tune.early_stop=0",
         "tune.num_views=2",
         "tune.mirror.crop_size=40",  # SPI crops 80 px at 256; the same fraction at 128
+        # Depth changes in this world are ~0.005 world units (MSE ~1e-5): SPI's weight 1 has no
+        # effect at that scale; 100 restores the pivot's geometry (chosen on development heads).
+        "tune.depth_reg.weight=100",
     )
 
     def __init__(
