@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -22,7 +23,7 @@ RegionLossFn = Callable[..., torch.Tensor]
 """``loss(pred, target, boxes [B,R,4], mask=None, weight_mask=None) -> [B]`` (contextual loss in boxes)."""
 
 
-class BasePrior:
+class BasePrior(abc.ABC):
     """Convenience base: stores ``name``, ``stages``, ``every`` and asks for no extra views.
 
     Subclasses override :meth:`views` if they need renders and implement :meth:`__call__`.
@@ -39,8 +40,9 @@ class BasePrior:
         """No extra views by default."""
         return None
 
-    def __call__(self, ctx: PriorContext, views: PriorViews | None) -> dict[str, torch.Tensor]:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __call__(self, ctx: PriorContext, views: PriorViews | None) -> dict[str, torch.Tensor]:
+        """Return the prior's weighted loss terms (see :meth:`sym3d.protocols.Prior.__call__`)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, stages={self.stages}, every={self.every})"

@@ -250,7 +250,7 @@ class _BiasActCurve(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        raise NotImplementedError(
+        raise RuntimeError(
             "bias_act: the CUDA kernel provides first- and second-order gradients only; "
             "use impl='ref' for third-order gradients."
         )
