@@ -101,7 +101,7 @@ def invert(
     estimator = None
     if labels is None:
         estimator = default_registry().build("pose", pose)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
     outcomes, failures = [], []
     for i, img in enumerate(images):
         t0 = time.perf_counter()

@@ -44,3 +44,9 @@ def eg3d_small() -> dict:
 def _seed_and_threads():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _terminal_width(monkeypatch):
+    """Help texts render at a fixed width whatever terminal (or CI log) runs the tests."""
+    monkeypatch.setenv("COLUMNS", "120")

@@ -51,7 +51,7 @@ def batch(
 
     from sym3d_extras.cli_photos import _check_progress
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
     if summary is not None:
         from sym3d_extras.batch.summary import print_summary, summarize
 

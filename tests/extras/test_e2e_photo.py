@@ -79,7 +79,8 @@ def test_every_output_is_written(inverted):
     assert {"reconstruction", "mesh"} <= set(metrics) and metrics["mesh"]["watertight"]
 
 
-def test_rerun_refuses_to_overwrite_then_overwrites(inverted, astronaut, small_pkl, capsys):
+def test_rerun_refuses_to_overwrite_then_overwrites(inverted, astronaut, small_pkl, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")  # messages must not be hard-wrapped in narrow terminals or CI logs
     out = inverted.parent
     code = main(["invert", str(astronaut), "--generator", "eg3d", "--network", str(small_pkl), "--out", str(out), *FAST])
     assert code == 2
