@@ -7,6 +7,8 @@ if numerical parity with SPI's weights matters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -94,8 +96,8 @@ def l1_loss(
     return _pixel_loss((pred - target).abs(), mask, dims, reduction)
 
 
-class MSELoss(nn.Module):
-    """Module form of :func:`mse_loss`; satisfies :class:`sym3d.protocols.Loss`.
+class _PixelLossModule(nn.Module):
+    """Module form of a masked pixel loss function ``_loss``; satisfies :class:`sym3d.protocols.Loss`.
 
     Args:
         reduction: default reduction, overridable per call.
@@ -104,6 +106,8 @@ class MSELoss(nn.Module):
         - pred, target: ``(B, C, H, W)`` in ``[0, 1]``; mask: ``(B, 1, H, W)``.
         - output: ``(B,)`` for ``"none"``, else ``()``.
     """
+
+    _loss: Callable[..., torch.Tensor]
 
     def __init__(self, reduction: Reduction = "mean") -> None:
         super().__init__()
@@ -118,33 +122,16 @@ class MSELoss(nn.Module):
         mask: torch.Tensor | None = None,
         reduction: Reduction | None = None,
     ) -> torch.Tensor:
-        """See :func:`mse_loss`."""
-        return mse_loss(pred, target, mask=mask, reduction=reduction or self.reduction)
+        return type(self)._loss(pred, target, mask=mask, reduction=reduction or self.reduction)
 
 
-class L1Loss(nn.Module):
-    """Module form of :func:`l1_loss`; satisfies :class:`sym3d.protocols.Loss`.
+class MSELoss(_PixelLossModule):
+    """Module form of :func:`mse_loss` (see :class:`_PixelLossModule` for arguments and shapes)."""
 
-    Args:
-        reduction: default reduction, overridable per call.
+    _loss = staticmethod(mse_loss)
 
-    Shape:
-        - pred, target: ``(B, C, H, W)`` in ``[0, 1]``; mask: ``(B, 1, H, W)``.
-        - output: ``(B,)`` for ``"none"``, else ``()``.
-    """
 
-    def __init__(self, reduction: Reduction = "mean") -> None:
-        super().__init__()
-        check_reduction(reduction)
-        self.reduction: Reduction = reduction
+class L1Loss(_PixelLossModule):
+    """Module form of :func:`l1_loss` (see :class:`_PixelLossModule` for arguments and shapes)."""
 
-    def forward(
-        self,
-        pred: torch.Tensor,
-        target: torch.Tensor,
-        *,
-        mask: torch.Tensor | None = None,
-        reduction: Reduction | None = None,
-    ) -> torch.Tensor:
-        """See :func:`l1_loss`."""
-        return l1_loss(pred, target, mask=mask, reduction=reduction or self.reduction)
+    _loss = staticmethod(l1_loss)
