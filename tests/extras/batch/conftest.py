@@ -110,8 +110,11 @@ def read_events(manifest: Path) -> list[dict]:
         db.close()
 
 
-def kill_worker_of(manifest: Path, key: str, stop: threading.Event, timeout: float = 120.0) -> dict:
+def kill_worker_of(manifest: Path, key: str, stop: threading.Event, timeout: float = 900.0) -> dict:
     """Wait until ``key`` is running, then SIGKILL its worker process; returns what was killed.
+
+    Waits until the batch ends (``stop``) or ``timeout`` seconds: on a loaded machine starting Ray
+    and loading the generators alone can take minutes.
 
     The worker's pid is the manifest's ``worker`` column (``host:pid``), the same for a local
     worker process and a Ray actor.
