@@ -13,6 +13,7 @@ from typing import Any, Literal, TextIO
 
 import attrs
 
+from sym3d.cli.renderer_base import NoOpContext, Off
 from sym3d.engine.events import CheckpointSaved, Resumed, StageFinished, StageStarted, StepFinished
 
 __all__ = ["ProgressKind", "make_progress", "format_losses"]
@@ -28,19 +29,8 @@ def format_losses(losses: Mapping[str, float], limit: int = 4) -> str:
     return " ".join(f"{k} {v:.4g}" for k, v in items[:limit])
 
 
-class _Off:
-    def __call__(self, event: Any) -> None:
-        pass
-
-    def __enter__(self) -> _Off:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
 @attrs.define
-class _Plain:
+class _Plain(NoOpContext):
     stream: TextIO
     every: int = 25
     prefix: str = ""
@@ -59,15 +49,9 @@ class _Plain:
         elif isinstance(event, Resumed):
             print(f"{p}resumed {event.stage} at step {event.step} from {event.path}", file=self.stream, flush=True)
 
-    def __enter__(self) -> _Plain:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
 
 @attrs.define
-class _Json:
+class _Json(NoOpContext):
     stream: TextIO
     prefix: str = ""
 
@@ -76,12 +60,6 @@ class _Json:
         if self.prefix:
             data["item"] = self.prefix
         print(json.dumps(data), file=self.stream, flush=True)
-
-    def __enter__(self) -> _Json:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 class _Rich:
@@ -137,7 +115,7 @@ def make_progress(kind: ProgressKind = "rich", *, prefix: str = "", stream: Text
         prefix: label of the item (e.g. the image name in batch runs).
     """
     if kind == "off":
-        return _Off()
+        return Off()
     if kind == "json":
         return _Json(stream or sys.stdout, prefix)
     if kind == "rich" and sys.stderr.isatty():

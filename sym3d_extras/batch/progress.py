@@ -13,6 +13,8 @@ from typing import Any, TextIO
 
 import attrs
 
+from sym3d.cli.renderer_base import NoOpContext, Off
+
 __all__ = ["BatchStarting", "BatchStarted", "ItemStarted", "ItemFinished", "BatchFinished", "make_batch_progress", "headline_metrics"]
 
 
@@ -101,7 +103,7 @@ def _line(event: Any) -> str | None:
 
 
 @attrs.define
-class _Plain:
+class _Plain(NoOpContext):
     stream: TextIO
 
     def __call__(self, event: Any) -> None:
@@ -109,36 +111,13 @@ class _Plain:
         if text is not None:
             print(text, file=self.stream, flush=True)
 
-    def __enter__(self) -> _Plain:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
 
 @attrs.define
-class _Json:
+class _Json(NoOpContext):
     stream: TextIO
 
     def __call__(self, event: Any) -> None:
         print(json.dumps({"event": type(event).__name__, **attrs.asdict(event)}, default=str), file=self.stream, flush=True)
-
-    def __enter__(self) -> _Json:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
-class _Off:
-    def __call__(self, event: Any) -> None:
-        pass
-
-    def __enter__(self) -> _Off:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 class _Rich:
@@ -214,7 +193,7 @@ def make_batch_progress(kind: str = "rich", *, stream: TextIO | None = None) -> 
             default stdout) or ``"off"``.
     """
     if kind == "off":
-        return _Off()
+        return Off()
     if kind == "json":
         return _Json(stream or sys.stdout)
     if kind == "rich" and sys.stderr.isatty():
