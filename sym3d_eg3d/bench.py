@@ -94,21 +94,46 @@ class _PeakMemory:
             self.peak = max(0, max(self._max, _rss_bytes()) - self._base)
 
 
-def _time(fn: Callable[[], Any], device: torch.device, repeats: int) -> tuple[float, float]:
-    """Median ms over ``repeats`` calls (after one warm-up) and the peak memory (MB) of one call."""
+def _release_freed_memory() -> None:
+    """Return freed heap pages to the OS (glibc ``malloc_trim``) so an RSS delta shows a call's peak."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _once(fn: Callable[[], Any], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
+
+
+def _peak_mb(fn: Callable[[], Any], device: torch.device) -> float:
+    _release_freed_memory()
     with _PeakMemory(device) as mem:
         fn()
-    return 1000.0 * statistics.median(times), mem.peak / 2**20
+    return mem.peak / 2**20
+
+
+def _time_interleaved(fns: Sequence[Callable[[], Any]], device: torch.device, repeats: int) -> list[float]:
+    """Median ms of each function over ``repeats`` rounds that call every function once in turn.
+
+    Interleaving makes slow drifts of a shared machine hit all functions alike, so their ratios
+    stay meaningful. Each function is called once before timing (warm-up).
+    """
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            times[k].append(_once(fn, device))
+    return [1000.0 * statistics.median(t) for t in times]
 
 
 def bench_eg3d(
@@ -117,9 +142,13 @@ def bench_eg3d(
     neural_resolutions: Sequence[int] = (32, 64),
     views: Sequence[int] = (1, 6),
     device: str | torch.device = "cpu",
-    repeats: int = 3,
+    repeats: int = 5,
 ) -> list[BenchRow]:
-    """Forward and forward+backward time and peak memory of :meth:`EG3DGenerator.render`."""
+    """Forward and forward+backward time and peak memory of :meth:`EG3DGenerator.render`.
+
+    For each config and resolution the view counts are timed in interleaved rounds (see
+    :func:`_time_interleaved`); times are medians over ``repeats`` rounds.
+    """
     from sym3d_eg3d.adapter import build_eg3d
 
     dev = torch.device(device)
@@ -127,27 +156,38 @@ def bench_eg3d(
     for name in configs:
         gen = build_eg3d(init_kwargs=load_config_kwargs(name), device=dev)
         ws = gen.mapping(torch.randn(1, gen.z_dim, device=dev), look_at(0.0, 0.0, device=dev)[None]).detach()
+        params = list(gen.tunable_parameters("all").values())
         for res in neural_resolutions:
+            forwards, backwards = [], []
             for v in views:
                 cams = look_at(torch.linspace(-0.5, 0.5, v), 0.0, device=dev)[None]
-
-                def forward() -> None:
-                    with torch.no_grad():
-                        gen.render(ws, cams, neural_resolution=res)
-
-                params = list(gen.tunable_parameters("all").values())
-
-                def forward_backward() -> None:
-                    for p in params:
-                        p.requires_grad_(True)
-                        p.grad = None
-                    out = gen.render(ws, cams, neural_resolution=res)
-                    (out.image.square().mean() + out.depth.mean()).backward()
-                    for p in params:
-                        p.requires_grad_(False)
-                        p.grad = None
-
-                f_ms, f_mb = _time(forward, dev, repeats)
-                fb_ms, fb_mb = _time(forward_backward, dev, repeats)
-                rows.append(BenchRow(name, res, v, f_ms, fb_ms, f_mb, fb_mb))
+                forwards.append(_forward(gen, ws, cams, res))
+                backwards.append(_forward_backward(gen, ws, cams, res, params))
+            f_ms = _time_interleaved(forwards, dev, repeats)
+            fb_ms = _time_interleaved(backwards, dev, repeats)
+            for k, v in enumerate(views):
+                f_mb, fb_mb = _peak_mb(forwards[k], dev), _peak_mb(backwards[k], dev)
+                rows.append(BenchRow(name, res, v, f_ms[k], fb_ms[k], f_mb, fb_mb))
     return rows
+
+
+def _forward(gen: Any, ws: torch.Tensor, cams: torch.Tensor, res: int) -> Callable[[], None]:
+    def forward() -> None:
+        with torch.no_grad():
+            gen.render(ws, cams, neural_resolution=res)
+
+    return forward
+
+
+def _forward_backward(gen: Any, ws: torch.Tensor, cams: torch.Tensor, res: int, params: list) -> Callable[[], None]:
+    def forward_backward() -> None:
+        for p in params:
+            p.requires_grad_(True)
+            p.grad = None
+        out = gen.render(ws, cams, neural_resolution=res)
+        (out.image.square().mean() + out.depth.mean()).backward()
+        for p in params:
+            p.requires_grad_(False)
+            p.grad = None
+
+    return forward_backward

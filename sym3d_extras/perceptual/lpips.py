@@ -158,6 +158,17 @@ class LPIPS(nn.Module):
         self.register_buffer("scale", torch.tensor(LPIPS_SCALE).reshape(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
+        # (input copy, unit-normalised taps) of the last few constant targets; see _target_features.
+        self._target_cache: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
+
+    def __getstate__(self) -> dict:
+        """Pickle without the target cache (it is only a speed-up)."""
+        state = self.__dict__.copy()
+        state["_target_cache"] = []
+        return state
+
+    TARGET_CACHE_SIZE = 4
+    """Constant targets whose features are kept (an inversion compares against a few fixed images)."""
 
     @property
     def heads(self) -> list[torch.Tensor]:
@@ -173,6 +184,26 @@ class LPIPS(nn.Module):
             x = F.interpolate(x, size=(self.resize_to, self.resize_to), mode="bilinear", align_corners=False)
         x = (2.0 * x - 1.0 - self.shift.to(dtype=x.dtype)) / self.scale.to(dtype=x.dtype)
         return self.net(x)
+
+    def _target_features(self, target: torch.Tensor) -> list[torch.Tensor]:
+        """Unit-normalised taps of ``target``; reused while the same constant target comes back.
+
+        An inversion compares hundreds of renders with the same few targets (the photo, its
+        mirror, the pseudo labels), so their trunk pass is done once. The cache matches by
+        value (``torch.equal`` on a stored copy), never by identity, so a changed target is
+        never served stale features. Targets that need gradients are not cached.
+        """
+        if torch.is_grad_enabled() and target.requires_grad:
+            return [_unit_normalize(f) for f in self._features(target)]
+        for k, (seen, feats) in enumerate(self._target_cache):
+            if seen.shape == target.shape and seen.dtype == target.dtype and seen.device == target.device and torch.equal(seen, target):
+                self._target_cache.append(self._target_cache.pop(k))  # most recently used last
+                return feats
+        with torch.no_grad():
+            feats = [_unit_normalize(f) for f in self._features(target)]
+        self._target_cache.append((target.detach().clone(), feats))
+        del self._target_cache[: -self.TARGET_CACHE_SIZE]
+        return feats
 
     def layer_distances(
         self,
@@ -195,12 +226,10 @@ class LPIPS(nn.Module):
         if self.resize_to is None and min(dims["H"], dims["W"]) < 16:
             raise ShapeError("pred", "[B,3,H,W] with H, W >= 16 (or set resize_to)", pred.shape)
         feats_pred = self._features(pred)
-        # the target usually needs no gradient: a separate pass keeps it out of the backward graph
-        with torch.set_grad_enabled(torch.is_grad_enabled() and target.requires_grad):
-            feats_target = self._features(target)
+        feats_target = self._target_features(target)
         terms = []
         for k, (fp, ft) in enumerate(zip(feats_pred, feats_target, strict=True)):
-            diff = (_unit_normalize(fp) - _unit_normalize(ft)).square()  # [B, C_k, h, w]
+            diff = (_unit_normalize(fp) - ft).square()  # [B, C_k, h, w]
             per_pixel = F.conv2d(diff, self.heads[k].to(dtype=diff.dtype))  # [B, 1, h, w]
             if mask is None:
                 terms.append(per_pixel.mean(dim=(1, 2, 3)))

@@ -282,6 +282,36 @@ class TestLPIPS:
         torch.testing.assert_close(d64.float(), d.detach(), atol=1e-5, rtol=1e-4)
 
     @needs_vgg
+    def test_constant_targets_reuse_their_features_by_value(self):
+        mod = LPIPS("vgg", resize_to=None)
+        trunk_calls = []
+        hook = mod.net.register_forward_hook(lambda *_: trunk_calls.append(1))
+        x, y = _structured(1, 32), _structured(1, 32, seed=3)
+        first = mod(x, y)
+        assert len(trunk_calls) == 2  # pred + target
+        again = mod(x, y.clone())  # a new tensor with the same values: a cache hit
+        assert len(trunk_calls) == 3 and torch.equal(first, again)
+
+        changed = y.clone()
+        changed[..., :8, :8] = 0.5  # same shape, other values: recomputed, and right
+        got = mod(x, changed)
+        assert len(trunk_calls) == 5
+        fresh = LPIPS("vgg", resize_to=None)
+        torch.testing.assert_close(got, fresh(x, changed), atol=0, rtol=0)
+
+        for seed in range(10, 10 + mod.TARGET_CACHE_SIZE + 2):
+            mod(x, _structured(1, 32, seed=seed))
+        assert len(mod._target_cache) == mod.TARGET_CACHE_SIZE
+
+        target = y.clone().requires_grad_(True)  # a target that needs gradients is never cached
+        before, cached = len(trunk_calls), len(mod._target_cache)
+        mod(x, target).backward()
+        assert len(trunk_calls) == before + 2 and len(mod._target_cache) == cached
+        assert target.grad is not None and target.grad.abs().sum() > 0
+        hook.remove()
+        assert mod._target_cache and pickle.loads(pickle.dumps(mod))._target_cache == []
+
+    @needs_vgg
     def test_function_equals_module(self):
         x, y = _structured(2, 48), _structured(2, 48, seed=5)
         mod = LPIPS("vgg", resize_to=32)
