@@ -56,7 +56,6 @@ class Decoder(Protocol):
     def decode(self, mean_features: torch.Tensor) -> dict: ...
 
 
-
 def plane_axes_matrices(order: PlaneOrder = "released") -> torch.Tensor:
     """The ``[3, 3, 3]`` plane matrices ``A_k`` such that ``(p @ inv(A_k))[:2]`` is plane k's grid point.
 
@@ -183,8 +182,8 @@ def sample_plane_mean(
     weights; corners outside a plane read the zero border. All 4 * P rows of a point are summed
     by one ``embedding_bag`` over channels-last rows, which on the CPU is several times faster
     than ``grid_sample`` followed by a strided mean (forward and backward). Gradients flow to
-    ``rows`` and, through the weights, to ``coordinates``. Float rounding differs from the
-    two-step reference by about 1e-7.
+    ``rows`` and, through the weights, to ``coordinates``. The summation order differs from the
+    two-step reference, so values differ by float rounding (about 1e-6 for unit-scale features).
 
     Args:
         plane_axes: ``[P, 3, 3]``.
@@ -215,7 +214,9 @@ def sample_plane_mean(
     with torch.no_grad():
         stride = w + 3
         first = torch.arange(n * p, device=ix.device).view(n, 1, p) * ((h + 3) * stride)
-        nw = (first + (y0 + 1).long() * stride + (x0 + 1).long()).unsqueeze(-1)  # [N, M, P, 1]
+        # A NaN point reads a valid row with NaN weights, so NaN propagates as with grid_sample.
+        col, row = x0.nan_to_num(-1).long() + 1, y0.nan_to_num(-1).long() + 1
+        nw = (first + row * stride + col).unsqueeze(-1)  # [N, M, P, 1]
         index = (nw + torch.tensor([0, 1, stride, stride + 1], device=nw.device)).reshape(n * m, p * 4)
     summed = _WeightedRowSum.apply(rows, index, weights.to(rows.dtype))
     return (summed / p).reshape(n, m, ch)

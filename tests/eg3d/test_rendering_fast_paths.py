@@ -93,8 +93,18 @@ def test_render_does_not_depend_on_the_ray_chunk(scene) -> None:
         renderer.ray_chunk = chunk
         outputs.append(renderer(planes, decoder, origins, directions, options, random=torch.Generator().manual_seed(3)))
     whole, chunked = outputs[1], outputs[0]
-    for a, b in zip(chunked, whole):
+    for a, b in zip(chunked, whole, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
-    # The clamp is batch-wide: the clamped depths span exactly the sample-depth range.
+    # The clamp is batch-wide: every depth stays within the range of all sample depths.
     lo = torch.minimum(whole.depths_coarse.min(), whole.depths_fine.min())
-    assert whole.depth.min() >= lo
+    hi = torch.maximum(whole.depths_coarse.max(), whole.depths_fine.max())
+    assert whole.depth.min() >= lo and whole.depth.max() <= hi
+
+
+def test_nan_points_give_nan_like_grid_sample() -> None:
+    planes = torch.randn(1, 3, 4, 8, 8)
+    points = torch.tensor([[[0.1, 0.2, float("nan")], [0.1, 0.1, 0.1]]])
+    axes = plane_axes_matrices()
+    fast = sample_plane_mean(axes, plane_rows(planes), tuple(planes.shape), points, 1.0)
+    assert torch.isnan(fast[0, 0]).all() and torch.isfinite(fast[0, 1]).all()
+    torch.testing.assert_close(fast[0, 1], sample_from_planes(axes, planes, points, 1.0).mean(1)[0, 1], atol=1e-6, rtol=0)
