@@ -81,11 +81,16 @@ def project_onto_planes(plane_axes: torch.Tensor, coordinates: torch.Tensor) -> 
         coordinates: ``[N, M, 3]`` points (already scaled to the planes' [-1, 1] range).
 
     Returns:
-        ``[N, P, M, 2]`` grid coordinates ``(x = column, y = row)``.
+        ``[N, P, M, 2]`` grid coordinates ``(x = column, y = row)`` (a view of an
+        ``[N, M, P, 2]``-ordered tensor).
 
     """
+    n, m, _ = coordinates.shape
+    p = plane_axes.shape[0]
     inv = torch.linalg.inv(plane_axes.to(coordinates.dtype))  # [P, 3, 3]
-    return torch.matmul(coordinates.unsqueeze(1), inv.unsqueeze(0))[..., :2]
+    # One GEMM for all planes: column block k of the right factor is inv(A_k).
+    grid = coordinates.reshape(n * m, 3) @ inv.permute(1, 0, 2).reshape(3, 3 * p)
+    return grid.view(n, m, p, 3)[..., :2].permute(0, 2, 1, 3)
 
 
 def sample_from_planes(
@@ -198,10 +203,7 @@ def sample_plane_mean(
     """
     n, p, ch, h, w = plane_shape
     m = coordinates.shape[1]
-    inv = torch.linalg.inv(plane_axes.to(coordinates.dtype))  # [P, 3, 3]
-    # One GEMM for all planes: column block k of the right factor is inv(A_k).
-    grid = (((2 / box_warp) * coordinates).reshape(n * m, 3) @ inv.permute(1, 0, 2).reshape(3, 3 * p))
-    grid = grid.view(n, m, p, 3)[..., :2].float()  # [N, M, P, 2] (x = column, y = row)
+    grid = project_onto_planes(plane_axes, (2 / box_warp) * coordinates).transpose(1, 2).float()  # [N, M, P, 2]
     # grid_sample's unnormalisation for align_corners=False. Outside [-1, W] (resp. [-1, H]) both
     # corners are off the plane, so clamping there changes neither the value (0) nor the gradient (0).
     ix = (((grid[..., 0] + 1) * w - 1) / 2).clamp(-1, w)
@@ -397,6 +399,9 @@ class ImportanceRenderer(nn.Module):
 
     """
 
+    ray_chunk: int = 4096
+    """Rays per chunk in :meth:`forward` (a speed setting; results do not depend on it)."""
+
     def __init__(self, plane_order: PlaneOrder = "released") -> None:
         super().__init__()
         self.ray_marcher = MipRayMarcher2()
@@ -477,9 +482,6 @@ class ImportanceRenderer(nn.Module):
         depth = torch.clamp(depth, lo_depth, hi_depth)
         return RenderResult(rgb, depth, weights_sum, depths_coarse, depths_fine)
 
-    ray_chunk: int = 4096
-    """Rays per chunk in :meth:`forward` (a speed setting; results do not depend on it)."""
-
     def _render_chunk(
         self,
         plane_shape: tuple[int, ...],
@@ -504,7 +506,7 @@ class ImportanceRenderer(nn.Module):
 
         _, _, weights = self.ray_marcher(colors_coarse, densities_coarse, depths_coarse, opts, clamp_depth=False)
         n_importance = u_importance.shape[-1]
-        depths_fine = self.sample_importance(depths_coarse, weights, n_importance, u_importance.reshape(n * r, n_importance))
+        depths_fine = self.sample_importance(depths_coarse, weights, u_importance.reshape(n * r, n_importance))
 
         coords = (ray_origins.unsqueeze(-2) + depths_fine * ray_directions.unsqueeze(-2)).reshape(n, -1, 3)
         out = self._decode_points(plane_shape, rows, decoder, coords, opts)
@@ -596,15 +598,12 @@ class ImportanceRenderer(nn.Module):
         u = draw_uniform(source, depths.shape, "stratified", like=depths)
         return depths + u * delta
 
-    def sample_importance(
-        self, depths: torch.Tensor, weights: torch.Tensor, n_importance: int, source: RandomSource | torch.Tensor
-    ) -> torch.Tensor:
-        """Draw ``n_importance`` depths per ray from the coarse weights: ``[N, R, n_importance, 1]``.
+    def sample_importance(self, depths: torch.Tensor, weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Importance depths per ray from the coarse weights: ``[N, R, n_importance, 1]``.
 
         The weights (``[N, R, D-1, 1]``) are smoothed with a 2-tap max then a 2-tap mean filter
-        plus 0.01, and sampled over the bins between consecutive coarse-depth midpoints.
-        ``source`` is a random source or the ``[N * R, n_importance]`` uniform draw itself.
-        No gradients flow through the result.
+        plus 0.01, and sampled over the bins between consecutive coarse-depth midpoints at the
+        uniform draw ``u`` (``[N * R, n_importance]``). No gradients flow through the result.
         """
         with torch.no_grad():
             n, r, s, _ = depths.shape
@@ -616,24 +615,19 @@ class ImportanceRenderer(nn.Module):
             weights = weights + 0.01
             mids = 0.5 * (depths[:, :-1] + depths[:, 1:])
             # Quirk (official): the end weights are dropped, so the last bin midpoint is never used.
-            samples = self.sample_pdf(mids, weights[:, 1:-1], n_importance, source)
-            return samples.detach().reshape(n, r, n_importance, 1)
+            samples = self.sample_pdf(mids, weights[:, 1:-1], u)
+            return samples.detach().reshape(n, r, -1, 1)
 
     @staticmethod
     def sample_pdf(
-        bins: torch.Tensor,
-        weights: torch.Tensor,
-        n_importance: int,
-        source: RandomSource | torch.Tensor,
-        eps: float = 1e-5,
+        bins: torch.Tensor, weights: torch.Tensor, u: torch.Tensor, eps: float = 1e-5
     ) -> torch.Tensor:
         """Inverse-CDF sampling of a piecewise-linear CDF.
 
         Args:
             bins: ``[B, K+1]`` bin edges (only the first ``K+1`` entries can be reached).
             weights: ``[B, K]`` non-negative bin weights.
-            n_importance: samples per row.
-            source: source of the ``[B, n_importance]`` uniform draw, or that draw.
+            u: ``[B, n_importance]`` uniform draws in [0, 1).
             eps: added to the weights; CDF steps below it count as flat.
 
         Returns:
@@ -641,15 +635,13 @@ class ImportanceRenderer(nn.Module):
 
         """
         n_rays, n_bins = weights.shape
+        n_importance = u.shape[-1]
         weights = weights + eps
         pdf = weights / torch.sum(weights, -1, keepdim=True)
         cdf = torch.cumsum(pdf, -1)
         cdf = torch.cat([torch.zeros_like(cdf[:, :1]), cdf], -1)  # [B, K+1]
 
-        if isinstance(source, torch.Tensor):
-            u = source.to(cdf.dtype).contiguous()
-        else:
-            u = draw_uniform(source, (n_rays, n_importance), "importance", like=cdf).contiguous()
+        u = u.to(cdf.dtype).contiguous()
         inds = torch.searchsorted(cdf, u, right=True)
         below = torch.clamp_min(inds - 1, 0)
         above = torch.clamp_max(inds, n_bins)

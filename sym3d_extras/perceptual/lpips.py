@@ -109,6 +109,9 @@ class LPIPS(nn.Module):
     shift: torch.Tensor
     scale: torch.Tensor
 
+    TARGET_CACHE_SIZE = 4
+    """Constant targets whose features are kept (an inversion compares against a few fixed images)."""
+
     def __init__(
         self,
         net: Net = "vgg",
@@ -166,9 +169,6 @@ class LPIPS(nn.Module):
         state = self.__dict__.copy()
         state["_target_cache"] = []
         return state
-
-    TARGET_CACHE_SIZE = 4
-    """Constant targets whose features are kept (an inversion compares against a few fixed images)."""
 
     @property
     def heads(self) -> list[torch.Tensor]:
