@@ -61,12 +61,19 @@ class NonFiniteError(UserInputError, ValueError):
     """A tensor holds NaN or infinite values."""
 
 
-class ImageLoadError(UserInputError, OSError):
-    """An image file could not be read or is unusable. Carries ``path`` and ``reason``."""
+class InputFileError(UserInputError, OSError):
+    """An input file is missing, unreadable, too large or not a regular file (FIFO, device, ...).
+
+    Carries ``path`` and ``reason``; the message is ``<path>: <reason>``.
+    """
 
     def __init__(self, path: Any, reason: str, *, hint: str | None = None) -> None:
         self.path, self.reason = str(path), reason
         super().__init__(f"{self.path}: {reason}", hint=hint)
+
+
+class ImageLoadError(InputFileError):
+    """An image file could not be read or is unusable."""
 
 
 class FaceNotFoundError(UserInputError):
