@@ -166,6 +166,10 @@ class LightingEstimate:
             normals (how well the visible pairs span the lighting functions).
         num_pairs: ``[B]`` visible mirror pairs used (pixels whose mirror point passed every test).
         inlier_fraction: ``[B]`` share of those pairs the robust fit kept (mean over channels).
+        asymmetry: ``[B]`` mean ``|S(M n) / S(n) - 1|`` of the fit over the pairs' normals (the
+            largest over channels): how far the fitted light is from mirror-symmetric.
+        symmetric: ``[B]`` bool: ``asymmetry`` is below ``min_asymmetry``, so the light is taken
+            as symmetric and the constant light is used (the plain mirror; ``ok`` stays true).
         order: SH order (1 or 2).
     """
 
@@ -176,6 +180,8 @@ class LightingEstimate:
     condition_number: torch.Tensor
     num_pairs: torch.Tensor
     inlier_fraction: torch.Tensor
+    asymmetry: torch.Tensor
+    symmetric: torch.Tensor
     order: int
 
     def shading(self, normals: torch.Tensor) -> torch.Tensor:
@@ -247,6 +253,7 @@ def estimate_mirror_lighting(
     min_facing: float = 0.15,
     min_pairs: int = 64,
     max_condition: float | None = None,
+    min_asymmetry: float = 0.025,
     ridge: float = 1e-3,
     iterations: int = 6,
     max_resolution: int = 128,
@@ -264,7 +271,9 @@ def estimate_mirror_lighting(
     iteratively reweighted least squares (Huber, then Tukey) drops pairs that break the symmetry
     (a mole, a fringe, wrong geometry).
 
-    The fit is refused (``ok`` false, constant light, a ``reason``) with fewer than
+    A fit whose light is mirror-symmetric within ``min_asymmetry`` is replaced by the constant
+    light (``symmetric`` true): the relit mirror is then the plain one. The fit is refused
+    (``ok`` false, constant light, a ``reason``) with fewer than
     ``min_pairs`` pairs, a condition number above ``max_condition``, fewer than half the pairs
     kept, or a fitted shading that is not positive on the pairs. No gradient flows through the
     estimate.
@@ -284,6 +293,9 @@ def estimate_mirror_lighting(
         normal_agreement: minimum cosine between the mirror pixel's normal and ``M n``.
         min_facing: minimum cosine between each normal and its direction to the camera.
         min_pairs: fewest pairs for a fit.
+        min_asymmetry: a fitted light whose shading ratio differs from 1 by less than this on
+            average over the pairs is taken as symmetric (the plain mirror): a correction that
+            small is below what the fit can resolve (``docs/engine.md``).
         max_condition: largest accepted condition number; default ``1e4`` for order 1 and
             ``1e6`` for order 2 (whose quadratic functions are nearly collinear over a face).
         ridge: Tikhonov weight relative to the total pair weight.
@@ -309,8 +321,8 @@ def estimate_mirror_lighting(
     with torch.no_grad():
         return _estimate(
             image, depth, cameras, mask, normals, depth_kind, order, k, channels,
-            occlusion_threshold, normal_agreement, min_facing, min_pairs, max_condition, ridge,
-            iterations, max_resolution,
+            occlusion_threshold, normal_agreement, min_facing, min_pairs, max_condition,
+            min_asymmetry, ridge, iterations, max_resolution,
         )  # fmt: skip
 
 
@@ -329,6 +341,7 @@ def _estimate(
     min_facing: float,
     min_pairs: int,
     max_condition: float,
+    min_asymmetry: float,
     ridge: float,
     iterations: int,
     max_resolution: int,
@@ -408,6 +421,8 @@ def _estimate(
     positive = ((s_n > 0.05) & (s_mn > 0.05)) | ~pair
     frac_bad = ((~positive) & pair).to(dt).sum(-1) / pair.to(dt).sum(-1).clamp_min(1.0)
     bad_shading = frac_bad.amax(-1)
+    dev = ((s_mn.clamp_min(0.05) / s_n.clamp_min(0.05) - 1.0).abs() * pair).sum(-1)
+    asymmetry = (dev / pair.to(dt).sum(-1).clamp_min(1.0)).amax(-1)
 
     reasons: list[str] = []
     for i in range(b):
@@ -438,7 +453,8 @@ def _estimate(
     ok = torch.tensor([r == "" for r in reasons], device=image.device)
     constant = torch.zeros_like(coef)
     constant[..., 0] = 1.0 / _C0
-    used = torch.where(ok[:, None, None], coef.nan_to_num(0.0), constant)
+    symmetric = ok & (asymmetry < min_asymmetry)
+    used = torch.where((ok & ~symmetric)[:, None, None], coef.nan_to_num(0.0), constant)
     return LightingEstimate(
         coefficients=used,
         fitted=coef,
@@ -447,6 +463,8 @@ def _estimate(
         condition_number=cond,
         num_pairs=num_pairs,
         inlier_fraction=inlier,
+        asymmetry=asymmetry,
+        symmetric=symmetric,
         order=order,
     )
 
