@@ -94,7 +94,7 @@ def sh_basis(normals: torch.Tensor, order: int = 2) -> torch.Tensor:
 def sh_mirror_parity(
     order: int = 2, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    """``[K]`` signs ``e_k`` with ``Y_k(M n) = e_k Y_k(n)`` for the mirror ``M = diag(-1, 1, 1)``."""
+    """``[K]`` signs ``e_k`` with ``Y_k(M n) = e_k Y_k(n)``, mirror ``M = diag(-1, 1, 1)``."""
     k = _num_coefficients(order)
     return torch.tensor(_PARITY[:k], device=device, dtype=dtype)
 
@@ -152,7 +152,8 @@ def depth_normals(
 class LightingEstimate:
     """Second-order (or first-order) SH lighting fitted from mirror pairs, for ``B`` images.
 
-    Shading is ``S(n) = sum_k coefficients[..., k] Y_k(n)`` with ``coefficients[..., 0] = 1 / Y_00``:
+    Shading is ``S(n) = sum_k coefficients[..., k] Y_k(n)`` with
+    ``coefficients[..., 0] = 1 / Y_00``:
     the light's mean over the sphere is fixed to 1 (the scale is not identifiable; see
     ``docs/engine.md``). Only the ratio ``S(M n) / S(n)`` is used by the relighting.
 
@@ -221,7 +222,10 @@ def _nanmedian_abs(r: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 def _solve(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor, ridge: float) -> torch.Tensor:
-    """Weighted ridge least squares ``argmin_x sum w (a x - b)^2 + ridge sum(w) |x|^2``: ``[..., P]``."""
+    """Weighted ridge least squares ``argmin_x sum w (a x - b)^2 + ridge sum(w) |x|^2``.
+
+    Returns ``[..., P]``.
+    """
     aw = a * w[..., None]
     gram = aw.transpose(-1, -2) @ a
     rhs = (aw * b[..., None]).sum(-2)
@@ -367,7 +371,9 @@ def _estimate(
     uv, z_m = project_points(mirror_pts, cameras)  # [B, N, 2], [B, N]
     grid = (uv * 2.0 - 1.0).reshape(b, h, w, 2)
     stack = torch.cat([img, z, m, n], dim=1)
-    sampled = F.grid_sample(stack, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    sampled = F.grid_sample(
+        stack, grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
     img_m, z_s, m_m = sampled[:, :c], sampled[:, c : c + 1], sampled[:, c + 1 : c + 2]
     n_m = F.normalize(sampled[:, c + 2 :], dim=1)
 

@@ -40,7 +40,9 @@ def _rgb(value: object) -> tuple[float, float, float]:
     try:
         rgb = tuple(float(v) for v in value)  # type: ignore[union-attr]
     except (TypeError, ValueError):
-        raise ConfigError(f"light_colour: expected three numbers (R, G, B), got {value!r}.") from None
+        raise ConfigError(
+            f"light_colour: expected three numbers (R, G, B), got {value!r}."
+        ) from None
     if len(rgb) != 3 or min(rgb) < 0:
         raise ConfigError(f"light_colour: expected three numbers >= 0 (R, G, B), got {value!r}.")
     return rgb  # type: ignore[return-value]
@@ -284,7 +286,7 @@ class SceneField(HeadField):
         self.light_colour = torch.tensor(config.light_colour, dtype=ld.dtype)
 
     def shade(self, normal: torch.Tensor) -> torch.Tensor:
-        """Light at normals ``[B, N, 3]``: ``[B, N, 1]`` for the head's own light, else ``[B, N, 3]``.
+        """Light at normals ``[B, N, 3]``: ``[B, N, 1]`` (the head's own light) or ``[B, N, 3]``.
 
         ``ambient + diffuse * (colour * max(0, n . l_key) + fill * max(0, n . l_fill))``.
         """

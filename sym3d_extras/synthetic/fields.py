@@ -33,7 +33,7 @@ class HeadField:
         self.diffuse = geometry.diffuse
 
     def shade(self, normal: torch.Tensor) -> torch.Tensor:
-        """``[B, N, 1]`` Lambertian light ``ambient + diffuse * max(0, n . l)`` at normals ``[B, N, 3]``."""
+        """``[B, N, 1]`` light ``ambient + diffuse * max(0, n . l)`` at normals ``[B, N, 3]``."""
         lambert = (normal * self.light_dir[:, None, :]).sum(-1).clamp_min(0.0)
         return (self.ambient[:, None] + self.diffuse[:, None] * lambert)[..., None]
 

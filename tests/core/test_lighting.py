@@ -189,7 +189,10 @@ def test_relit_mirror_matches_the_true_mirrored_view(side_view):
     plain, relit = psnr(out.flipped, truth, both), psnr(out.image, truth, both)
     assert relit > 30.0 and relit - plain > 12.0
     # Outside the mask the mirror is untouched.
-    assert torch.equal(out.image[..., mirror_image(mask)[0, 0] == 0], out.flipped[..., mirror_image(mask)[0, 0] == 0])
+    assert torch.equal(
+        out.image[..., mirror_image(mask)[0, 0] == 0],
+        out.flipped[..., mirror_image(mask)[0, 0] == 0],
+    )
     assert out.shading.shape == (1, 1, 64, 64) and out.ratio.shape == (1, 1, 64, 64)
 
 
@@ -236,7 +239,11 @@ def test_batch_rgb_and_resolution(side_view):
     )  # fmt: skip
     single = relight_mirror(image2, depth2, cam2, mask2)
     assert torch.allclose(batch.image[1:], single.image, atol=1e-5)
-    assert float(batch.estimate.coefficients[1, 0, 3]) < 0 < float(batch.estimate.coefficients[0, 0, 3])
+    assert (
+        float(batch.estimate.coefficients[1, 0, 3])
+        < 0
+        < float(batch.estimate.coefficients[0, 0, 3])
+    )
     rgb = estimate_mirror_lighting(image, depth, cam, mask, channels="rgb", ridge=0.0)
     assert rgb.coefficients.shape == (1, 3, 4)
     assert torch.allclose(rgb.coefficients[0, :, 3] * C1, torch.full((3,), 0.45), atol=0.03)
