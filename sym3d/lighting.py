@@ -537,13 +537,12 @@ def relight_mirror(
     check_shape(mask, ["B", 1, "Hm", "Wm"], "mask", dims=dims)
     if max_ratio < 1.0:
         raise ConfigError(f"max_ratio: expected a value >= 1, got {max_ratio}.")
+    if normals is None:
+        normals = depth_normals(depth, cameras, depth_kind=depth_kind)
     if estimate is None:
         estimate = estimate_mirror_lighting(
             image, depth, cameras, mask, normals=normals, depth_kind=depth_kind, **fit_options
         )  # type: ignore[arg-type]
-    if normals is None:
-        z = ray_distance_to_z(depth, cameras) if depth_kind == "ray" else depth
-        normals = depth_normals(z, cameras)
     size = (image.shape[-2], image.shape[-1])
     ratio = F.interpolate(
         estimate.mirror_ratio(normals, max_ratio=max_ratio), size=size, mode="bilinear",
