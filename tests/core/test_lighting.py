@@ -277,3 +277,15 @@ def test_bad_inputs_raise_typed_errors(side_view):
         depth_normals(depth, cam, depth_kind="disparity")
     with pytest.raises(ConfigError, match="max_ratio"):
         relight_mirror(image, depth, cam, mask, max_ratio=0.5)
+
+
+def test_frontal_view_relit_mirror_is_the_photo_itself():
+    # At a frontal camera the mirrored camera is the same camera, so the true mirrored view is
+    # the photo: the relit mirror must move the flipped photo back onto it.
+    cam = look_at(0.0, 0.0, pivot=(0.0, 0.0, 0.0))[None]
+    assert torch.allclose(mirror_camera(cam), cam, atol=1e-6)
+    image, depth, mask, _ = ellipsoid_view(cam)
+    out = relight_mirror(image, depth, cam, mask)
+    both = mask * mirror_image(mask)
+    assert bool(out.estimate.ok)
+    assert psnr(out.image, image, both) > psnr(out.flipped, image, both) + 12.0
