@@ -150,22 +150,22 @@ def depth_normals(
 
 @attrs.frozen(kw_only=True)
 class LightingEstimate:
-    """Second-order (or first-order) SH lighting fitted from mirror pairs, for ``B`` images.
+    """First- or second-order SH lighting fitted from mirror pairs, for ``B`` images.
 
     Shading is ``S(n) = sum_k coefficients[..., k] Y_k(n)`` with
-    ``coefficients[..., 0] = 1 / Y_00``:
-    the light's mean over the sphere is fixed to 1 (the scale is not identifiable; see
+    ``coefficients[..., 0] = 1 / Y_00``: the light's mean over the sphere is fixed to 1 (the scale is not identifiable; see
     ``docs/engine.md``). Only the ratio ``S(M n) / S(n)`` is used by the relighting.
 
     Attributes:
-        coefficients: ``[B, C, K]`` the coefficients to use: the fit where ``ok``, else the
-            constant light (ratio 1, the plain mirror). ``C`` is 1 (grey) or 3 (per channel).
+        coefficients: ``[B, C, K]`` the coefficients to use: the fit where ``ok`` and not
+            ``symmetric``, else the constant light (ratio 1, the plain mirror). ``C`` is 1 (grey) or 3 (per channel).
         fitted: ``[B, C, K]`` the fit itself, also where it was refused.
         ok: ``[B]`` bool: the fit passed every check.
         reason: one string per image: ``""`` when ok, else why the plain mirror is used.
         condition_number: ``[B]`` of the scaled Gram matrix of the SH basis over the pairs'
             normals (how well the visible pairs span the lighting functions).
-        num_pairs: ``[B]`` visible mirror pairs used (pixels whose mirror point passed every test).
+        num_pairs: ``[B]`` visible mirror pairs (pixels whose mirror point passed the mask,
+            depth, normal and facing tests).
         inlier_fraction: ``[B]`` share of those pairs the robust fit kept (mean over channels).
         asymmetry: ``[B]`` mean ``|S(M n) / S(n) - 1|`` of the fit over the pairs' normals (the
             largest over channels): how far the fitted light is from mirror-symmetric.
