@@ -153,12 +153,13 @@ class LightingEstimate:
     """First- or second-order SH lighting fitted from mirror pairs, for ``B`` images.
 
     Shading is ``S(n) = sum_k coefficients[..., k] Y_k(n)`` with
-    ``coefficients[..., 0] = 1 / Y_00``: the light's mean over the sphere is fixed to 1 (the scale is not identifiable; see
-    ``docs/engine.md``). Only the ratio ``S(M n) / S(n)`` is used by the relighting.
+    ``coefficients[..., 0] = 1 / Y_00``: the light's mean over the sphere is fixed to 1 (the
+    scale is not identifiable; see ``docs/engine.md``). Only the ratio ``S(M n) / S(n)`` is used by the relighting.
 
     Attributes:
         coefficients: ``[B, C, K]`` the coefficients to use: the fit where ``ok`` and not
-            ``symmetric``, else the constant light (ratio 1, the plain mirror). ``C`` is 1 (grey) or 3 (per channel).
+            ``symmetric``, else the constant light (ratio 1, the plain mirror). ``C`` is 1
+            (grey) or 3 (per channel).
         fitted: ``[B, C, K]`` the fit itself, also where it was refused.
         ok: ``[B]`` bool: the fit passed every check.
         reason: one string per image: ``""`` when ok, else why the plain mirror is used.

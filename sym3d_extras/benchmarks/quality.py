@@ -84,7 +84,9 @@ def parse_condition(name: str) -> dict[str, Any]:
     owner: dict[str, str] = {}
     for token in tokens:
         if token not in CONDITION_TOKENS:
-            raise ConfigError(f"condition {name!r}: unknown factor {token!r}; known factors: {known}.")
+            raise ConfigError(
+                f"condition {name!r}: unknown factor {token!r}; known factors: {known}."
+            )
         for key, value in CONDITION_TOKENS[token].items():
             if key in owner:
                 raise ConfigError(
@@ -97,7 +99,10 @@ def parse_condition(name: str) -> dict[str, Any]:
 
 
 def condition_asymmetry(name: str) -> Any:
-    """The :class:`~sym3d_extras.synthetic.AsymmetryConfig` of a condition name (:func:`parse_condition`)."""
+    """The :class:`~sym3d_extras.synthetic.AsymmetryConfig` of a condition name.
+
+    See :func:`parse_condition`.
+    """
     from sym3d_extras.synthetic import AsymmetryConfig
 
     return AsymmetryConfig(**parse_condition(name))
