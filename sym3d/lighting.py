@@ -154,7 +154,8 @@ class LightingEstimate:
 
     Shading is ``S(n) = sum_k coefficients[..., k] Y_k(n)`` with
     ``coefficients[..., 0] = 1 / Y_00``: the light's mean over the sphere is fixed to 1 (the
-    scale is not identifiable; see ``docs/engine.md``). Only the ratio ``S(M n) / S(n)`` is used by the relighting.
+    scale is not identifiable; see ``docs/engine.md``). Only the ratio ``S(M n) / S(n)`` is
+    used by the relighting.
 
     Attributes:
         coefficients: ``[B, C, K]`` the coefficients to use: the fit where ``ok`` and not
