@@ -1,15 +1,20 @@
 """Entry point: builds the typer app, mounts plugin commands, maps errors to exit codes.
 
 Exit codes: 0 success; 1 a sym3d error that is not the user's fault (or any unexpected error);
-2 a user mistake (bad option, bad file, bad config). Errors print one line on stderr; the
-traceback only with ``--debug`` (or ``SYM3D_DEBUG=1``).
+2 a user mistake (bad option, bad file, bad config, an output folder that cannot be written);
+130 interrupted (Ctrl-C). Errors print one line on stderr; the traceback only with ``--debug``
+(or ``SYM3D_DEBUG=1``). sym3d's own warnings (:class:`~sym3d.errors.Sym3DWarning`) print as one
+``warning: ...`` line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 import typer
 
@@ -51,6 +56,40 @@ def _print_error(exc: BaseException, *, code: int) -> None:
     console.print(Text.assemble((label, "bold red"), str(exc).strip() or type(exc).__name__))
 
 
+INTERRUPTED = "interrupted; re-run the same command to resume."
+"""The line printed on Ctrl-C (exit code 130). Interrupted inversions and batches resume from
+their checkpoints when the same command runs again."""
+
+_USER_OS_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOSPC, errno.EDQUOT)
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``<path>: <reason>`` for an OSError about a file the user chose (permissions, read-only, ...)."""
+    names = [n for n in (exc.filename, exc.filename2) if n]
+    where = f"{names[0]}: " if names else ""
+    return f"{where}{exc.strerror or exc} (check the folder or file you passed and its permissions)."
+
+
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Show :class:`~sym3d.errors.Sym3DWarning` as ``warning: <message>`` (others as Python does)."""
+    from sym3d.errors import Sym3DWarning
+
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        if isinstance(category, type) and issubclass(category, Sym3DWarning):
+            print(f"warning: {message}", file=file or sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit code (also raises SystemExit when run as a script)."""
     from sym3d.cli.app import build_app
@@ -60,24 +99,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit_types, abort_types, click_types = _click_exception_types()
     try:
         app = build_app()
-        result = app(args=args, prog_name="sym3d", standalone_mode=False)
+        with _one_line_warnings():
+            result = app(args=args, prog_name="sym3d", standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except exit_types as exc:
         code = getattr(exc, "exit_code", 0)
-    except abort_types:
-        print("Aborted.", file=sys.stderr)
+    except abort_types as exc:  # click turns Ctrl-C into Abort; a declined prompt is one too
+        ctrl_c = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
+        print(INTERRUPTED if ctrl_c else "Aborted.", file=sys.stderr)
         code = 130
     except click_types as exc:
         exc.show()
         code = 2
     except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         code = 130
     except Sym3DError as exc:
         if debug:
             raise
         code = 2 if isinstance(exc, UserInputError) else 1
         _print_error(exc, code=code)
+    except OSError as exc:
+        if debug or exc.errno not in _USER_OS_ERRORS:
+            if debug:
+                raise
+            _print_error(RuntimeError(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"), code=1)
+            code = 1
+        else:
+            code = 2
+            _print_error(RuntimeError(_os_error_line(exc)), code=2)
     except Exception as exc:  # unexpected: one line plus how to see more
         if debug:
             raise
