@@ -261,8 +261,10 @@ def invert(
 
 
 def _load_result(result_dir: Path, network: Path | None, device: str) -> tuple[Any, Any]:
+    from sym3d.checks import check_device
     from sym3d.engine.result import InversionResult
 
+    check_device(device)  # before reading anything
     result = InversionResult.load(result_dir)
     options = dict(result.generator_options)
     if network is not None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 
@@ -90,6 +92,29 @@ def _one_line_warnings() -> Iterator[None]:
         warnings.showwarning = original
 
 
+@contextlib.contextmanager
+def _watch_sigint() -> Iterator[list[bool]]:
+    """Yield a list that becomes ``[True]`` once SIGINT arrives (which still raises KeyboardInterrupt).
+
+    Installed only over Python's default handler in the main thread: an ignored SIGINT stays
+    ignored, and a command that installs its own handler (``sym3d batch``) prints its own line.
+    """
+    seen: list[bool] = []
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield seen
+        return
+
+    def handler(signum, frame):  # noqa: ANN001, ANN202
+        seen.append(True)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit code (also raises SystemExit when run as a script)."""
     from sym3d.cli.app import build_app
@@ -99,14 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit_types, abort_types, click_types = _click_exception_types()
     try:
         app = build_app()
-        with _one_line_warnings():
+        with _one_line_warnings(), _watch_sigint() as sigint:
             result = app(args=args, prog_name="sym3d", standalone_mode=False)
         code = result if isinstance(result, int) else 0
+        if code == 130 and sigint:  # typer turns Ctrl-C into a silent exit code 130
+            print(INTERRUPTED, file=sys.stderr)
     except exit_types as exc:
         code = getattr(exc, "exit_code", 0)
-    except abort_types as exc:  # click turns Ctrl-C into Abort; a declined prompt is one too
-        ctrl_c = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
-        print(INTERRUPTED if ctrl_c else "Aborted.", file=sys.stderr)
+    except abort_types:  # a declined or cancelled prompt
+        print("Aborted.", file=sys.stderr)
         code = 130
     except click_types as exc:
         exc.show()
@@ -120,14 +146,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 2 if isinstance(exc, UserInputError) else 1
         _print_error(exc, code=code)
     except OSError as exc:
-        if debug or exc.errno not in _USER_OS_ERRORS:
-            if debug:
-                raise
-            _print_error(RuntimeError(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"), code=1)
-            code = 1
-        else:
+        if debug:
+            raise
+        if exc.errno in _USER_OS_ERRORS:  # a folder or file the user chose: permissions, read-only, full
             code = 2
             _print_error(RuntimeError(_os_error_line(exc)), code=2)
+        else:
+            code = 1
+            _print_error(RuntimeError(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"), code=1)
     except Exception as exc:  # unexpected: one line plus how to see more
         if debug:
             raise
