@@ -157,7 +157,7 @@ def _label_checks(raw: torch.Tensor) -> list[tuple[torch.Tensor, Callable[[int],
     """
     n = raw.shape[0]
     finite = torch.isfinite(raw)
-    c = torch.where(finite, raw, torch.zeros_like(raw))  # non-finite labels fail the first check only
+    c = torch.where(finite, raw, torch.zeros_like(raw))  # non-finite: only the first check fails
     m, k = c[:, :16].reshape(n, 4, 4), c[:, 16:].reshape(n, 3, 3)
     rot, pos = m[:, :3, :3], m[:, :3, 3]
     eye = torch.eye(3, dtype=c.dtype)
@@ -166,7 +166,7 @@ def _label_checks(raw: torch.Tensor) -> list[tuple[torch.Tensor, Callable[[int],
     dist = pos.norm(dim=-1)
     fx, fy, skew, cx, cy = k[:, 0, 0], k[:, 1, 1], k[:, 0, 1], k[:, 0, 2], k[:, 1, 2]
     lo, hi = FOCAL_RANGE
-    rest = torch.stack([k[:, 1, 0], k[:, 2, 0], k[:, 2, 1], k[:, 2, 2] - 1.0], dim=-1).abs().amax(-1)
+    rest = torch.stack([k[:, 1, 0], k[:, 2, 0], k[:, 2, 1], k[:, 2, 2] - 1.0], -1).abs().amax(-1)
     depth = -(pos * rot[:, :, 2]).sum(-1)  # depth of the world origin along the optical axis
     uv, _ = project_points(torch.zeros(n, 1, 3, dtype=c.dtype), c)
     uv = uv[:, 0]
@@ -176,13 +176,14 @@ def _label_checks(raw: torch.Tensor) -> list[tuple[torch.Tensor, Callable[[int],
         return f"entry {j} ({label_entry_name(j)}) is {float(raw[i, j])}; expected a finite number."
 
     def bad_last_row(i: int) -> str:
-        return f"the last row of cam2world (entries 12-15) is {_fmt(m[i, 3])}; expected [0, 0, 0, 1]."
+        row = _fmt(m[i, 3])
+        return f"the last row of cam2world (entries 12-15) is {row}; expected [0, 0, 0, 1]."
 
     def bad_rotation(i: int) -> str:
         what = "all zero (no pose)" if float(rot[i].abs().max()) == 0.0 else "not orthonormal"
         return (
-            f"the rotation cam2world[:3, :3] is {what}: max |R^T R - I| = {float(ortho_err[i]):.3g}, "
-            f"expected at most {ROTATION_TOLERANCE:g}."
+            f"the rotation cam2world[:3, :3] is {what}: max |R^T R - I| = "
+            f"{float(ortho_err[i]):.3g}, expected at most {ROTATION_TOLERANCE:g}."
         )
 
     def bad_focal(i: int) -> str:
@@ -195,40 +196,47 @@ def _label_checks(raw: torch.Tensor) -> list[tuple[torch.Tensor, Callable[[int],
 
     def bad_principal(i: int) -> str:
         name, v = ("cx", float(cx[i])) if not 0.0 <= float(cx[i]) <= 1.0 else ("cy", float(cy[i]))
-        return f"the principal point {name} = {v:.4g} is outside the image [0, 1]; expected 0.5 for a centred crop."
+        return (
+            f"the principal point {name} = {v:.4g} is outside the image [0, 1]; "
+            "expected 0.5 for a centred crop."
+        )
 
+    def far(i: int) -> str:
+        return (
+            f"the camera is {float(dist[i]):.4g} units from the world origin (cam2world[:3][3] = "
+            f"{_fmt(pos[i])}); expected at most {MAX_CAMERA_DISTANCE:g} (EG3D FFHQ: {FFHQ_RADIUS})."
+        )
+
+    def off_image(i: int) -> str:
+        u, v = float(uv[i, 0]), float(uv[i, 1])
+        return (
+            f"the camera does not look at the head: the world origin appears at ({u:.3g}, {v:.3g}) "
+            "in normalised image coordinates, outside [0, 1]."
+        )
+
+    reflection = "the rotation cam2world[:3, :3] has determinant -1 (a reflection); expected +1."
+    behind = "the head (the world origin) is behind the camera; the camera must look at the head."
+    det = (rot[:, :, 0] * torch.linalg.cross(rot[:, :, 1], rot[:, :, 2], dim=-1)).sum(-1)
     return [
         (~finite.all(-1), non_finite),
         (ortho_err > ROTATION_TOLERANCE, bad_rotation),
-        (
-            (rot[:, :, 0] * torch.linalg.cross(rot[:, :, 1], rot[:, :, 2], dim=-1)).sum(-1) < 0,
-            lambda i: "the rotation cam2world[:3, :3] has determinant -1 (a reflection); expected +1.",
-        ),
+        (det < 0, lambda i: reflection),
         ((m[:, 3] - last_row).abs().amax(-1) > 1e-3, bad_last_row),
-        (
-            dist > MAX_CAMERA_DISTANCE,
-            lambda i: f"the camera is {float(dist[i]):.4g} units from the world origin (cam2world[:3][3] = "
-            f"{_fmt(pos[i])}); expected at most {MAX_CAMERA_DISTANCE:g} (EG3D FFHQ: {FFHQ_RADIUS}).",
-        ),
+        (dist > MAX_CAMERA_DISTANCE, far),
         ((fx < lo) | (fx > hi) | (fy < lo) | (fy > hi), bad_focal),
         (
             skew.abs() > 0.01 * fx,
-            lambda i: f"the skew intrinsics[0][1] is {float(skew[i]):.4g}; expected 0 (at most 1% of fx).",
+            lambda i: f"the skew intrinsics[0][1] is {float(skew[i]):.4g}; expected 0 (at most "
+            "1% of fx).",
         ),
         ((cx < 0) | (cx > 1) | (cy < 0) | (cy > 1), bad_principal),
         (
             rest > 1e-3,
-            lambda i: f"the intrinsics' last two rows are {_fmt(k[i, 1:])}; expected [0, fy, cy] and [0, 0, 1].",
+            lambda i: f"the intrinsics' last two rows are {_fmt(k[i, 1:])}; expected [0, fy, cy] "
+            "and [0, 0, 1].",
         ),
-        (
-            depth <= 0,
-            lambda i: "the head (the world origin) is behind the camera; the camera must look at the head.",
-        ),
-        (
-            ((uv < 0) | (uv > 1)).any(-1),
-            lambda i: f"the camera does not look at the head: the world origin appears at "
-            f"({float(uv[i, 0]):.3g}, {float(uv[i, 1]):.3g}) in normalised image coordinates, outside [0, 1].",
-        ),
+        (depth <= 0, lambda i: behind),
+        (((uv < 0) | (uv > 1)).any(-1), off_image),
     ]
 
 
@@ -236,11 +244,12 @@ def first_bad_camera_label(cameras: torch.Tensor) -> tuple[int, str] | None:
     """Find the first camera label of ``cameras [..., 25]`` that is not a usable EG3D camera.
 
     Checked, in this order: every entry finite; the rotation is orthonormal within
-    :data:`ROTATION_TOLERANCE`, with determinant +1; the last row of cam2world is ``0 0 0 1``; the camera is
-    at most :data:`MAX_CAMERA_DISTANCE` from the world origin; the intrinsics are a normalised
-    pinhole matrix (``fx, fy`` in :data:`FOCAL_RANGE`, skew at most 1% of ``fx``, principal point
-    inside the image, last rows ``[0 fy cy]`` and ``[0 0 1]``); the head (the world origin) lies
-    in front of the camera and projects inside the image. Vectorised over the labels.
+    :data:`ROTATION_TOLERANCE`, with determinant +1; the last row of cam2world is ``0 0 0 1``;
+    the camera is at most :data:`MAX_CAMERA_DISTANCE` from the world origin; the intrinsics are a
+    normalised pinhole matrix (``fx, fy`` in :data:`FOCAL_RANGE`, skew at most 1% of ``fx``,
+    principal point inside the image, last rows ``[0 fy cy]`` and ``[0 0 1]``); the head (the
+    world origin) lies in front of the camera and projects inside the image. Vectorised over the
+    labels.
 
     Args:
         cameras: ``[..., 25]`` labels, any float dtype (checked in float64 on the CPU).
@@ -263,7 +272,7 @@ def first_bad_camera_label(cameras: torch.Tensor) -> tuple[int, str] | None:
 
 
 def check_camera_labels(cameras: torch.Tensor, name: str = "camera") -> None:
-    """Raise :class:`~sym3d.errors.CameraLabelError` unless every label of ``cameras [..., 25]`` is usable.
+    """Raise :class:`~sym3d.errors.CameraLabelError` unless all of ``cameras [..., 25]`` are usable.
 
     See :func:`first_bad_camera_label` for what is checked. The message names ``name`` (with the
     flattened index of the bad label when there are several) and the problem.

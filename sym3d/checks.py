@@ -138,6 +138,9 @@ def check_same_device(*named: tuple[str, torch.Tensor]) -> None:
             )
 
 
+CPU_HINT = "use --device cpu."
+
+
 def check_device(device: str | torch.device, name: str = "--device") -> torch.device:
     """Parse ``device`` and check it exists on this machine; return it as a ``torch.device``.
 
@@ -152,21 +155,23 @@ def check_device(device: str | torch.device, name: str = "--device") -> torch.de
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
         raise UserInputError(
-            f"{name} {device!r}: not a device name; expected cpu, cuda or cuda:N.", hint="use --device cpu."
+            f"{name} {device!r}: not a device name; expected cpu, cuda or cuda:N.",
+            hint="use --device cpu.",
         ) from None
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise UserInputError(f"{name} {device}: no CUDA device is visible.", hint="use --device cpu.")
+            raise UserInputError(f"{name} {device}: no CUDA device is visible.", hint=CPU_HINT)
         if dev.index is not None and dev.index >= count:
             raise UserInputError(
-                f"{name} {device}: only {count} CUDA device(s) are visible (cuda:0..cuda:{count - 1}).",
+                f"{name} {device}: only {count} CUDA device(s) are visible "
+                f"(cuda:0..cuda:{count - 1}).",
                 hint="pick one of those, or use --device cpu.",
             )
     elif dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise UserInputError(f"{name} mps: Apple's MPS device is not available here.", hint="use --device cpu.")
+            raise UserInputError(f"{name} mps: Apple's MPS device is not available.", hint=CPU_HINT)
     elif dev.type != "cpu":
-        raise UserInputError(f"{name} {device!r}: sym3d runs on cpu, cuda or mps; got {dev.type}.", hint="use --device cpu.")
+        raise UserInputError(f"{name} {device!r}: sym3d runs on cpu, cuda or mps.", hint=CPU_HINT)
     return dev

@@ -62,7 +62,7 @@ class NonFiniteError(UserInputError, ValueError):
 
 
 class CameraLabelError(UserInputError, ValueError):
-    """A camera label is not a usable EG3D camera (non-finite, not a rotation, bad intrinsics, ...)."""
+    """A camera label is not a usable EG3D camera (non-finite, no rotation, bad intrinsics, ...)."""
 
 
 class InputFileError(UserInputError, OSError):

@@ -72,7 +72,7 @@ def _max_pixels(max_pixels: int | None) -> int:
     except ValueError:
         value = 0
     if value <= 0:
-        raise UserInputError(f"SYM3D_MAX_PIXELS: expected a positive whole number of pixels, got {env!r}.")
+        raise UserInputError(f"SYM3D_MAX_PIXELS: expected a positive pixel count, got {env!r}.")
     return value
 
 
@@ -167,15 +167,15 @@ def _check_size(p: Path, w: int, h: int, limit: int) -> None:
     if max(w, h) > MAX_ASPECT_RATIO * min(w, h):
         raise ImageLoadError(
             p,
-            f"image is {w}x{h} pixels, an aspect ratio of {max(w, h) / min(w, h):.0f}:1; expected at most "
-            f"{MAX_ASPECT_RATIO:g}:1 (a photo with a face).",
+            f"image is {w}x{h} pixels, an aspect ratio of {max(w, h) / min(w, h):.0f}:1; expected "
+            f"at most {MAX_ASPECT_RATIO:g}:1 (a photo with a face).",
             hint="crop the photo around the face.",
         )
 
 
 @contextlib.contextmanager
 def _open_image(path: str | os.PathLike, limit: int) -> Iterator[tuple[Path, Any]]:
-    """Open a regular image file with Pillow (header only) and check its size; yields ``(path, img)``."""
+    """Open a regular image file with Pillow (header only), check its size; yield (path, img)."""
     from PIL import Image, UnidentifiedImageError
 
     p = Path(path)
@@ -192,7 +192,8 @@ def _open_image(path: str | os.PathLike, limit: int) -> Iterator[tuple[Path, Any
             try:
                 img = Image.open(f)
             except UnidentifiedImageError:
-                raise ImageLoadError(p, "not a recognised image format (is it really an image?).") from None
+                unknown = "not a recognised image format (is it really an image?)."
+                raise ImageLoadError(p, unknown) from None
             except Image.DecompressionBombError as exc:
                 raise ImageLoadError(p, f"image is too large ({exc}).") from None
             except (OSError, SyntaxError, ValueError) as exc:
@@ -247,7 +248,8 @@ def load_image(
             img.seek(0)
             img.load()
             transposed = ImageOps.exif_transpose(img)
-            needs_deep_read = img.format == "PNG" and img.mode in ("RGB", "RGBA") and _is_16bit_png(p)
+            rgb_png = img.format == "PNG" and img.mode in ("RGB", "RGBA")
+            needs_deep_read = rgb_png and _is_16bit_png(p)
             arr = _read_16bit_rgb(p) if needs_deep_read else None
             if arr is not None and transposed.size != img.size:
                 arr = None  # EXIF-rotated 16-bit: fall back to Pillow's 8-bit path
@@ -258,7 +260,8 @@ def load_image(
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageLoadError(p, f"corrupt or truncated image ({exc}).") from None
     if frames > 1:
-        warnings.warn(f"{p}: an animated image with {frames} frames; only the first frame is used.", QualityWarning, stacklevel=2)
+        msg = f"{p}: an animated image with {frames} frames; only the first frame is used."
+        warnings.warn(msg, QualityWarning, stacklevel=2)
     t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].to(torch.float32)
     return t.to(device) if device is not None else t
 

@@ -179,8 +179,8 @@ def build_eg3d(
     if (network is None) == (init_kwargs is None):
         given = "neither was given" if network is None else "both were given"
         raise UserInputError(
-            "eg3d: needs its weights: pass network=PATH (an official .pkl or a converted folder) or "
-            f"init_kwargs=... (random weights); {given}.",
+            "eg3d: needs its weights: pass network=PATH (an official .pkl or a converted folder) "
+            f"or init_kwargs=... (random weights); {given}.",
             hint="sym3d invert --generator eg3d --network ffhqrebalanced512-128.pkl",
         )
     if network is not None:

@@ -80,7 +80,7 @@ def _check_out_folder(out: Path) -> None:
         base = base.parent
     if not base.is_dir():
         where = "is a file" if base == out else f"lies inside {base}, which is a file"
-        raise UserInputError(f"--out {out}: {where}; expected a folder.", hint="choose another --out folder.")
+        raise UserInputError(f"--out {out}: {where}; expected a folder.", hint="pick another --out")
     try:
         with tempfile.TemporaryFile(dir=base):
             pass
@@ -121,40 +121,46 @@ def _read_cameras(path: Path, names: Sequence[str] | None = None) -> dict[str, l
     from sym3d.errors import ConfigError
     from sym3d.files import read_text
 
-    shape = '{"labels": [[filename, [25 numbers]], ...]}'
+    shape = 'an EG3D dataset.json {"labels": [[filename, [25 numbers]], ...]}'
     text = read_text(path, "the camera file")
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc}); expected an EG3D dataset.json {shape}.") from None
+        raise ConfigError(f"{path}: not valid JSON ({exc}); expected {shape}.") from None
     entries = data.get("labels") if isinstance(data, dict) else None
     if not isinstance(entries, list):
-        raise ConfigError(f"{path}: expected an EG3D dataset.json {shape}; there is no \"labels\" list.")
+        raise ConfigError(f"{path}: expected {shape}; there is no \"labels\" list.")
     raw: dict[str, Any] = {}
     for n, entry in enumerate(entries):
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
-            raise ConfigError(f"{path}: labels[{n}] is {json.dumps(entry)[:60]}; expected [filename, [25 numbers]].")
+            got = json.dumps(entry)[:60]
+            raise ConfigError(f"{path}: labels[{n}] is {got}; expected [filename, [25 numbers]].")
         raw[Path(entry[0]).name] = entry[1]
     wanted = list(raw) if names is None else list(names)
     missing = [name for name in wanted if name not in raw]
     if missing:
-        raise ConfigError(f"{path}: no camera label for {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "") + ".")
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ConfigError(f"{path}: no camera label for {missing[0]!r}{more}.")
     labels: dict[str, list[float]] = {}
     for name in wanted:
         label = raw[name]
         if not isinstance(label, list) or len(label) != 25:
             got = f"{len(label)} values" if isinstance(label, list) else json.dumps(label)[:30]
-            raise ConfigError(f"{path}: the label of {name!r} must be a list of 25 numbers; got {got}.")
+            raise ConfigError(f"{path}: the label of {name!r} must be 25 numbers; got {got}.")
         for i, value in enumerate(label):
             problem = _label_entry_problem(value)
             if problem is not None:
-                raise ConfigError(f"{path}: the label of {name!r}, entry {i} ({label_entry_name(i)}) {problem}; expected a finite number.")
+                entry = f"entry {i} ({label_entry_name(i)})"
+                raise ConfigError(
+                    f"{path}: the label of {name!r}, {entry} {problem}; expected a finite number."
+                )
         labels[name] = [float(v) for v in label]
     if labels:
         found = first_bad_camera_label(torch.tensor(list(labels.values()), dtype=torch.float64))
         if found is not None:
             i, problem = found
-            raise ConfigError(f"{path}: the label of {list(labels)[i]!r}: {problem}", hint=CAMERA_LABEL_HINT)
+            name = list(labels)[i]
+            raise ConfigError(f"{path}: the label of {name!r}: {problem}", hint=CAMERA_LABEL_HINT)
     return labels
 
 
@@ -325,16 +331,22 @@ def _read_direction(path: Path) -> Any:
         else:
             d = torch.load(data, map_location="cpu", weights_only=True)
     except Exception as exc:  # numpy and torch raise many types for a malformed file
+        why = str(exc).splitlines()[0] if str(exc) else ""
         raise UserInputError(
-            f"{path}: not a readable direction ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            f"{path}: not a readable direction ({type(exc).__name__}: {why}); "
             "expected a .npy array or a tensor saved with torch.save."
         ) from None
-    if not isinstance(d, torch.Tensor) or not (d.is_floating_point() or d.dtype in (torch.int32, torch.int64)):
+    integer = (torch.int32, torch.int64)
+    numeric = isinstance(d, torch.Tensor) and (d.is_floating_point() or d.dtype in integer)
+    if not numeric:
         got = type(d).__name__ if not isinstance(d, torch.Tensor) else f"a {d.dtype} tensor"
-        raise UserInputError(f"{path}: expected a numeric array [w_dim] or [num_ws, w_dim], got {got}.")
+        raise UserInputError(
+            f"{path}: expected a numeric array [w_dim] or [num_ws, w_dim], got {got}."
+        )
     d = d.float()
     if not bool(torch.isfinite(d).all()):
-        raise NonFiniteError(f"{path}: the direction holds {int((~torch.isfinite(d)).sum())} NaN/inf values.")
+        bad = int((~torch.isfinite(d)).sum())
+        raise NonFiniteError(f"{path}: the direction holds {bad} NaN/inf values; expected none.")
     return d
 
 

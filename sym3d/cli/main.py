@@ -62,19 +62,25 @@ INTERRUPTED = "interrupted; re-run the same command to resume."
 """The line printed on Ctrl-C (exit code 130). Interrupted inversions and batches resume from
 their checkpoints when the same command runs again."""
 
-_USER_OS_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOSPC, errno.EDQUOT)
+_USER_OS_ERRORS = (
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOSPC, errno.EDQUOT,
+)
+
+
+def _unexpected_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
 
 
 def _os_error_line(exc: OSError) -> str:
-    """``<path>: <reason>`` for an OSError about a file the user chose (permissions, read-only, ...)."""
+    """``<path>: <reason>`` for an OSError about a path the user chose (permissions, ...)."""
     names = [n for n in (exc.filename, exc.filename2) if n]
     where = f"{names[0]}: " if names else ""
-    return f"{where}{exc.strerror or exc} (check the folder or file you passed and its permissions)."
+    return f"{where}{exc.strerror or exc} (check the path you passed and its permissions)."
 
 
 @contextlib.contextmanager
 def _one_line_warnings() -> Iterator[None]:
-    """Show :class:`~sym3d.errors.Sym3DWarning` as ``warning: <message>`` (others as Python does)."""
+    """Show :class:`~sym3d.errors.Sym3DWarning` as one ``warning: <message>`` line."""
     from sym3d.errors import Sym3DWarning
 
     original = warnings.showwarning
@@ -94,13 +100,14 @@ def _one_line_warnings() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _watch_sigint() -> Iterator[list[bool]]:
-    """Yield a list that becomes ``[True]`` once SIGINT arrives (which still raises KeyboardInterrupt).
+    """Yield a list that becomes ``[True]`` once SIGINT arrives (it still raises KeyboardInterrupt).
 
     Installed only over Python's default handler in the main thread: an ignored SIGINT stays
     ignored, and a command that installs its own handler (``sym3d batch``) prints its own line.
     """
     seen: list[bool] = []
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    main_thread = threading.current_thread() is threading.main_thread()
+    if not main_thread or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield seen
         return
 
@@ -148,12 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         if debug:
             raise
-        if exc.errno in _USER_OS_ERRORS:  # a folder or file the user chose: permissions, read-only, full
-            code = 2
-            _print_error(RuntimeError(_os_error_line(exc)), code=2)
-        else:
-            code = 1
-            _print_error(RuntimeError(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"), code=1)
+        code = 2 if exc.errno in _USER_OS_ERRORS else 1  # permissions, read-only, full: the user's
+        line = _os_error_line(exc) if code == 2 else _unexpected_line(exc)
+        _print_error(RuntimeError(line), code=code)
     except Exception as exc:  # unexpected: one line plus how to see more
         if debug:
             raise

@@ -58,9 +58,19 @@ def test_labels_rounded_to_three_decimals_pass():
     [
         (_with(3, math.inf), r"entry 3 \(cam2world\[0\]\[3\]\) is inf; expected a finite number"),
         (_with(20, math.nan), r"entry 20 \(intrinsics\[1\]\[1\]\) is nan"),
-        (torch.cat([torch.zeros(16), _good()[16:]]), r"rotation cam2world\[:3, :3\] is all zero \(no pose\)"),
-        (torch.cat([(_good()[:16].reshape(4, 4) * torch.tensor([2.0, 2, 2, 1])).flatten(), _good()[16:]]),
-         r"not orthonormal: max \|R\^T R - I\| = 3"),
+        (
+            torch.cat([torch.zeros(16), _good()[16:]]),
+            r"rotation cam2world\[:3, :3\] is all zero \(no pose\)",
+        ),
+        (
+            torch.cat(
+                [
+                    (_good()[:16].reshape(4, 4) * torch.tensor([2.0, 2, 2, 1])).flatten(),
+                    _good()[16:],
+                ]
+            ),
+            r"not orthonormal: max \|R\^T R - I\| = 3",
+        ),
         (_with(12, 0.5), r"last row of cam2world \(entries 12-15\) is \[0.5, 0, 0, 1\]"),
         (_with(11, 1e30), r"camera is 1e\+30 units from the world origin"),
         (_with(16, -FFHQ_FOCAL), r"focal length fx = -4.265 is outside \[0.05, 50\]"),
@@ -105,7 +115,9 @@ def test_camera_whose_axis_misses_the_head_is_refused():
     small = _good().clone()
     m = small[:16].reshape(4, 4)
     a = math.radians(5)
-    m[:3, :3] = m[:3, :3] @ torch.tensor([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
+    m[:3, :3] = m[:3, :3] @ torch.tensor(
+        [[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]]
+    )
     small[:16] = m.flatten()
     assert first_bad_camera_label(small) is None
 
@@ -113,14 +125,21 @@ def test_camera_whose_axis_misses_the_head_is_refused():
 def test_first_bad_label_of_a_batch_is_reported_by_index():
     batch = look_at(torch.linspace(-0.5, 0.5, 6), 0.0)
     batch[4, 0] = math.inf
-    assert first_bad_camera_label(batch) == (4, "entry 0 (cam2world[0][0]) is inf; expected a finite number.")
+    assert first_bad_camera_label(batch) == (
+        4,
+        "entry 0 (cam2world[0][0]) is inf; expected a finite number.",
+    )
     with pytest.raises(CameraLabelError, match=r"^cams\[4\]: entry 0"):
         check_camera_labels(batch, "cams")
 
 
 def test_entry_names():
     assert [label_entry_name(i) for i in (0, 7, 15, 16, 20, 24)] == [
-        "cam2world[0][0]", "cam2world[1][3]", "cam2world[3][3]", "intrinsics[0][0]", "intrinsics[1][1]",
+        "cam2world[0][0]",
+        "cam2world[1][3]",
+        "cam2world[3][3]",
+        "intrinsics[0][0]",
+        "intrinsics[1][1]",
         "intrinsics[2][2]",
     ]
 
@@ -129,5 +148,7 @@ def test_invert_refuses_a_bad_tensor_camera_before_any_step():
     events = []
     bad = torch.cat([torch.zeros(16), _good()[16:]])
     with pytest.raises(CameraLabelError, match="^camera: the rotation"):
-        sym3d.invert(torch.rand(1, 3, 32, 32), bad, generator=TinyGenerator3D(), callbacks=[events.append])
+        sym3d.invert(
+            torch.rand(1, 3, 32, 32), bad, generator=TinyGenerator3D(), callbacks=[events.append]
+        )
     assert events == []

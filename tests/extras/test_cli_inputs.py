@@ -1,4 +1,4 @@
-"""Bad inputs to `sym3d invert`, `render` and `edit`: one line on stderr, exit code 2, nothing written.
+"""Bad inputs to `sym3d invert`, `render` and `edit`: one line, exit code 2, nothing written.
 
 Every refusal here happens before the generator is loaded, so each test takes well under a second
 of work (the subprocess tests pay for importing torch). FIFO and device tests carry a timeout:
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -77,7 +78,10 @@ def _set(i, v):
 
 
 BAD_LABELS = {
-    "infinity": (_label(_set(3, math.inf)), r"entry 3 \(cam2world\[0\]\[3\]\) is inf; expected a finite number"),
+    "infinity": (
+        _label(_set(3, math.inf)),
+        r"entry 3 \(cam2world\[0\]\[3\]\) is inf; expected a finite number",
+    ),
     "boolean": (_label(_set(0, True)), r"entry 0 \(cam2world\[0\]\[0\]\) is true \(a boolean\)"),
     "digit string": (
         _label(_set(5, "1234567890123456789012345")),
@@ -85,10 +89,16 @@ BAD_LABELS = {
     ),
     "null": (_label(_set(7, None)), r"entry 7 \(cam2world\[1\]\[3\]\) is null"),
     "absurd": (_label(_set(11, 1e30)), r"the camera is 1e\+30 units from the world origin"),
-    "25-digit integer": (_label(_set(11, 10**24)), r"the camera is 1e\+24 units from the world origin"),
-    "all-zero pose": ([0.0] * 16 + _good_label()[16:], r"rotation cam2world\[:3, :3\] is all zero \(no pose\)"),
+    "25-digit integer": (
+        _label(_set(11, 10**24)),
+        r"the camera is 1e\+24 units from the world origin",
+    ),
+    "all-zero pose": (
+        [0.0] * 16 + _good_label()[16:],
+        r"rotation cam2world\[:3, :3\] is all zero \(no pose\)",
+    ),
     "negative focal": (_label(_set(16, -4.2647)), r"fx = -4.265 is outside"),
-    "24 numbers": (_good_label()[:24], r"must be a list of 25 numbers; got 24 values"),
+    "24 numbers": (_good_label()[:24], r"the label of .face.png. must be 25 numbers; got 24 values"),
 }
 
 
@@ -100,7 +110,7 @@ def test_bad_camera_labels_are_refused_naming_file_image_and_entry(case, crop, t
     code, err = _invert(capsys, str(crop), "--cameras", str(cams), "--out", str(out), *FAST)
     line = _refused(code, err, out)
     assert f"{cams}: the label of 'face.png'" in line
-    assert __import__("re").search(expected, line), line
+    assert re.search(expected, line), line
 
 
 def test_camera_looking_away_is_refused(crop, tmp_path, capsys):
@@ -109,7 +119,15 @@ def test_camera_looking_away_is_refused(crop, tmp_path, capsys):
         label[4 * r] *= -1
         label[4 * r + 2] *= -1
     out = tmp_path / "out"
-    code, err = _invert(capsys, str(crop), "--cameras", str(_dataset(tmp_path / "d.json", label)), "--out", str(out), *FAST)
+    code, err = _invert(
+        capsys,
+        str(crop),
+        "--cameras",
+        str(_dataset(tmp_path / "d.json", label)),
+        "--out",
+        str(out),
+        *FAST,
+    )
     assert "the head (the world origin) is behind the camera" in _refused(code, err, out)
 
 
@@ -129,10 +147,15 @@ def test_missing_label_and_bad_json_are_refused(crop, tmp_path, capsys):
 def test_fifo_inputs_are_refused_without_hanging(what, crop, tmp_path, capsys):
     fifo = tmp_path / ("pipe.png" if what == "image" else "pipe.json")
     os.mkfifo(fifo)
-    cams = _dataset(tmp_path / "dataset.json", _good_label(), name="pipe.png" if what == "image" else "face.png")
+    cams = _dataset(
+        tmp_path / "dataset.json", _good_label(), name="pipe.png" if what == "image" else "face.png"
+    )
     image = fifo if what == "image" else crop
-    args = {"cameras": ["--cameras", str(fifo)], "config": ["--cameras", str(cams), "--config", str(fifo)],
-            "image": ["--cameras", str(cams)]}[what]
+    args = {
+        "cameras": ["--cameras", str(fifo)],
+        "config": ["--cameras", str(cams), "--config", str(fifo)],
+        "image": ["--cameras", str(cams)],
+    }[what]
     out = tmp_path / "out"
     code, err = _invert(capsys, str(image), *args, "--out", str(out), *FAST)
     assert f"{fifo}: is a FIFO (named pipe)" in _refused(code, err, out)
@@ -142,7 +165,11 @@ def test_fifo_inputs_are_refused_without_hanging(what, crop, tmp_path, capsys):
 @pytest.mark.parametrize("what", ["cameras", "config"])
 def test_dev_zero_is_refused_without_reading_it(what, crop, tmp_path, capsys):
     cams = _dataset(tmp_path / "dataset.json", _good_label())
-    args = ["--cameras", "/dev/zero"] if what == "cameras" else ["--cameras", str(cams), "--config", "/dev/zero"]
+    args = (
+        ["--cameras", "/dev/zero"]
+        if what == "cameras"
+        else ["--cameras", str(cams), "--config", "/dev/zero"]
+    )
     out = tmp_path / "out"
     code, err = _invert(capsys, str(crop), *args, "--out", str(out), *FAST)
     assert "/dev/zero: is a character device" in _refused(code, err, out)
@@ -154,21 +181,50 @@ def test_network_fifo_and_fifo_inside_a_network_folder_are_refused(crop, tmp_pat
     out = tmp_path / "out"
     fifo = tmp_path / "net.pkl"
     os.mkfifo(fifo)
-    code, err = _invert(capsys, str(crop), "--cameras", str(cams), "--generator", "eg3d", "--network", str(fifo), "--out", str(out))
-    assert f"{fifo}: is a FIFO (named pipe); the --network file must be a regular file" in _refused(code, err, out)
+    code, err = _invert(
+        capsys,
+        str(crop),
+        "--cameras",
+        str(cams),
+        "--generator",
+        "eg3d",
+        "--network",
+        str(fifo),
+        "--out",
+        str(out),
+    )
+    assert f"{fifo}: is a FIFO (named pipe); the --network file must be a regular file" in _refused(
+        code, err, out
+    )
     folder = tmp_path / "converted"
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     os.mkfifo(folder / "weights.safetensors")
-    code, err = _invert(capsys, str(crop), "--cameras", str(cams), "--generator", "eg3d", "--network", str(folder), "--out", str(out))
-    assert "weights.safetensors: is a FIFO (named pipe); every file of the --network folder" in _refused(code, err, out)
+    code, err = _invert(
+        capsys,
+        str(crop),
+        "--cameras",
+        str(cams),
+        "--generator",
+        "eg3d",
+        "--network",
+        str(folder),
+        "--out",
+        str(out),
+    )
+    assert (
+        "weights.safetensors: is a FIFO (named pipe); every file of the --network folder"
+        in _refused(code, err, out)
+    )
 
 
 @pytest.mark.timeout(60)
 def test_direction_fifo_is_refused(tmp_path, capsys):
     fifo = tmp_path / "smile.npy"
     os.mkfifo(fifo)
-    code = main(["edit", str(tmp_path / "result"), "--direction", str(fifo), "--out", str(tmp_path / "e")])
+    code = main(
+        ["edit", str(tmp_path / "result"), "--direction", str(fifo), "--out", str(tmp_path / "e")]
+    )
     line = _refused(code, capsys.readouterr().err, tmp_path / "e")
     assert f"{fifo}: is a FIFO (named pipe); the --direction file must be a regular file" in line
 
@@ -176,8 +232,12 @@ def test_direction_fifo_is_refused(tmp_path, capsys):
 def test_direction_that_is_not_an_array_is_refused(tmp_path, capsys):
     bad = tmp_path / "smile.npy"
     bad.write_text("not numpy")
-    code = main(["edit", str(tmp_path / "result"), "--direction", str(bad), "--out", str(tmp_path / "e")])
-    assert "smile.npy: not a readable direction" in _refused(code, capsys.readouterr().err, tmp_path / "e")
+    code = main(
+        ["edit", str(tmp_path / "result"), "--direction", str(bad), "--out", str(tmp_path / "e")]
+    )
+    assert "smile.npy: not a readable direction" in _refused(
+        code, capsys.readouterr().err, tmp_path / "e"
+    )
 
 
 def test_strip_image_is_refused_before_any_work(tmp_path, capsys):
@@ -203,14 +263,21 @@ def test_missing_cuda_device_is_a_one_line_hint(command, crop, tmp_path, capsys)
     }[command]
     code = main([*args, "--device", "cuda:99", "--out", str(out)])
     line = _refused(code, capsys.readouterr().err, out)
-    assert line.startswith("error: --device cuda:99: ") and ("no CUDA device is visible" in line or "only" in line)
+    assert line.startswith("error: --device cuda:99: ") and (
+        "no CUDA device is visible" in line or "only" in line
+    )
     assert "Hint: " in line
 
 
 def test_output_folder_inside_a_file_is_refused(crop, tmp_path, capsys):
     cams = _dataset(tmp_path / "dataset.json", _good_label())
-    code, err = _invert(capsys, str(crop), "--cameras", str(cams), "--out", str(crop / "sub"), *FAST)
-    assert f"--out {crop / 'sub'}: lies inside {crop}, which is a file; expected a folder" in _refused(code, err, None)
+    code, err = _invert(
+        capsys, str(crop), "--cameras", str(cams), "--out", str(crop / "sub"), *FAST
+    )
+    assert (
+        f"--out {crop / 'sub'}: lies inside {crop}, which is a file; expected a folder"
+        in _refused(code, err, None)
+    )
 
 
 def _make_read_only(folder: Path) -> bool:
@@ -218,7 +285,10 @@ def _make_read_only(folder: Path) -> bool:
         folder.chmod(0o555)
         return True
     chattr = shutil.which("chattr")  # root ignores permissions; an immutable folder stops it
-    return chattr is not None and subprocess.run([chattr, "+i", str(folder)], capture_output=True).returncode == 0
+    return (
+        chattr is not None
+        and subprocess.run([chattr, "+i", str(folder)], capture_output=True).returncode == 0
+    )
 
 
 def _undo_read_only(folder: Path) -> None:
@@ -233,7 +303,9 @@ def test_read_only_output_folder_is_refused(crop, tmp_path, capsys):
     folder = tmp_path / "ro"
     folder.mkdir()
     if not _make_read_only(folder):
-        pytest.skip("cannot make a read-only folder here (running as root without a working chattr)")
+        pytest.skip(
+            "cannot make a read-only folder here (running as root without a working chattr)"
+        )
     try:
         code, err = _invert(capsys, str(crop), "--cameras", str(cams), "--out", str(folder), *FAST)
         line = _refused(code, err, None)
@@ -246,7 +318,9 @@ def test_read_only_output_folder_is_refused(crop, tmp_path, capsys):
 def test_eg3d_without_network_says_what_is_missing(crop, tmp_path, capsys):
     cams = _dataset(tmp_path / "dataset.json", _good_label())
     out = tmp_path / "out"
-    code, err = _invert(capsys, str(crop), "--cameras", str(cams), "--generator", "eg3d", "--out", str(out))
+    code, err = _invert(
+        capsys, str(crop), "--cameras", str(cams), "--generator", "eg3d", "--out", str(out)
+    )
     line = _refused(code, err, out)
     assert "neither was given" in line and "not both" not in line
 
@@ -271,28 +345,56 @@ def test_ctrl_c_exits_130_with_the_resume_line(monkeypatch, capsys):
 
     monkeypatch.setattr("sym3d.cli.app.build_app", _app_running(interrupted))
     assert main(["run"]) == 130
-    assert capsys.readouterr().err.strip() == INTERRUPTED == "interrupted; re-run the same command to resume."
+    assert (
+        capsys.readouterr().err.strip()
+        == INTERRUPTED
+        == "interrupted; re-run the same command to resume."
+    )
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
 def test_sym3d_warnings_print_as_one_line(monkeypatch, capsys):
     def warn():
-        warnings.warn("photo.gif: an animated image with 3 frames; only the first frame is used.", QualityWarning, stacklevel=1)
+        warnings.warn(
+            "photo.gif: an animated image with 3 frames; only the first frame is used.",
+            QualityWarning,
+            stacklevel=1,
+        )
 
     monkeypatch.setattr("sym3d.cli.app.build_app", _app_running(warn))
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         assert main(["run"]) == 0
     err = capsys.readouterr().err
-    assert err == "warning: photo.gif: an animated image with 3 frames; only the first frame is used.\n"
+    assert (
+        err
+        == "warning: photo.gif: an animated image with 3 frames; only the first frame is used.\n"
+    )
 
 
 @pytest.mark.timeout(300)
 def test_sigint_during_an_inversion_exits_130_with_one_line(crop, tmp_path):
     """A real Ctrl-C, sent once the run has reported its first step (an event, not a clock)."""
     cams = _dataset(tmp_path / "dataset.json", _good_label())
-    cmd = [sys.executable, "-m", "sym3d.cli.main", "invert", str(crop), "--cameras", str(cams), "--generator", "tiny",
-           "--steps", "100000", "--export", "views", "--progress", "json", "--out", str(tmp_path / "out")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sym3d.cli.main",
+        "invert",
+        str(crop),
+        "--cameras",
+        str(cams),
+        "--generator",
+        "tiny",
+        "--steps",
+        "100000",
+        "--export",
+        "views",
+        "--progress",
+        "json",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = proc.stdout.readline()  # blocks until the engine's first progress event
