@@ -80,7 +80,8 @@ def _check_out_folder(out: Path) -> None:
         base = base.parent
     if not base.is_dir():
         where = "is a file" if base == out else f"lies inside {base}, which is a file"
-        raise UserInputError(f"--out {out}: {where}; expected a folder.", hint="pick another --out")
+        hint = "choose another --out folder."
+        raise UserInputError(f"--out {out}: {where}; expected a folder.", hint=hint)
     try:
         with tempfile.TemporaryFile(dir=base):
             pass

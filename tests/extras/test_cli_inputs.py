@@ -98,7 +98,10 @@ BAD_LABELS = {
         r"rotation cam2world\[:3, :3\] is all zero \(no pose\)",
     ),
     "negative focal": (_label(_set(16, -4.2647)), r"fx = -4.265 is outside"),
-    "24 numbers": (_good_label()[:24], r"the label of .face.png. must be 25 numbers; got 24 values"),
+    "24 numbers": (
+        _good_label()[:24],
+        r"the label of .face.png. must be 25 numbers; got 24 values",
+    ),
 }
 
 
@@ -407,3 +410,28 @@ def test_sigint_during_an_inversion_exits_130_with_one_line(crop, tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == INTERRUPTED
+
+
+def test_permission_error_is_one_line_exit_2_naming_the_path(monkeypatch, capsys):
+    """The fallback for a write refused later on (e.g. `render` into a read-only result folder)."""
+
+    def refused():
+        raise PermissionError(13, "Permission denied", "/results/photo/render")
+
+    monkeypatch.setattr("sym3d.cli.app.build_app", _app_running(refused))
+    assert main(["run"]) == 2
+    line = _refused(2, capsys.readouterr().err, None)
+    assert line == (
+        "error: /results/photo/render: Permission denied (check the path you passed and its "
+        "permissions)."
+    )
+
+
+def test_other_os_errors_stay_exit_1(monkeypatch, capsys):
+    def broken():
+        raise OSError(5, "Input/output error", "/results/photo/latent.pt")
+
+    monkeypatch.setattr("sym3d.cli.app.build_app", _app_running(broken))
+    assert main(["run"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("failed: OSError: ") and "Traceback" not in err
