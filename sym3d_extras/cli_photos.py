@@ -35,7 +35,7 @@ def _check_network(network: Path) -> None:
     from sym3d.files import check_regular_file
 
     if not network.exists() and not network.is_symlink():
-        raise typer.BadParameter(f"{network}: no such file or folder", param_hint="--network")
+        raise InputFileError(network, "no such file or folder; --network expects weights.")
     if not network.is_dir():
         check_regular_file(network, "the --network file")
         return
@@ -196,7 +196,7 @@ def invert(
     from sym3d.checks import check_device
     from sym3d.cli.progress import make_progress
     from sym3d.engine.api import resolve_config
-    from sym3d.errors import Sym3DError, UserInputError
+    from sym3d.errors import InputFileError, Sym3DError, UserInputError
     from sym3d.image import check_image_file
     from sym3d.plugins import default_registry
     from sym3d_extras.pipeline import process_photo
@@ -206,7 +206,8 @@ def invert(
     # Every input is checked before the generator loads or anything is written.
     for img in images:
         if img.is_dir():
-            raise typer.BadParameter(f"{img} is a folder; pass image files, or use `sym3d batch {img}` for a folder.", param_hint="IMAGES")
+            hint = f"pass image files, or use `sym3d batch {img}` for a folder."
+            raise InputFileError(img, "is a folder; expected an image file.", hint=hint)
         check_image_file(img)
     overrides = list(set_ or [])
     if steps is not None:

@@ -435,3 +435,19 @@ def test_other_os_errors_stay_exit_1(monkeypatch, capsys):
     assert main(["run"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("failed: OSError: ") and "Traceback" not in err
+
+
+def test_folder_as_image_and_missing_network_are_one_line(crop, tmp_path, capsys):
+    cams = _dataset(tmp_path / "dataset.json", _good_label())
+    out = tmp_path / "out"
+    code, err = _invert(capsys, str(tmp_path), "--cameras", str(cams), "--out", str(out), *FAST)
+    line = _refused(code, err, out)
+    assert (
+        f"{tmp_path}: is a folder; expected an image file. Hint: pass image files, or use" in line
+    )
+    missing = tmp_path / "nowhere.pkl"
+    args = ["--generator", "eg3d", "--network", str(missing), "--out", str(out)]
+    code, err = _invert(capsys, str(crop), "--cameras", str(cams), *args)
+    assert f"{missing}: no such file or folder; --network expects weights." in _refused(
+        code, err, out
+    )
