@@ -108,6 +108,20 @@ def _label_entry_problem(value: Any) -> str | None:
     return f"is {json.dumps(value)[:30]} ({'null' if value is None else type(value).__name__})"
 
 
+def _refuse_entries(path: Path, name: str, label: list) -> None:
+    """Raise ConfigError for the first entry of ``label`` that is not a finite JSON number."""
+    from sym3d.camera import label_entry_name
+    from sym3d.errors import ConfigError
+
+    for i, value in enumerate(label):
+        problem = _label_entry_problem(value)
+        if problem is not None:
+            entry = f"entry {i} ({label_entry_name(i)})"
+            raise ConfigError(
+                f"{path}: the label of {name!r}, {entry} {problem}; expected a finite number."
+            )
+
+
 def _read_cameras(path: Path, names: Sequence[str] | None = None) -> dict[str, list[float]]:
     """EG3D ``dataset.json``: ``{"labels": [[filename, [25 numbers]], ...]}`` -> name -> label.
 
@@ -116,9 +130,10 @@ def _read_cameras(path: Path, names: Sequence[str] | None = None) -> dict[str, l
     :class:`~sym3d.errors.ConfigError` (or ``InputFileError`` for a file that is not a regular
     file) naming the file, the image and the entry.
     """
+    import numpy as np
     import torch
 
-    from sym3d.camera import CAMERA_LABEL_HINT, first_bad_camera_label, label_entry_name
+    from sym3d.camera import CAMERA_LABEL_HINT, first_bad_camera_label
     from sym3d.errors import ConfigError
     from sym3d.files import read_text
 
@@ -148,21 +163,22 @@ def _read_cameras(path: Path, names: Sequence[str] | None = None) -> dict[str, l
         if not isinstance(label, list) or len(label) != 25:
             got = f"{len(label)} values" if isinstance(label, list) else json.dumps(label)[:30]
             raise ConfigError(f"{path}: the label of {name!r} must be 25 numbers; got {got}.")
-        for i, value in enumerate(label):
-            problem = _label_entry_problem(value)
-            if problem is not None:
-                entry = f"entry {i} ({label_entry_name(i)})"
-                raise ConfigError(
-                    f"{path}: the label of {name!r}, {entry} {problem}; expected a finite number."
-                )
-        labels[name] = [float(v) for v in label]
+        if not all(type(v) is float or type(v) is int for v in label):  # fast path: all numbers
+            _refuse_entries(path, name, label)
+        labels[name] = label
     if labels:
-        found = first_bad_camera_label(torch.tensor(list(labels.values()), dtype=torch.float64))
+        try:
+            values = np.array(list(labels.values()), dtype=np.float64)
+        except OverflowError:  # an integer beyond float64's range
+            for name, label in labels.items():
+                _refuse_entries(path, name, label)
+            raise
+        found = first_bad_camera_label(torch.from_numpy(values))
         if found is not None:
             i, problem = found
             name = list(labels)[i]
             raise ConfigError(f"{path}: the label of {name!r}: {problem}", hint=CAMERA_LABEL_HINT)
-    return labels
+    return {name: [float(v) for v in label] for name, label in labels.items()}
 
 
 def invert(

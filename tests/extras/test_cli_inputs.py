@@ -89,6 +89,10 @@ BAD_LABELS = {
     ),
     "null": (_label(_set(7, None)), r"entry 7 \(cam2world\[1\]\[3\]\) is null"),
     "absurd": (_label(_set(11, 1e30)), r"the camera is 1e\+30 units from the world origin"),
+    "400-digit integer": (
+        _label(_set(11, 10**400)),
+        r"entry 11 \(cam2world\[2\]\[3\]\) is not a finite number",
+    ),
     "25-digit integer": (
         _label(_set(11, 10**24)),
         r"the camera is 1e\+24 units from the world origin",
