@@ -62,9 +62,8 @@ INTERRUPTED = "interrupted; re-run the same command to resume."
 """The line printed on Ctrl-C (exit code 130). Interrupted inversions and batches resume from
 their checkpoints when the same command runs again."""
 
-_USER_OS_ERRORS = (
-    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOSPC, errno.EDQUOT,
-)
+_USER_OS_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR)
+"""OSErrors about a path the user chose (exit 2); others, such as a full disk, exit 1."""
 
 
 def _unexpected_line(exc: BaseException) -> str:
@@ -155,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         if debug:
             raise
-        code = 2 if exc.errno in _USER_OS_ERRORS else 1  # permissions, read-only, full: the user's
+        code = 2 if exc.errno in _USER_OS_ERRORS else 1
         line = _os_error_line(exc) if code == 2 else _unexpected_line(exc)
         _print_error(RuntimeError(line), code=code)
     except Exception as exc:  # unexpected: one line plus how to see more
