@@ -23,6 +23,7 @@ import collections
 import hashlib
 import io
 import pickle
+import pickletools
 import types
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
@@ -40,6 +41,7 @@ __all__ = [
     "PlainObjectRecord",
     "RecordDict",
     "RestrictedUnpickler",
+    "TensorRecord",
     "decode_storage_blob",
     "unpickle_official",
 ]
@@ -62,11 +64,11 @@ _PLAIN_OBJECT_CLASSES: tuple[str, ...] = (
 ALLOWED_GLOBALS: Mapping[tuple[str, str], str] = types.MappingProxyType(
     {
         ("torch_utils.persistence", "_reconstruct_persistent_obj"): "persistent object -> PersistentRecord (module_src hashed, never executed)",
-        ("torch._utils", "_rebuild_tensor_v2"): "tensor view of a decoded storage",
-        ("torch._utils", "_rebuild_parameter"): "parameter -> plain tensor (requires_grad and hooks dropped)",
+        ("torch._utils", "_rebuild_tensor_v2"): "TensorRecord: a bounds-checked view of a decoded storage",
+        ("torch._utils", "_rebuild_parameter"): "parameter -> its TensorRecord (requires_grad and hooks dropped)",
         ("torch.storage", "_load_from_bytes"): "storage blob -> parsed by decode_storage_blob",
-        ("collections", "OrderedDict"): "collections.OrderedDict",
-        ("dnnlib.util", "EasyDict"): "RecordDict (a dict)",
+        ("collections", "OrderedDict"): "an empty collections.OrderedDict (filled item by item)",
+        ("dnnlib.util", "EasyDict"): "RecordDict (a dict, created empty)",
         ("numpy", "dtype"): "DtypeRecord (numeric dtypes only)",
         ("numpy.core.multiarray", "scalar"): "numeric numpy scalar -> Python number",
         ("numpy._core.multiarray", "scalar"): "numeric numpy scalar -> Python number",
@@ -95,9 +97,41 @@ class RecordDict(dict):  # type: ignore[type-arg]
     which older Pythons emit for dict subclasses, is accepted.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _refuse_constructor_args("dnnlib.util.EasyDict", args, kwargs)
+        super().__init__()
+
     def __setstate__(self, state: Any) -> None:
         if state:
             raise CheckpointError(f"an EasyDict in the pickle carries unexpected attribute state {type(state).__name__}.")
+
+
+class _EmptyOrderedDict(collections.OrderedDict):  # type: ignore[type-arg]
+    """Stand-in for ``collections.OrderedDict``: created empty (``REDUCE`` with ``()``), then filled.
+
+    Copying an iterable argument would let a small file multiply a shared container many times.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _refuse_constructor_args("collections.OrderedDict", args, kwargs)
+        super().__init__()
+
+    def __setstate__(self, state: Any) -> None:
+        raise _refused_build("an OrderedDict")
+
+
+def _refuse_constructor_args(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    if args or kwargs:
+        raise CheckpointError(
+            f"the pickle calls {name} with arguments; official snapshots create it empty and then fill it."
+        )
+
+
+def _refused_build(what: str) -> CheckpointError:
+    return CheckpointError(
+        f"the pickle sets the internal state of {what} (a BUILD opcode); official EG3D snapshots never do, "
+        f"and it could make the reader use memory the file does not describe. {_NOTHING_EXECUTED}"
+    )
 
 
 class PersistentRecord:
@@ -208,6 +242,7 @@ def _numpy_scalar(dtype: Any, data: Any) -> int | float | complex | bool:
 # Tensors and storages
 # --------------------------------------------------------------------------------------------
 
+_MAX_TENSOR_DIMS = 8  # EG3D tensors have at most 4 dimensions
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 _STORAGE_DTYPES: Mapping[str, torch.dtype] = types.MappingProxyType(
@@ -227,12 +262,19 @@ _STORAGE_DTYPES: Mapping[str, torch.dtype] = types.MappingProxyType(
 
 
 class _DecodedStorage:
-    """A storage decoded from a blob: raw bytes as an ``UntypedStorage`` plus the element dtype."""
+    """A storage decoded from a blob: raw bytes as an ``UntypedStorage`` plus the element dtype.
+
+    Inert towards the pickle stream: a ``BUILD`` on it is refused (with ``__slots__`` and no
+    ``__setstate__``, the unpickler would otherwise overwrite ``numel`` and defeat the bounds check).
+    """
 
     __slots__ = ("storage", "dtype", "numel")
 
     def __init__(self, storage: torch.UntypedStorage, dtype: torch.dtype, numel: int) -> None:
         self.storage, self.dtype, self.numel = storage, dtype, numel
+
+    def __setstate__(self, state: Any) -> None:
+        raise _refused_build("a tensor storage")
 
 
 class _StorageTypeToken:
@@ -240,6 +282,56 @@ class _StorageTypeToken:
 
     def __init__(self, dtype: torch.dtype) -> None:
         self.dtype = dtype
+
+    def __setstate__(self, state: Any) -> None:
+        raise _refused_build("a storage type")
+
+
+class TensorRecord:
+    """What a tensor in the pickle becomes: an inert holder of a bounds-checked tensor view.
+
+    The real tensor is never handed to the pickle stream, so no opcode can reach
+    ``Tensor.__setstate__`` (whose ``set_`` would grow an empty storage into uninitialised
+    memory). :meth:`tensor` re-checks that the storage still covers the view.
+
+    """
+
+    __slots__ = ("_tensor", "_storage_nbytes")
+
+    def __init__(self, tensor: torch.Tensor, storage_nbytes: int) -> None:
+        self._tensor, self._storage_nbytes = tensor, storage_nbytes
+
+    def __setstate__(self, state: Any) -> None:
+        raise _refused_build("a tensor")
+
+    @property
+    def shape(self) -> torch.Size:
+        """The tensor's shape."""
+        return self._tensor.shape
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The tensor's element type."""
+        return self._tensor.dtype
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the view (``numel * element_size``), not of the shared storage."""
+        return self._tensor.numel() * self._tensor.element_size()
+
+    def tensor(self) -> torch.Tensor:
+        """A fresh tensor object (no grad flag, no hooks) viewing the decoded storage.
+
+        Raises:
+            CheckpointError: the storage no longer has the size it was decoded with.
+        """
+        t = self._tensor
+        if t.untyped_storage().nbytes() != self._storage_nbytes:
+            raise CheckpointError("a tensor's storage changed size after it was decoded; refusing to use it.")
+        return t.detach()
+
+    def __repr__(self) -> str:
+        return f"TensorRecord({list(self.shape)}, {self.dtype})"
 
 
 class _NoGlobalsUnpickler(pickle.Unpickler):
@@ -330,14 +422,14 @@ def decode_storage_blob(blob: bytes) -> _DecodedStorage:
     return _DecodedStorage(storage, dtype, numel)
 
 
-def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False, hooks: Any = None, metadata: Any = None) -> torch.Tensor:
+def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False, hooks: Any = None, metadata: Any = None) -> TensorRecord:
     """Replacement for ``torch._utils._rebuild_tensor_v2``: a view of a decoded storage, bounds-checked."""
     if not isinstance(storage, _DecodedStorage):
         raise CheckpointError(f"a tensor is built from a {type(storage).__name__}; expected a decoded storage.")
     dims_ok = (
         isinstance(size, tuple)
         and isinstance(stride, tuple)
-        and len(size) == len(stride)
+        and len(size) == len(stride) <= _MAX_TENSOR_DIMS
         and all(type(v) is int and v >= 0 for v in (*size, *stride))
     )
     if type(offset) is not int or offset < 0 or not dims_ok:
@@ -353,12 +445,13 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_
             numel *= n
         if numel > storage.numel:  # an expanded (stride-0) view; official tensors never are
             raise CheckpointError(f"a tensor of size {list(size)} has more elements than its storage ({storage.numel}).")
-    return torch.empty(0, dtype=storage.dtype).set_(storage.storage, offset, size, stride)
+    tensor = torch.empty(0, dtype=storage.dtype).set_(storage.storage, offset, size, stride)
+    return TensorRecord(tensor, storage.storage.nbytes())
 
 
-def _rebuild_parameter(data: Any, requires_grad: Any = False, hooks: Any = None) -> torch.Tensor:
-    """Replacement for ``torch._utils._rebuild_parameter``: the plain tensor, without grad flags or hooks."""
-    if not isinstance(data, torch.Tensor):
+def _rebuild_parameter(data: Any, requires_grad: Any = False, hooks: Any = None) -> TensorRecord:
+    """Replacement for ``torch._utils._rebuild_parameter``: the tensor's record, without grad flags or hooks."""
+    if not isinstance(data, TensorRecord):
         raise CheckpointError(f"a parameter wraps a {type(data).__name__}; expected a tensor.")
     return data
 
@@ -385,12 +478,13 @@ class RestrictedUnpickler(pickle.Unpickler):
         super().__init__(file, fix_imports=False)
         self.source = source
         self._src_hashes: dict[int, tuple[str, str]] = {}
+        self._storages: dict[int, tuple[Any, _DecodedStorage]] = {}
         self._handlers: dict[tuple[str, str], Callable[..., Any] | type] = {
             ("torch_utils.persistence", "_reconstruct_persistent_obj"): self._reconstruct_persistent_obj,
             ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
             ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-            ("torch.storage", "_load_from_bytes"): decode_storage_blob,
-            ("collections", "OrderedDict"): collections.OrderedDict,
+            ("torch.storage", "_load_from_bytes"): self._load_storage,
+            ("collections", "OrderedDict"): _EmptyOrderedDict,
             ("dnnlib.util", "EasyDict"): RecordDict,
             ("numpy", "dtype"): DtypeRecord,
             ("numpy.core.multiarray", "scalar"): _numpy_scalar,
@@ -417,6 +511,17 @@ class RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> Any:
         """Official snapshots use no persistent ids at the top level; refuse them."""
         raise CheckpointError(f"{self.source}: the pickle uses a persistent id ({type(pid).__name__}); official EG3D snapshots do not.")
+
+    def _load_storage(self, blob: Any) -> _DecodedStorage:
+        # Decode each blob object once: the memo can hand the same blob to many calls, and a copy
+        # per call would let a small file claim any amount of memory. The cache keeps the blob
+        # alive, so its id cannot be reused meanwhile.
+        cached = self._storages.get(id(blob))
+        if cached is not None and cached[0] is blob:
+            return cached[1]
+        decoded = decode_storage_blob(blob)
+        self._storages[id(blob)] = (blob, decoded)
+        return decoded
 
     def _module_src_sha256(self, module_src: str) -> str:
         # All classes of one module share one str object; hash each distinct object once.
@@ -449,6 +554,51 @@ class RestrictedUnpickler(pickle.Unpickler):
         return PersistentRecord(class_name, version, state, self._module_src_sha256(module_src))
 
 
+MAX_OPCODES = 8_000_000
+"""Most pickle opcodes a checkpoint may hold (an official 512 px snapshot has a few hundred thousand)."""
+
+_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+
+
+def check_opcodes(file: BinaryIO, *, source: str) -> int:
+    """Scan the opcode stream (without building anything) for memo and size abuse.
+
+    CPython's unpickler sizes its memo table by the largest index a ``PUT`` names, so a 12-byte
+    pickle with ``LONG_BINPUT 0x7fffffff`` makes it allocate 32 GB. A pickler numbers its memo
+    entries 0, 1, 2, ...; an index beyond the number of entries stored so far is refused here.
+
+    Returns:
+        The number of opcodes read.
+
+    A stream that turns unreadable stops the scan there; the unpickler then fails at that point.
+
+    Raises:
+        CheckpointError: a memo index out of sequence, or more than :data:`MAX_OPCODES` opcodes.
+    """
+    stored = 0
+    count = 0
+    try:
+        for count, (op, arg, _) in enumerate(pickletools.genops(file), start=1):
+            if op.name == "MEMOIZE":
+                stored += 1
+            elif op.name in _MEMO_PUTS:
+                if type(arg) is not int or not 0 <= arg <= stored:
+                    raise CheckpointError(
+                        f"{source}: the pickle stores memo entry {arg} after only {stored} entries; picklers "
+                        f"number them in sequence, so this file was crafted. {_NOTHING_EXECUTED}"
+                    )
+                stored = max(stored, arg + 1)
+            if count > MAX_OPCODES:
+                raise CheckpointError(
+                    f"{source}: the pickle holds more than {MAX_OPCODES:,} opcodes; an EG3D snapshot holds far fewer."
+                )
+    except (ValueError, EOFError):
+        # Unreadable from here on: the unpickler stops at the same opcode (after refusing any
+        # unsafe global before it), and everything up to it has been checked.
+        pass
+    return count
+
+
 def unpickle_official(file: BinaryIO, *, source: str) -> Any:
     """Unpickle an EG3D snapshot stream into inert records (see the module docstring).
 
@@ -465,6 +615,10 @@ def unpickle_official(file: BinaryIO, *, source: str) -> Any:
 
     """
     try:
+        if file.seekable():
+            start = file.tell()
+            check_opcodes(file, source=source)
+            file.seek(start)
         return RestrictedUnpickler(file, source=source).load()
     except CheckpointError as exc:
         if exc.message.startswith(source):
