@@ -878,7 +878,7 @@ def _supported_plane_order(ckpt: OfficialCheckpoint) -> str:
 def _require_file(path: Path, *, what: str = "checkpoint file") -> None:
     if not path.exists():
         raise CheckpointError(f"{path}: no such {what}.", hint=_PICKLE_HINT)
-    if not path.is_file():
+    if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, expected a {what}.", hint="for a converted folder use load_checkpoint().")
 
 
