@@ -185,7 +185,7 @@ def build_eg3d(
         from sym3d_eg3d.checkpoints import load_checkpoint
 
         G = load_checkpoint(network, device=device)
-        options: dict[str, Any] = {"network": str(network)}
+        options: dict[str, Any] = {"network": str(network), "network_sha256": G.checkpoint_sha256}
     else:
         with torch.random.fork_rng(devices=[]):  # seeded construction without touching the global RNG
             torch.manual_seed(seed)

@@ -151,12 +151,13 @@ def invert(
 
 def _load_result(result_dir: Path, network: Path | None, device: str) -> tuple[Any, Any]:
     from sym3d.engine.result import InversionResult
+    from sym3d_extras.result_options import check_network_matches, check_stored_options
 
     result = InversionResult.load(result_dir)
-    options = dict(result.generator_options)
-    if network is not None:
-        options.pop("network", None)
+    stored = dict(result.generator_options)  # data from the folder: checked, a network path never opened
+    options = check_stored_options(result.generator_name, stored, result_dir=result_dir, network_given=network is not None)
     gen = load_generator_for(result.generator_name, network, device, options)
+    check_network_matches(stored, gen, result_dir=result_dir)
     return result, result.apply(gen)
 
 
