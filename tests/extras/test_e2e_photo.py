@@ -87,16 +87,19 @@ def test_rerun_refuses_to_overwrite_then_overwrites(inverted, astronaut, small_p
     assert "already there" in capsys.readouterr().err
 
 
-def test_render_and_edit_from_saved_result(inverted, tmp_path):
-    code = main(["render", str(inverted), "--out", str(tmp_path / "r"), "--views", "3", "--video-frames", "0", "--mesh-resolution", "0"])
+def test_render_and_edit_from_saved_result(inverted, small_pkl, tmp_path):
+    # The result records the checkpoint's path and sha256; the weights are named again with --network.
+    assert main(["render", str(inverted), "--out", str(tmp_path / "r0"), "--video-frames", "0", "--mesh-resolution", "0"]) == 2
+    net = ["--network", str(small_pkl)]
+    code = main(["render", str(inverted), *net, "--out", str(tmp_path / "r"), "--views", "3", "--video-frames", "0", "--mesh-resolution", "0"])
     assert code == 0 and (tmp_path / "r" / "views" / "novel_grid.png").exists()
     direction = tmp_path / "d.npy"
     np.save(direction, np.random.default_rng(0).standard_normal(512).astype(np.float32))
-    code = main(["edit", str(inverted), "--direction", str(direction), "--strength", "1", "--views", "2", "--out", str(tmp_path / "e")])
+    code = main(["edit", str(inverted), *net, "--direction", str(direction), "--strength", "1", "--views", "2", "--out", str(tmp_path / "e")])
     assert code == 0 and (tmp_path / "e" / "grid.png").exists()
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros(7, np.float32))
-    assert main(["edit", str(inverted), "--direction", str(bad), "--out", str(tmp_path / "e2")]) == 2
+    assert main(["edit", str(inverted), *net, "--direction", str(bad), "--out", str(tmp_path / "e2")]) == 2
 
 
 def _chromium() -> str | None:
