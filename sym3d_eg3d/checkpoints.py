@@ -585,9 +585,15 @@ def _write_converted(out_dir: Path, state_dict: Mapping[str, torch.Tensor], conf
     metadata = {"sym3d_config": json.dumps({k: v for k, v in config.items() if k != "weights_sha256"})}
     payload = safetensors.torch.save(tensors, metadata=metadata)
     full_config = {**config, "weights_sha256": hashlib.sha256(payload).hexdigest()}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(weights_path, payload)
-    _atomic_write(config_path, (json.dumps(full_config, indent=2) + "\n").encode("utf-8"))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(weights_path, payload)
+        _atomic_write(config_path, (json.dumps(full_config, indent=2) + "\n").encode("utf-8"))
+    except OSError as exc:
+        raise CheckpointError(
+            f"{out_dir}: cannot write the converted generator there ({exc.strerror or type(exc).__name__}).",
+            hint="choose a writable output folder with enough free space (about the size of the weights).",
+        ) from None
     return out_dir
 
 

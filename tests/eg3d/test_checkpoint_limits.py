@@ -277,3 +277,35 @@ def test_special_files_are_refused_as_checkpoints(tmp_path: Path) -> None:
     (folder / ck.WEIGHTS_FILE).symlink_to("/dev/zero")
     with pytest.raises(InputFileError, match="character device"):
         ck.load_checkpoint(folder)
+
+
+# --------------------------------------------------------------------------------------------
+# Messages: one line naming the file, exit code 2
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected"),
+    [
+        ("diamond.pkl", h.snapshot(modules=h.diamond_modules(40)), "share no module"),
+        ("leak.pkl", h.snapshot(buffers=h.build_on_empty_tensor(1 << 16)), "BUILD"),
+        ("layers.pkl", h.snapshot(init_kwargs=h.init_kwargs_with(mapping_kwargs={"num_layers": 100_000})), "num_layers"),
+        ("memo.pkl", b"\x80\x04K\x01r" + struct.pack("<I", 1 << 24) + b".", "memo entry"),
+    ],
+    ids=["shared_modules", "build_tensor", "num_layers", "memo_index"],
+)
+def test_cli_convert_refuses_with_one_line(tmp_path: Path, capsys, name: str, data: bytes, expected: str) -> None:
+    from sym3d.cli import main
+
+    path = _write(tmp_path, name, data)
+    code = main(["eg3d", "convert", str(path), str(tmp_path / "out"), "--no-verify"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and expected in err and str(path) in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and "weights_only" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_into_an_unwritable_place_names_the_folder(tmp_path: Path, eg3d_small_pkl: Path) -> None:
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(CheckpointError, match=r"a_file/out: cannot write the converted generator there \(Not a directory\)"):
+        ck.convert_checkpoint(eg3d_small_pkl, tmp_path / "a_file" / "out", verify=False)
