@@ -277,3 +277,24 @@ def test_eg3d_result_renders_with_the_recorded_checkpoint_only(tmp_path: Path) -
 
     with pytest.raises(UserInputError, match=f"has sha256 {sha}, not the expected {'00' * 32}"):
         build_eg3d(pkl, network_sha256="00" * 32)  # options replayed from a result are checked too
+
+
+def test_schemas_list_exactly_the_options_of_the_built_in_generators() -> None:
+    # A new constructor option must be added to the schema, or results using it would be refused.
+    import inspect
+
+    import attrs
+
+    from sym3d.testing.tiny import TinyGenerator3D
+    from sym3d_eg3d.adapter import build_eg3d
+    from sym3d_extras.result_options import _SCHEMAS, NETWORK_KEYS
+    from sym3d_extras.synthetic.generator import SymHeadsGenerator
+    from sym3d_extras.synthetic.render import RenderSettings
+    from sym3d_extras.synthetic.residual import ResidualConfig
+
+    for factory, name, not_stored in ((TinyGenerator3D, "tiny", ()), (SymHeadsGenerator, "symheads", ()),
+                                      (build_eg3d, "eg3d", (*NETWORK_KEYS, "device"))):
+        params = set(inspect.signature(factory).parameters) - {"self", *not_stored}
+        assert params == set(_SCHEMAS[name]), name
+    for cls, key in ((RenderSettings, "render_settings"), (ResidualConfig, "residual")):
+        assert {f.name for f in attrs.fields(cls)} == set(_SCHEMAS["symheads"][key][1]), key
