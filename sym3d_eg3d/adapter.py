@@ -190,7 +190,8 @@ def build_eg3d(
         G = load_checkpoint(network, device=device)
         if network_sha256 is not None and network_sha256 != G.checkpoint_sha256:
             raise UserInputError(
-                f"eg3d: {network} has sha256 {G.checkpoint_sha256}, not the expected {network_sha256}.",
+                f"eg3d: {network} has sha256 {G.checkpoint_sha256}, "
+                f"not the expected {network_sha256}.",
                 hint="pass the checkpoint the result or run was made with.",
             )
         options: dict[str, Any] = {"network": str(network), "network_sha256": G.checkpoint_sha256}

@@ -88,7 +88,7 @@ _TRIPLANE_POSITIONAL = (
 _GENERATOR_CLASS = "TriPlaneGenerator"
 _DEFAULT_NEURAL_RENDERING_RESOLUTION = 64  # what a freshly constructed official generator holds
 MAX_CHECKPOINT_BYTES = 4 << 30
-"""Largest checkpoint file read (official EG3D snapshots are under 1 GB); also stops sparse files."""
+"""Largest checkpoint file read (official EG3D snapshots are under 1 GB); stops sparse files too."""
 _MAX_MODULE_DEPTH = 64
 _MAX_CONFIG_BYTES = 16 << 20  # generator.json of ffhq512-128 is about 20 kB
 _MAX_MODULES = 20_000  # G_ema of ffhq512-128 has a few hundred modules
@@ -170,7 +170,10 @@ def read_official_pickle(path: str | os.PathLike[str]) -> OfficialCheckpoint:
     _require_file(path)
     kind = _sniff(path)
     if kind != "pickle":
-        raise CheckpointError(f"{path}: not an EG3D checkpoint pickle: {_describe_kind(kind, path)}.", hint=_PICKLE_HINT)
+        raise CheckpointError(
+            f"{path}: not an EG3D checkpoint pickle: {_describe_kind(kind, path)}.",
+            hint=_PICKLE_HINT,
+        )
     with _open(path) as f:
         sha256, size = _sha256_of_stream(f)
         f.seek(0)
@@ -188,7 +191,11 @@ def read_official_pickle(path: str | os.PathLike[str]) -> OfficialCheckpoint:
             hint=_PICKLE_HINT,
         )
     g_ema = top["G_ema"]
-    found = g_ema.class_name if isinstance(g_ema, (PersistentRecord, PlainObjectRecord)) else type(g_ema).__name__
+    found = (
+        g_ema.class_name
+        if isinstance(g_ema, (PersistentRecord, PlainObjectRecord))
+        else type(g_ema).__name__
+    )
     if not isinstance(g_ema, PersistentRecord) or g_ema.class_name != _GENERATOR_CLASS:
         raise CheckpointError(
             f"{path}: 'G_ema' is a {found}; expected an EG3D {_GENERATOR_CLASS}.",
@@ -201,10 +208,14 @@ def read_official_pickle(path: str | os.PathLike[str]) -> OfficialCheckpoint:
     init_kwargs = _init_kwargs(root, str(path))
     rendering_kwargs = root.get("rendering_kwargs", init_kwargs.get("rendering_kwargs"))
     if not isinstance(rendering_kwargs, dict):
-        raise CheckpointError(f"{path}: G_ema has no rendering_kwargs dict (got {type(rendering_kwargs).__name__}).")
+        raise CheckpointError(
+            f"{path}: G_ema has no rendering_kwargs dict (got {type(rendering_kwargs).__name__})."
+        )
     resolution = root.get("neural_rendering_resolution", _DEFAULT_NEURAL_RENDERING_RESOLUTION)
     if type(resolution) is not int or resolution <= 0:
-        raise CheckpointError(f"{path}: G_ema.neural_rendering_resolution is {resolution!r}; expected a positive int.")
+        raise CheckpointError(
+            f"{path}: G_ema.neural_rendering_resolution is {resolution!r}; expected a positive int."
+        )
     return OfficialCheckpoint(
         path=path,
         sha256=sha256,
@@ -216,14 +227,18 @@ def read_official_pickle(path: str | os.PathLike[str]) -> OfficialCheckpoint:
         rendering_kwargs=_plain(rendering_kwargs, "G_ema.rendering_kwargs", str(path)),
         neural_rendering_resolution=resolution,
         plane_axes=_plane_axes(root, str(path)),
-        module_src_sha256={n.class_name: n.module_src_sha256 for _, n in modules if isinstance(n, PersistentRecord)},
+        module_src_sha256={
+            n.class_name: n.module_src_sha256 for _, n in modules if isinstance(n, PersistentRecord)
+        },
         top_level_keys=tuple(str(k) for k in top),
     )
 
 
 def _module_state(node: Any, where: str, source: str) -> dict[str, Any]:
     if not isinstance(node, (PersistentRecord, PlainObjectRecord)):
-        raise CheckpointError(f"{source}: {where or 'G_ema'} is a {type(node).__name__}; expected a network module.")
+        raise CheckpointError(
+            f"{source}: {where or 'G_ema'} is a {type(node).__name__}; expected a network module."
+        )
     return node.state
 
 
@@ -243,14 +258,15 @@ def _walk_modules(root: Any, source: str) -> list[tuple[str, Any]]:
         where = prefix.rstrip(".") or "G_ema"
         if id(node) in seen:
             raise CheckpointError(
-                f"{source}: the module {_short(where)} is the same object as {_short(seen[id(node)])}; official EG3D "
-                "generators share no module, so the file was crafted or damaged.",
+                f"{source}: the module {_short(where)} is the same object as "
+                f"{_short(seen[id(node)])}; official EG3D generators share no module, so the file "
+                "was crafted or damaged.",
                 hint=_PICKLE_HINT,
             )
         if depth > _MAX_MODULE_DEPTH or len(out) >= _MAX_MODULES:
             raise CheckpointError(
-                f"{source}: the module tree under G_ema is deeper than {_MAX_MODULE_DEPTH} levels or holds more "
-                f"than {_MAX_MODULES:,} modules; an EG3D generator has a few hundred.",
+                f"{source}: the module tree under G_ema is deeper than {_MAX_MODULE_DEPTH} levels "
+                f"or holds more than {_MAX_MODULES:,} modules; an EG3D generator has a few hundred.",
                 hint=_PICKLE_HINT,
             )
         seen[id(node)] = where
@@ -258,13 +274,19 @@ def _walk_modules(root: Any, source: str) -> list[tuple[str, Any]]:
         out.append((prefix, node))
         children = state.get("_modules", {})
         if not isinstance(children, dict):
-            raise CheckpointError(f"{source}: {prefix or 'G_ema.'}_modules is a {type(children).__name__}; expected a dict.")
-        named = [(f"{prefix}{name}.", child) for name, child in children.items() if child is not None]
+            raise CheckpointError(
+                f"{source}: {prefix or 'G_ema.'}_modules is a {type(children).__name__}; expected a dict."
+            )
+        named = [
+            (f"{prefix}{name}.", child) for name, child in children.items() if child is not None
+        ]
         stack.extend((p, child, depth + 1) for p, child in reversed(named))
     return out
 
 
-def _collect_state_dict(modules: list[tuple[str, Any]], source: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+def _collect_state_dict(
+    modules: list[tuple[str, Any]], source: str
+) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Rebuild ``state_dict()`` from the records: per module its parameters, buffers, then children."""
     out: dict[str, torch.Tensor] = {}
     parameter_names: list[str] = []
@@ -273,15 +295,25 @@ def _collect_state_dict(modules: list[tuple[str, Any]], source: str) -> tuple[di
         params = state.get("_parameters", {})
         buffers = state.get("_buffers", {})
         skip = state.get("_non_persistent_buffers_set", set())
-        if not isinstance(params, dict) or not isinstance(buffers, dict) or not isinstance(skip, (set, frozenset)):
-            raise CheckpointError(f"{source}: module {prefix or 'G_ema.'} has malformed _parameters/_buffers entries.")
-        entries = [(n, t, True) for n, t in params.items()] + [(n, t, False) for n, t in buffers.items() if n not in skip]
+        if (
+            not isinstance(params, dict)
+            or not isinstance(buffers, dict)
+            or not isinstance(skip, (set, frozenset))
+        ):
+            raise CheckpointError(
+                f"{source}: module {prefix or 'G_ema.'} has malformed _parameters/_buffers entries."
+            )
+        entries = [(n, t, True) for n, t in params.items()] + [
+            (n, t, False) for n, t in buffers.items() if n not in skip
+        ]
         for name, tensor, is_param in entries:
             if tensor is None:
                 continue
             key = f"{prefix}{name}"
             if not isinstance(tensor, TensorRecord):
-                raise CheckpointError(f"{source}: {key} is a {type(tensor).__name__}; expected a tensor.")
+                raise CheckpointError(
+                    f"{source}: {key} is a {type(tensor).__name__}; expected a tensor."
+                )
             out[key] = tensor.tensor()  # a fresh tensor object: no grad flag, no hooks
             if is_param:
                 parameter_names.append(key)
@@ -297,8 +329,8 @@ def _check_total_bytes(state_dict: Mapping[str, torch.Tensor], file_size: int, s
     total = sum(t.numel() * t.element_size() for t in state_dict.values())
     if total > 2 * file_size + (1 << 20):
         raise CheckpointError(
-            f"{source}: its {len(state_dict)} tensors view {total:,} bytes, but the file holds only {file_size:,}; "
-            "tensors share storage far more than any EG3D snapshot does.",
+            f"{source}: its {len(state_dict)} tensors view {total:,} bytes, but the file holds "
+            f"only {file_size:,}; tensors share storage far more than any EG3D snapshot does.",
             hint=_PICKLE_HINT,
         )
 
@@ -306,8 +338,14 @@ def _check_total_bytes(state_dict: Mapping[str, torch.Tensor], file_size: int, s
 def _init_kwargs(root: dict[str, Any], source: str) -> dict[str, Any]:
     args = root.get("_init_args", ())
     kwargs = root.get("_init_kwargs", {})
-    if not isinstance(args, (tuple, list)) or not isinstance(kwargs, dict) or len(args) > len(_TRIPLANE_POSITIONAL):
-        raise CheckpointError(f"{source}: G_ema has malformed constructor arguments (_init_args/_init_kwargs).")
+    if (
+        not isinstance(args, (tuple, list))
+        or not isinstance(kwargs, dict)
+        or len(args) > len(_TRIPLANE_POSITIONAL)
+    ):
+        raise CheckpointError(
+            f"{source}: G_ema has malformed constructor arguments (_init_args/_init_kwargs)."
+        )
     merged = dict(zip(_TRIPLANE_POSITIONAL, args, strict=False))
     for key, value in kwargs.items():
         if key in merged:
@@ -316,7 +354,9 @@ def _init_kwargs(root: dict[str, Any], source: str) -> dict[str, Any]:
     return _plain(merged, "G_ema._init_kwargs", source)  # type: ignore[no-any-return]
 
 
-def _plain(value: Any, where: str, source: str, depth: int = 0, budget: list[int] | None = None) -> Any:
+def _plain(
+    value: Any, where: str, source: str, depth: int = 0, budget: list[int] | None = None
+) -> Any:
     """Deep-convert to JSON-able data: dict subclasses -> dict, tuples -> lists; refuse anything else.
 
     JSON cannot share, so a container reached many times through the pickle memo is copied each
@@ -327,12 +367,14 @@ def _plain(value: Any, where: str, source: str, depth: int = 0, budget: list[int
     budget[0] -= 1
     if budget[0] < 0:
         raise CheckpointError(
-            f"{source}: {_short(where)} expands to more than {_MAX_PLAIN_VALUES:,} values (containers shared through "
-            "the pickle memo); EG3D settings hold a few hundred.",
+            f"{source}: {_short(where)} expands to more than {_MAX_PLAIN_VALUES:,} values "
+            "(containers shared through the pickle memo); EG3D settings hold a few hundred.",
             hint=_PICKLE_HINT,
         )
     if depth > _MAX_MODULE_DEPTH:
-        raise CheckpointError(f"{source}: {where} is nested more than {_MAX_MODULE_DEPTH} levels deep.")
+        raise CheckpointError(
+            f"{source}: {where} is nested more than {_MAX_MODULE_DEPTH} levels deep."
+        )
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
             raise CheckpointError(f"{source}: {where} has non-string keys.")
@@ -341,7 +383,9 @@ def _plain(value: Any, where: str, source: str, depth: int = 0, budget: list[int
         return [_plain(v, f"{where}[{i}]", source, depth + 1, budget) for i, v in enumerate(value)]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise CheckpointError(f"{source}: {where} holds a {type(value).__name__}; expected plain data (numbers, strings, lists, dicts).")
+    raise CheckpointError(
+        f"{source}: {where} holds a {type(value).__name__}; expected plain data (numbers, strings, lists, dicts)."
+    )
 
 
 def _plane_axes(root: dict[str, Any], source: str) -> torch.Tensor | None:
@@ -352,7 +396,9 @@ def _plane_axes(root: dict[str, Any], source: str) -> torch.Tensor | None:
     if axes is None:
         return None
     if not isinstance(axes, TensorRecord):
-        raise CheckpointError(f"{source}: renderer.plane_axes is a {type(axes).__name__}; expected a tensor.")
+        raise CheckpointError(
+            f"{source}: renderer.plane_axes is a {type(axes).__name__}; expected a tensor."
+        )
     return axes.tensor()
 
 
@@ -406,7 +452,7 @@ def read_converted(path: str | os.PathLike[str]) -> ConvertedCheckpoint:
         payload = f.read()
     header, embedded = _safetensors_header(payload, weights_path)
     actual = hashlib.sha256(payload).hexdigest()
-    if config_path.is_file():
+    if config_path.exists():  # a FIFO or device here is refused by read_text, not skipped
         config = _parse_config_file(config_path)
         expected = config.get("weights_sha256")
         if expected is not None and expected != actual:
@@ -440,18 +486,23 @@ def read_converted(path: str | os.PathLike[str]) -> ConvertedCheckpoint:
             f"{weights_path}: not a readable safetensors file ({type(exc).__name__}: {exc}).",
             hint="convert the original .pkl again with `sym3d eg3d convert --overwrite`.",
         ) from None
-    return ConvertedCheckpoint(used_config_path, weights_path, config, {k: tensors[k] for k in order}, actual)
+    return ConvertedCheckpoint(
+        used_config_path, weights_path, config, {k: tensors[k] for k in order}, actual
+    )
 
 
 _MAX_SAFETENSORS_HEADER = 100 << 20  # the safetensors library's own limit
 
 
-def _safetensors_header(payload: bytes, path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+def _safetensors_header(
+    payload: bytes, path: Path
+) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
     """Tensor names -> shapes and the metadata, from a safetensors header (no tensor data is read).
 
     Raises:
         CheckpointError: the header is missing, oversized or not the documented JSON layout.
     """
+
     def bad(reason: str) -> CheckpointError:
         return CheckpointError(
             f"{path}: not a readable safetensors file ({reason}).",
@@ -462,7 +513,9 @@ def _safetensors_header(payload: bytes, path: Path) -> tuple[dict[str, tuple[int
         raise bad(f"{len(payload)} bytes, shorter than the 8-byte header length")
     n = int.from_bytes(payload[:8], "little")
     if n > min(len(payload) - 8, _MAX_SAFETENSORS_HEADER):
-        raise bad(f"the header claims {n:,} bytes; the file holds {len(payload) - 8:,} after the length")
+        raise bad(
+            f"the header claims {n:,} bytes; the file holds {len(payload) - 8:,} after the length"
+        )
     try:
         header = json.loads(payload[8 : 8 + n])
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -475,14 +528,20 @@ def _safetensors_header(payload: bytes, path: Path) -> tuple[dict[str, tuple[int
     shapes: dict[str, tuple[int, ...]] = {}
     for name, info in header.items():
         shape = info.get("shape") if isinstance(info, dict) else None
-        if not isinstance(shape, list) or len(shape) > 8 or not all(type(d) is int and d >= 0 for d in shape):
+        if (
+            not isinstance(shape, list)
+            or len(shape) > 8
+            or not all(type(d) is int and d >= 0 for d in shape)
+        ):
             raise bad(f"tensor {name!r} has no valid shape")
         shapes[name] = tuple(shape)
     return shapes, metadata
 
 
 def _parse_config_file(path: Path) -> dict[str, Any]:
-    return _parse_config_text(read_text(path, "the generator config", max_bytes=_MAX_CONFIG_BYTES), str(path))
+    return _parse_config_text(
+        read_text(path, "the generator config", max_bytes=_MAX_CONFIG_BYTES), str(path)
+    )
 
 
 def _parse_config_text(text: str, where: str) -> dict[str, Any]:
@@ -497,30 +556,53 @@ def _parse_config_text(text: str, where: str) -> dict[str, Any]:
         problems.append(f"{where}: format: expected {FORMAT_NAME!r}, got {config.get('format')!r}")
     version = config.get("format_version")
     if type(version) is not int or version > FORMAT_VERSION:
-        problems.append(f"{where}: format_version: expected an int <= {FORMAT_VERSION}, got {version!r}")
+        problems.append(
+            f"{where}: format_version: expected an int <= {FORMAT_VERSION}, got {version!r}"
+        )
     if config.get("class_name") != _GENERATOR_CLASS:
-        problems.append(f"{where}: class_name: expected {_GENERATOR_CLASS!r}, got {config.get('class_name')!r}")
+        problems.append(
+            f"{where}: class_name: expected {_GENERATOR_CLASS!r}, got {config.get('class_name')!r}"
+        )
     for key in ("init_kwargs", "rendering_kwargs"):
         if not isinstance(config.get(key), dict):
-            problems.append(f"{where}: {key}: expected an object, got {type(config.get(key)).__name__}")
+            problems.append(
+                f"{where}: {key}: expected an object, got {type(config.get(key)).__name__}"
+            )
     resolution = config.get("neural_rendering_resolution")
     if type(resolution) is not int or resolution <= 0:
-        problems.append(f"{where}: neural_rendering_resolution: expected a positive int, got {resolution!r}")
+        problems.append(
+            f"{where}: neural_rendering_resolution: expected a positive int, got {resolution!r}"
+        )
     if config.get("plane_axes") not in PLANE_ORDERS:
-        problems.append(f"{where}: plane_axes: expected one of {', '.join(PLANE_ORDERS)}, got {config.get('plane_axes')!r}")
+        problems.append(
+            f"{where}: plane_axes: expected one of {', '.join(PLANE_ORDERS)}, got {config.get('plane_axes')!r}"
+        )
     names = config.get("tensor_names")
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+    if (
+        not isinstance(names, list)
+        or not all(isinstance(n, str) for n in names)
+        or len(set(names)) != len(names)
+    ):
         problems.append(f"{where}: tensor_names: expected a list of distinct strings")
-    if isinstance(config.get("init_kwargs"), dict) and isinstance(config.get("rendering_kwargs"), dict):
+    if isinstance(config.get("init_kwargs"), dict) and isinstance(
+        config.get("rendering_kwargs"), dict
+    ):
         # Bound every size field now: weights_sha256 covers the weights only, not this document.
         from sym3d_eg3d.networks.factory import check_sizes
 
         try:
-            check_sizes({**config["init_kwargs"], "rendering_kwargs": config["rendering_kwargs"]}, resolution)
+            check_sizes(
+                {**config["init_kwargs"], "rendering_kwargs": config["rendering_kwargs"]},
+                resolution,
+            )
         except ConfigError as exc:
             problems += [f"{where}: {m}" for m in exc.messages]
     if problems:
-        hint = "upgrade sym3d" if type(version) is int and version > FORMAT_VERSION else "convert the original .pkl again"
+        hint = (
+            "upgrade sym3d"
+            if type(version) is int and version > FORMAT_VERSION
+            else "convert the original .pkl again"
+        )
         raise ConfigError(problems, hint=hint)
     return config
 
@@ -565,7 +647,13 @@ def _build_config(
     }
 
 
-def _write_converted(out_dir: Path, state_dict: Mapping[str, torch.Tensor], config: dict[str, Any], *, overwrite: bool) -> Path:
+def _write_converted(
+    out_dir: Path,
+    state_dict: Mapping[str, torch.Tensor],
+    config: dict[str, Any],
+    *,
+    overwrite: bool,
+) -> Path:
     """Write ``generator.safetensors`` then ``generator.json`` into ``out_dir``, each atomically."""
     import safetensors.torch
 
@@ -582,7 +670,9 @@ def _write_converted(out_dir: Path, state_dict: Mapping[str, torch.Tensor], conf
         tensors[name] = t
     # One metadata key only: safetensors writes metadata in hash-map order, and a single key keeps
     # the file byte-for-byte deterministic. The embedded config holds the format name and version.
-    metadata = {"sym3d_config": json.dumps({k: v for k, v in config.items() if k != "weights_sha256"})}
+    metadata = {
+        "sym3d_config": json.dumps({k: v for k, v in config.items() if k != "weights_sha256"})
+    }
     payload = safetensors.torch.save(tensors, metadata=metadata)
     full_config = {**config, "weights_sha256": hashlib.sha256(payload).hexdigest()}
     try:
@@ -591,15 +681,18 @@ def _write_converted(out_dir: Path, state_dict: Mapping[str, torch.Tensor], conf
         _atomic_write(config_path, (json.dumps(full_config, indent=2) + "\n").encode("utf-8"))
     except OSError as exc:
         raise CheckpointError(
-            f"{out_dir}: cannot write the converted generator there ({exc.strerror or type(exc).__name__}).",
-            hint="choose a writable output folder with enough free space (about the size of the weights).",
+            f"{out_dir}: cannot write the converted generator there "
+            f"({exc.strerror or type(exc).__name__}).",
+            hint="choose a writable output folder with room for the weights.",
         ) from None
     return out_dir
 
 
 def _refuse_existing(out_dir: Path, *, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
-        raise CheckpointError(f"{out_dir}: exists and is not a folder; expected an output folder path.")
+        raise CheckpointError(
+            f"{out_dir}: exists and is not a folder; expected an output folder path."
+        )
     if not overwrite and ((out_dir / WEIGHTS_FILE).exists() or (out_dir / CONFIG_FILE).exists()):
         raise ResultExistsError(
             f"{out_dir}: already holds a converted generator ({WEIGHTS_FILE}/{CONFIG_FILE}); refusing to overwrite it.",
@@ -648,9 +741,18 @@ def convert_checkpoint(
     _refuse_existing(out, overwrite=overwrite)  # fail fast, before reading a large pickle
     ckpt = read_official_pickle(src_pkl)
     plane_order = _supported_plane_order(ckpt)
-    _check_sizes(ckpt.init_kwargs, ckpt.rendering_kwargs, ckpt.neural_rendering_resolution, str(ckpt.path))
+    _check_sizes(
+        ckpt.init_kwargs, ckpt.rendering_kwargs, ckpt.neural_rendering_resolution, str(ckpt.path)
+    )
     if verify:
-        _build_and_load(ckpt.init_kwargs, ckpt.rendering_kwargs, ckpt.neural_rendering_resolution, plane_order, ckpt.state_dict, str(ckpt.path))
+        _build_and_load(
+            ckpt.init_kwargs,
+            ckpt.rendering_kwargs,
+            ckpt.neural_rendering_resolution,
+            plane_order,
+            ckpt.state_dict,
+            str(ckpt.path),
+        )
     config = _build_config(
         init_kwargs=ckpt.init_kwargs,
         rendering_kwargs=ckpt.rendering_kwargs,
@@ -658,7 +760,12 @@ def convert_checkpoint(
         plane_order=plane_order,
         state_dict=ckpt.state_dict,
         parameter_names=ckpt.parameter_names,
-        source={"kind": "official_pickle", "file_name": ckpt.path.name, "sha256": ckpt.sha256, "size_bytes": ckpt.size_bytes},
+        source={
+            "kind": "official_pickle",
+            "file_name": ckpt.path.name,
+            "sha256": ckpt.sha256,
+            "size_bytes": ckpt.size_bytes,
+        },
     )
     return _write_converted(out, ckpt.state_dict, config, overwrite=overwrite)
 
@@ -707,7 +814,9 @@ def save_generator(
     return _write_converted(Path(out_dir), state_dict, config, overwrite=overwrite)
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> TriPlaneGenerator:
+def load_checkpoint(
+    path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+) -> TriPlaneGenerator:
     """Load an EG3D generator from an official ``.pkl`` or a converted folder/file, in eval mode.
 
     The kind of input is decided from its content (and, for converted files, its name):
@@ -741,11 +850,21 @@ def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device 
         elif sniffed == "safetensors":
             kind = "converted"
         else:
-            raise CheckpointError(f"{path}: not a checkpoint sym3d can load: {_describe_kind(sniffed, path)}.", hint=_PICKLE_HINT)
+            raise CheckpointError(
+                f"{path}: not a checkpoint sym3d can load: {_describe_kind(sniffed, path)}.",
+                hint=_PICKLE_HINT,
+            )
     if kind == "pickle":
         ckpt = read_official_pickle(path)
         plane_order = _supported_plane_order(ckpt)
-        G = _build_and_load(ckpt.init_kwargs, ckpt.rendering_kwargs, ckpt.neural_rendering_resolution, plane_order, ckpt.state_dict, str(path))
+        G = _build_and_load(
+            ckpt.init_kwargs,
+            ckpt.rendering_kwargs,
+            ckpt.neural_rendering_resolution,
+            plane_order,
+            ckpt.state_dict,
+            str(path),
+        )
         G.checkpoint_sha256 = ckpt.sha256
     else:
         if path.is_dir() and not (path / WEIGHTS_FILE).exists():
@@ -756,8 +875,12 @@ def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device 
         conv = read_converted(path)
         cfg = conv.config
         G = _build_and_load(
-            cfg["init_kwargs"], cfg["rendering_kwargs"], cfg["neural_rendering_resolution"], cfg["plane_axes"],
-            conv.state_dict, str(conv.weights_path),
+            cfg["init_kwargs"],
+            cfg["rendering_kwargs"],
+            cfg["neural_rendering_resolution"],
+            cfg["plane_axes"],
+            conv.state_dict,
+            str(conv.weights_path),
         )
         source = cfg.get("source")
         from_pickle = isinstance(source, dict) and source.get("kind") == "official_pickle"
@@ -799,7 +922,12 @@ class _ShapesOnly(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = dict(kwargs or {})
-        if func is torch.Tensor.to and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+        if (
+            func is torch.Tensor.to
+            and args
+            and isinstance(args[0], torch.Tensor)
+            and args[0].is_meta
+        ):
             kwargs.pop("device", None)
             args = tuple(a for a in args if not isinstance(a, (str, torch.device)))
         return func(*args, **kwargs)
@@ -831,11 +959,15 @@ def _construct(
         with torch.device("meta"), _ShapesOnly():
             return build()
     except ConfigError as exc:
-        raise CheckpointError(f"{source}: its constructor kwargs do not build a generator: {exc}") from exc
+        raise CheckpointError(
+            f"{source}: its constructor kwargs do not build a generator: {exc}"
+        ) from exc
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise CheckpointError(
-            f"{source}: its constructor kwargs do not build a generator ({type(exc).__name__}: {exc}).",
-            hint="the config was edited or comes from an unsupported EG3D variant; convert the original .pkl again.",
+            f"{source}: its constructor kwargs do not build a generator "
+            f"({type(exc).__name__}: {exc}).",
+            hint="the config was edited or comes from an unsupported EG3D variant; "
+            "convert the original .pkl again.",
         ) from None
 
 
@@ -845,7 +977,9 @@ def _check_fits(G: torch.nn.Module, shapes: Mapping[str, tuple[int, ...]], sourc
     missing = [k for k in expected if k not in shapes]
     unexpected = [k for k in shapes if k not in expected]
     reshaped = [
-        f"{k} (file {list(shapes[k])}, model {list(v)})" for k, v in expected.items() if k in shapes and shapes[k] != v
+        f"{k} (file {list(shapes[k])}, model {list(v)})"
+        for k, v in expected.items()
+        if k in shapes and shapes[k] != v
     ]
     if missing or unexpected or reshaped:
         raise CheckpointError(
@@ -856,7 +990,12 @@ def _check_fits(G: torch.nn.Module, shapes: Mapping[str, tuple[int, ...]], sourc
         )
 
 
-def _check_sizes(init_kwargs: Mapping[str, Any], rendering_kwargs: Mapping[str, Any], resolution: int, source: str) -> None:
+def _check_sizes(
+    init_kwargs: Mapping[str, Any],
+    rendering_kwargs: Mapping[str, Any],
+    resolution: int,
+    source: str,
+) -> None:
     from sym3d_eg3d.networks.factory import check_sizes
 
     try:
@@ -885,7 +1024,10 @@ def _require_file(path: Path, *, what: str = "checkpoint file") -> None:
     if not path.exists():
         raise CheckpointError(f"{path}: no such {what}.", hint=_PICKLE_HINT)
     if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, expected a {what}.", hint="for a converted folder use load_checkpoint().")
+        raise CheckpointError(
+            f"{path}: is a folder, expected a {what}.",
+            hint="for a converted folder use load_checkpoint().",
+        )
 
 
 def _open(path: Path, what: str = "a checkpoint") -> BinaryIO:

@@ -63,9 +63,18 @@ _PLAIN_OBJECT_CLASSES: tuple[str, ...] = (
 
 ALLOWED_GLOBALS: Mapping[tuple[str, str], str] = types.MappingProxyType(
     {
-        ("torch_utils.persistence", "_reconstruct_persistent_obj"): "persistent object -> PersistentRecord (module_src hashed, never executed)",
-        ("torch._utils", "_rebuild_tensor_v2"): "TensorRecord: a bounds-checked view of a decoded storage",
-        ("torch._utils", "_rebuild_parameter"): "parameter -> its TensorRecord (requires_grad and hooks dropped)",
+        (
+            "torch_utils.persistence",
+            "_reconstruct_persistent_obj",
+        ): "persistent object -> PersistentRecord (module_src hashed, never executed)",
+        (
+            "torch._utils",
+            "_rebuild_tensor_v2",
+        ): "TensorRecord: a bounds-checked view of a decoded storage",
+        (
+            "torch._utils",
+            "_rebuild_parameter",
+        ): "parameter -> its TensorRecord (requires_grad and hooks dropped)",
         ("torch.storage", "_load_from_bytes"): "storage blob -> parsed by decode_storage_blob",
         ("collections", "OrderedDict"): "an empty collections.OrderedDict (filled item by item)",
         ("dnnlib.util", "EasyDict"): "RecordDict (a dict, created empty)",
@@ -103,11 +112,13 @@ class RecordDict(dict):  # type: ignore[type-arg]
 
     def __setstate__(self, state: Any) -> None:
         if state:
-            raise CheckpointError(f"an EasyDict in the pickle carries unexpected attribute state {type(state).__name__}.")
+            raise CheckpointError(
+                f"an EasyDict in the pickle carries unexpected attribute state {type(state).__name__}."
+            )
 
 
 class _EmptyOrderedDict(collections.OrderedDict):  # type: ignore[type-arg]
-    """Stand-in for ``collections.OrderedDict``: created empty (``REDUCE`` with ``()``), then filled.
+    """Stand-in for ``collections.OrderedDict``: created empty by ``REDUCE``, then filled.
 
     Copying an iterable argument would let a small file multiply a shared container many times.
     """
@@ -123,14 +134,16 @@ class _EmptyOrderedDict(collections.OrderedDict):  # type: ignore[type-arg]
 def _refuse_constructor_args(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     if args or kwargs:
         raise CheckpointError(
-            f"the pickle calls {name} with arguments; official snapshots create it empty and then fill it."
+            f"the pickle calls {name} with arguments; official snapshots create it empty and "
+            "then fill it."
         )
 
 
 def _refused_build(what: str) -> CheckpointError:
     return CheckpointError(
-        f"the pickle sets the internal state of {what} (a BUILD opcode); official EG3D snapshots never do, "
-        f"and it could make the reader use memory the file does not describe. {_NOTHING_EXECUTED}"
+        f"the pickle sets the internal state of {what} (a BUILD opcode); official EG3D "
+        "snapshots never do, and it could make the reader use memory the file does not "
+        f"describe. {_NOTHING_EXECUTED}"
     )
 
 
@@ -147,14 +160,18 @@ class PersistentRecord:
 
     __slots__ = ("class_name", "version", "state", "module_src_sha256")
 
-    def __init__(self, class_name: str, version: int, state: dict[str, Any], module_src_sha256: str) -> None:
+    def __init__(
+        self, class_name: str, version: int, state: dict[str, Any], module_src_sha256: str
+    ) -> None:
         self.class_name = class_name
         self.version = version
         self.state = state
         self.module_src_sha256 = module_src_sha256
 
     def __setstate__(self, state: Any) -> None:
-        raise CheckpointError(f"unexpected BUILD on persistent object {self.class_name!r}; official files never do this.")
+        raise CheckpointError(
+            f"unexpected BUILD on persistent object {self.class_name!r}; official files never do this."
+        )
 
     def __repr__(self) -> str:
         return f"PersistentRecord({self.class_name!r}, src_sha256={self.module_src_sha256[:12]})"
@@ -191,7 +208,9 @@ class PlainObjectRecord:
 
 def _plain_record_class(qualified_name: str) -> type[PlainObjectRecord]:
     short = qualified_name.rsplit(".", 1)[-1]
-    return type(f"{short}Record", (PlainObjectRecord,), {"qualified_name": qualified_name, "__slots__": ()})
+    return type(
+        f"{short}Record", (PlainObjectRecord,), {"qualified_name": qualified_name, "__slots__": ()}
+    )
 
 
 _PLAIN_RECORD_CLASSES: Mapping[str, type[PlainObjectRecord]] = types.MappingProxyType(
@@ -208,13 +227,17 @@ class DtypeRecord:
 
     def __init__(self, spec: Any, align: Any = False, copy: Any = False) -> None:
         if not isinstance(spec, str) or len(spec) > 8:
-            raise CheckpointError(f"numpy dtype spec {spec!r} is not a short type string such as 'f8'.")
+            raise CheckpointError(
+                f"numpy dtype spec {spec!r} is not a short type string such as 'f8'."
+            )
         self.spec = spec
         self.byteorder = "="
 
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, tuple) or len(state) < 2 or state[1] not in ("<", ">", "=", "|"):
-            raise CheckpointError(f"numpy dtype state {state!r} is not a simple numeric dtype state.")
+            raise CheckpointError(
+                f"numpy dtype state {state!r} is not a simple numeric dtype state."
+            )
         self.byteorder = state[1]
 
     def to_numpy(self) -> np.dtype[Any]:
@@ -222,19 +245,27 @@ class DtypeRecord:
         try:
             dtype = np.dtype(self.spec)
         except TypeError as exc:
-            raise CheckpointError(f"numpy dtype spec {self.spec!r} is not understood: {exc}.") from None
+            raise CheckpointError(
+                f"numpy dtype spec {self.spec!r} is not understood: {exc}."
+            ) from None
         if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.shape != ():
-            raise CheckpointError(f"numpy dtype {self.spec!r} is not a plain numeric type; only numbers are accepted.")
+            raise CheckpointError(
+                f"numpy dtype {self.spec!r} is not a plain numeric type; only numbers are accepted."
+            )
         return dtype.newbyteorder(self.byteorder) if self.byteorder in "<>" else dtype
 
 
 def _numpy_scalar(dtype: Any, data: Any) -> int | float | complex | bool:
     """Replacement for ``numpy.core.multiarray.scalar``: decode one numeric scalar to a Python number."""
     if not isinstance(dtype, DtypeRecord):
-        raise CheckpointError(f"numpy scalar with dtype {type(dtype).__name__}; expected a numpy.dtype.")
+        raise CheckpointError(
+            f"numpy scalar with dtype {type(dtype).__name__}; expected a numpy.dtype."
+        )
     np_dtype = dtype.to_numpy()
     if not isinstance(data, bytes) or len(data) != np_dtype.itemsize:
-        raise CheckpointError(f"numpy scalar of dtype {np_dtype} needs {np_dtype.itemsize} raw bytes.")
+        raise CheckpointError(
+            f"numpy scalar of dtype {np_dtype} needs {np_dtype.itemsize} raw bytes."
+        )
     return np.frombuffer(data, dtype=np_dtype)[0].item()  # type: ignore[no-any-return]
 
 
@@ -265,7 +296,7 @@ class _DecodedStorage:
     """A storage decoded from a blob: raw bytes as an ``UntypedStorage`` plus the element dtype.
 
     Inert towards the pickle stream: a ``BUILD`` on it is refused (with ``__slots__`` and no
-    ``__setstate__``, the unpickler would otherwise overwrite ``numel`` and defeat the bounds check).
+    ``__setstate__``, the unpickler would overwrite ``numel`` and defeat the bounds check).
     """
 
     __slots__ = ("storage", "dtype", "numel")
@@ -327,7 +358,9 @@ class TensorRecord:
         """
         t = self._tensor
         if t.untyped_storage().nbytes() != self._storage_nbytes:
-            raise CheckpointError("a tensor's storage changed size after it was decoded; refusing to use it.")
+            raise CheckpointError(
+                "a tensor's storage changed size after it was decoded; refusing to use it."
+            )
         return t.detach()
 
     def __repr__(self) -> str:
@@ -382,9 +415,13 @@ def decode_storage_blob(blob: bytes) -> _DecodedStorage:
     protocol = _NoGlobalsUnpickler(stream).load()
     sys_info = _NoGlobalsUnpickler(stream).load()
     if magic != _LEGACY_MAGIC or protocol != _LEGACY_PROTOCOL or not isinstance(sys_info, dict):
-        raise CheckpointError("a tensor storage blob is not in the legacy torch.save layout (wrong magic or protocol).")
+        raise CheckpointError(
+            "a tensor storage blob is not in the legacy torch.save layout (wrong magic or protocol)."
+        )
     if sys_info.get("little_endian") is not True:
-        raise CheckpointError("a tensor storage blob was written on a big-endian machine; this is not supported.")
+        raise CheckpointError(
+            "a tensor storage blob was written on a big-endian machine; this is not supported."
+        )
     header = _NoGlobalsUnpickler(stream, allow_storage_types=True)
     header.load()
     if len(header.persistent_ids) != 1:
@@ -401,14 +438,18 @@ def decode_storage_blob(blob: bytes) -> _DecodedStorage:
         or not isinstance(pid[4], int)
         or pid[4] < 0
     ):
-        raise CheckpointError(f"a tensor storage blob has an unexpected storage descriptor {pid!r}.")
+        raise CheckpointError(
+            f"a tensor storage blob has an unexpected storage descriptor {pid!r}."
+        )
     dtype, key, numel = pid[1].dtype, pid[2], pid[4]
     keys = _NoGlobalsUnpickler(stream).load()
     if keys != [key]:
         raise CheckpointError(f"a tensor storage blob lists keys {keys!r}; expected [{key!r}].")
     count_bytes = stream.read(8)
     if len(count_bytes) != 8 or int.from_bytes(count_bytes, "little", signed=True) != numel:
-        raise CheckpointError(f"a tensor storage blob has a wrong element count (expected {numel}).")
+        raise CheckpointError(
+            f"a tensor storage blob has a wrong element count (expected {numel})."
+        )
     nbytes = numel * torch.empty((), dtype=dtype).element_size()
     if nbytes > len(blob) - stream.tell():  # check before allocating: the count comes from the file
         raise CheckpointError(
@@ -417,15 +458,31 @@ def decode_storage_blob(blob: bytes) -> _DecodedStorage:
     raw = bytearray(nbytes)
     got = stream.readinto(raw)
     if got != nbytes:
-        raise CheckpointError(f"a tensor storage blob is truncated: expected {nbytes} data bytes, got {got}.")
-    storage = torch.frombuffer(raw, dtype=torch.uint8).untyped_storage() if nbytes else torch.UntypedStorage(0)
+        raise CheckpointError(
+            f"a tensor storage blob is truncated: expected {nbytes} data bytes, got {got}."
+        )
+    storage = (
+        torch.frombuffer(raw, dtype=torch.uint8).untyped_storage()
+        if nbytes
+        else torch.UntypedStorage(0)
+    )
     return _DecodedStorage(storage, dtype, numel)
 
 
-def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False, hooks: Any = None, metadata: Any = None) -> TensorRecord:
+def _rebuild_tensor(
+    storage: Any,
+    offset: Any,
+    size: Any,
+    stride: Any,
+    requires_grad: Any = False,
+    hooks: Any = None,
+    metadata: Any = None,
+) -> TensorRecord:
     """Replacement for ``torch._utils._rebuild_tensor_v2``: a view of a decoded storage, bounds-checked."""
     if not isinstance(storage, _DecodedStorage):
-        raise CheckpointError(f"a tensor is built from a {type(storage).__name__}; expected a decoded storage.")
+        raise CheckpointError(
+            f"a tensor is built from a {type(storage).__name__}; expected a decoded storage."
+        )
     dims_ok = (
         isinstance(size, tuple)
         and isinstance(stride, tuple)
@@ -433,7 +490,9 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_
         and all(type(v) is int and v >= 0 for v in (*size, *stride))
     )
     if type(offset) is not int or offset < 0 or not dims_ok:
-        raise CheckpointError(f"a tensor has an invalid layout: offset={offset!r}, size={size!r}, stride={stride!r}.")
+        raise CheckpointError(
+            f"a tensor has an invalid layout: offset={offset!r}, size={size!r}, stride={stride!r}."
+        )
     if all(size):
         last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
         if last >= storage.numel:
@@ -444,13 +503,15 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_
         for n in size:
             numel *= n
         if numel > storage.numel:  # an expanded (stride-0) view; official tensors never are
-            raise CheckpointError(f"a tensor of size {list(size)} has more elements than its storage ({storage.numel}).")
+            raise CheckpointError(
+                f"a tensor of size {list(size)} has more elements than its storage ({storage.numel})."
+            )
     tensor = torch.empty(0, dtype=storage.dtype).set_(storage.storage, offset, size, stride)
     return TensorRecord(tensor, storage.storage.nbytes())
 
 
 def _rebuild_parameter(data: Any, requires_grad: Any = False, hooks: Any = None) -> TensorRecord:
-    """Replacement for ``torch._utils._rebuild_parameter``: the tensor's record, without grad flags or hooks."""
+    """Replacement for ``torch._utils._rebuild_parameter``: the tensor's record (no grad, no hooks)."""
     if not isinstance(data, TensorRecord):
         raise CheckpointError(f"a parameter wraps a {type(data).__name__}; expected a tensor.")
     return data
@@ -480,7 +541,10 @@ class RestrictedUnpickler(pickle.Unpickler):
         self._src_hashes: dict[int, tuple[str, str]] = {}
         self._storages: dict[int, tuple[Any, _DecodedStorage]] = {}
         self._handlers: dict[tuple[str, str], Callable[..., Any] | type] = {
-            ("torch_utils.persistence", "_reconstruct_persistent_obj"): self._reconstruct_persistent_obj,
+            (
+                "torch_utils.persistence",
+                "_reconstruct_persistent_obj",
+            ): self._reconstruct_persistent_obj,
             ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
             ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
             ("torch.storage", "_load_from_bytes"): self._load_storage,
@@ -510,7 +574,9 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         """Official snapshots use no persistent ids at the top level; refuse them."""
-        raise CheckpointError(f"{self.source}: the pickle uses a persistent id ({type(pid).__name__}); official EG3D snapshots do not.")
+        raise CheckpointError(
+            f"{self.source}: the pickle uses a persistent id ({type(pid).__name__}); official EG3D snapshots do not."
+        )
 
     def _load_storage(self, blob: Any) -> _DecodedStorage:
         # Decode each blob object once: the memo can hand the same blob to many calls, and a copy
@@ -536,27 +602,40 @@ class RestrictedUnpickler(pickle.Unpickler):
     def _reconstruct_persistent_obj(self, meta: Any) -> PersistentRecord:
         """Replacement for ``torch_utils.persistence._reconstruct_persistent_obj``: record, never exec."""
         if not isinstance(meta, dict):
-            raise CheckpointError(f"{self.source}: a persistent object has meta of type {type(meta).__name__}; expected a dict.")
-        class_name, version, state, module_src = (meta.get(k) for k in ("class_name", "version", "state", "module_src"))
+            raise CheckpointError(
+                f"{self.source}: a persistent object has meta of type {type(meta).__name__}; expected a dict."
+            )
+        class_name, version, state, module_src = (
+            meta.get(k) for k in ("class_name", "version", "state", "module_src")
+        )
         if meta.get("type") != "class":
-            raise CheckpointError(f"{self.source}: a persistent object has type {meta.get('type')!r}; expected 'class'.")
+            raise CheckpointError(
+                f"{self.source}: a persistent object has type {meta.get('type')!r}; expected 'class'."
+            )
         if version != PERSISTENCE_VERSION:
             raise CheckpointError(
                 f"{self.source}: persistent object {class_name!r} uses persistence version {version!r}; "
                 f"expected {PERSISTENCE_VERSION}."
             )
         if not isinstance(class_name, str) or not class_name.isidentifier():
-            raise CheckpointError(f"{self.source}: a persistent object has class name {class_name!r}; expected an identifier.")
+            raise CheckpointError(
+                f"{self.source}: a persistent object has class name {class_name!r}; expected an identifier."
+            )
         if not isinstance(state, dict):
-            raise CheckpointError(f"{self.source}: persistent object {class_name!r} has no state dict.")
+            raise CheckpointError(
+                f"{self.source}: persistent object {class_name!r} has no state dict."
+            )
         if not isinstance(module_src, str):
-            raise CheckpointError(f"{self.source}: persistent object {class_name!r} has no module source string.")
+            raise CheckpointError(
+                f"{self.source}: persistent object {class_name!r} has no module source string."
+            )
         return PersistentRecord(class_name, version, state, self._module_src_sha256(module_src))
 
 
 MAX_OPCODES = 2_000_000
 """Most pickle opcodes a checkpoint may hold. The opcode count follows the number of modules, not
-their width: the small fixture snapshot (G, D and G_ema, made by the official code) has about 40,000."""
+their width: the small fixture snapshot (G, D and G_ema, from the official code) has about 40,000.
+"""
 
 _MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
 
@@ -585,13 +664,15 @@ def check_opcodes(file: BinaryIO, *, source: str) -> int:
             elif op.name in _MEMO_PUTS:
                 if type(arg) is not int or not 0 <= arg <= stored:
                     raise CheckpointError(
-                        f"{source}: the pickle stores memo entry {arg} after only {stored} entries; picklers "
-                        f"number them in sequence, so this file was crafted. {_NOTHING_EXECUTED}"
+                        f"{source}: the pickle stores memo entry {arg} after only {stored} "
+                        "entries; picklers number them in sequence, so this file was crafted. "
+                        f"{_NOTHING_EXECUTED}"
                     )
                 stored = max(stored, arg + 1)
             if count > MAX_OPCODES:
                 raise CheckpointError(
-                    f"{source}: the pickle holds more than {MAX_OPCODES:,} opcodes; an EG3D snapshot holds far fewer."
+                    f"{source}: the pickle holds more than {MAX_OPCODES:,} opcodes; "
+                    "an EG3D snapshot holds far fewer."
                 )
     except (ValueError, EOFError):
         # Unreadable from here on: the unpickler stops at the same opcode (after refusing any
@@ -632,7 +713,16 @@ def unpickle_official(file: BinaryIO, *, source: str) -> Any:
             f"{source}: the pickle stream is truncated or corrupt ({type(exc).__name__}: {exc}).",
             hint="download or copy the checkpoint again and compare its size/sha256 with the source.",
         ) from None
-    except (ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError, RuntimeError, MemoryError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        OverflowError,
+        RuntimeError,
+        MemoryError,
+    ) as exc:
         raise CheckpointError(
             f"{source}: the pickle could not be decoded safely ({type(exc).__name__}: {exc}). {_NOTHING_EXECUTED}",
         ) from None

@@ -28,7 +28,7 @@ _MAX_DEPTH = 4
 _MAX_KEYS = 64
 _MAX_STR = 1024
 
-# key -> ("int", low, high) | ("float",) | ("str", choices or None) | ("dict", schema) | ("mapping",)
+# key -> ("int", low, high) | ("float",) | ("str", choices) | ("dict", schema) | ("mapping",)
 _SIZE = ("int", 1, 1024)
 _SEED = ("int", -(1 << 63), (1 << 64) - 1)
 _FLOAT = ("float",)
@@ -57,8 +57,19 @@ _SCHEMAS: Mapping[str, Mapping[str, tuple[Any, ...]]] = {
         "render_settings": (
             "dict",
             {
-                **{k: _FLOAT for k in ("ray_start", "ray_end", "coarse_grid_spacing", "density_scale", "sdf_eps",
-                                       "fine_before", "fine_after", "normal_step")},
+                **{
+                    k: _FLOAT
+                    for k in (
+                        "ray_start",
+                        "ray_end",
+                        "coarse_grid_spacing",
+                        "density_scale",
+                        "sdf_eps",
+                        "fine_before",
+                        "fine_after",
+                        "normal_step",
+                    )
+                },
                 "num_coarse": _SIZE,
                 "num_fine": _SIZE,
                 "bbox_min": ("list",),
@@ -69,8 +80,17 @@ _SCHEMAS: Mapping[str, Mapping[str, tuple[Any, ...]]] = {
         "residual": (
             "dict",
             {
-                **{k: _SIZE for k in ("resolution", "density_channels", "colour_channels", "hidden",
-                                      "backbone_hidden", "backbone_code_channels")},
+                **{
+                    k: _SIZE
+                    for k in (
+                        "resolution",
+                        "density_channels",
+                        "colour_channels",
+                        "hidden",
+                        "backbone_hidden",
+                        "backbone_code_channels",
+                    )
+                },
                 "sdf_scale": _FLOAT,
                 "colour_scale": _FLOAT,
                 "seed": _SEED,
@@ -99,9 +119,15 @@ def _plain_problems(value: Any, where: str, depth: int = 0) -> list[str]:
     if isinstance(value, list):
         if len(value) > _MAX_KEYS:
             return [f"{where}: a list of more than {_MAX_KEYS} items"]
-        return [p for i, v in enumerate(value) for p in _plain_problems(v, f"{where}[{i}]", depth + 1)]
+        return [
+            p for i, v in enumerate(value) for p in _plain_problems(v, f"{where}[{i}]", depth + 1)
+        ]
     if isinstance(value, str):
-        return [f"{where}: a string of more than {_MAX_STR} characters"] if len(value) > _MAX_STR else []
+        return (
+            [f"{where}: a string of more than {_MAX_STR} characters"]
+            if len(value) > _MAX_STR
+            else []
+        )
     if isinstance(value, float) and not math.isfinite(value):
         return [f"{where}: not a finite number ({value})"]
     if value is None or isinstance(value, (bool, int, float)):
@@ -109,18 +135,29 @@ def _plain_problems(value: Any, where: str, depth: int = 0) -> list[str]:
     return [f"{where}: a {type(value).__name__}; expected plain JSON data"]
 
 
-def _schema_problems(options: Mapping[str, Any], schema: Mapping[str, tuple[Any, ...]], where: str) -> list[str]:
+def _schema_problems(
+    options: Mapping[str, Any], schema: Mapping[str, tuple[Any, ...]], where: str
+) -> list[str]:
     out = []
     for key, value in options.items():
         rule = schema.get(key)
         name = f"{where}.{key}"
         if rule is None:
-            out.append(f"{name}: not an option of this generator (known: {', '.join(sorted(schema)) or 'none'})")
+            out.append(
+                f"{name}: not an option of this generator "
+                f"(known: {', '.join(sorted(schema)) or 'none'})"
+            )
         elif rule[0] == "int" and (type(value) is not int or not rule[1] <= value <= rule[2]):
-            out.append(f"{name}: expected an integer in [{rule[1]}, {rule[2]}], got {str(value)[:40]}")
-        elif rule[0] == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            out.append(
+                f"{name}: expected an integer in [{rule[1]}, {rule[2]}], got {str(value)[:40]}"
+            )
+        elif rule[0] == "float" and (
+            isinstance(value, bool) or not isinstance(value, (int, float))
+        ):
             out.append(f"{name}: expected a number, got {str(value)[:40]}")
-        elif rule[0] == "str" and (not isinstance(value, str) or (rule[1] and value not in rule[1])):
+        elif rule[0] == "str" and (
+            not isinstance(value, str) or (rule[1] and value not in rule[1])
+        ):
             out.append(f"{name}: expected one of {', '.join(rule[1])}, got {str(value)[:40]!r}")
         elif rule[0] in ("dict", "mapping") and not isinstance(value, Mapping):
             out.append(f"{name}: expected an object, got {type(value).__name__}")
@@ -157,15 +194,21 @@ def check_stored_options(
         problems = _schema_problems(rest, schema, "generator_options")
     if problems:
         raise CheckpointError(
-            f"{result_dir}/latent.pt: the stored options of generator {generator!r} are damaged or edited: "
-            + "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "") + ".",
-            hint="re-run `sym3d invert` for this image; sym3d does not build a generator from options it cannot check.",
+            f"{result_dir}/latent.pt: the stored options of generator {generator!r} are damaged "
+            "or edited: "
+            + "; ".join(problems[:4])
+            + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
+            + ".",
+            hint="re-run `sym3d invert` for this image; sym3d does not build a generator from "
+            "options it cannot check.",
         )
     if "network" in options and not network_given:
         raise UserInputError(
-            f"{result_dir}: this result was made with generator {generator!r} and the checkpoint {_which(options)}; "
+            f"{result_dir}: this result was made with generator {generator!r} and the checkpoint "
+            f"{_which(options)}; "
             "sym3d does not open a file only because a result folder names it.",
-            hint="pass --network PATH to that checkpoint (an official .pkl or a folder from `sym3d eg3d convert`).",
+            hint="pass --network PATH to that checkpoint (an official .pkl or a folder from "
+            "`sym3d eg3d convert`).",
         )
     return rest
 
@@ -179,8 +222,8 @@ def _which(options: Mapping[str, Any]) -> str:
 def check_network_matches(options: Mapping[str, Any], generator: Any, *, result_dir: Any) -> None:
     """Refuse a ``--network`` whose checkpoint differs from the one the result recorded.
 
-    The tuned weights of a result are a delta on its base checkpoint: applied to another one
-    they give a silently wrong reconstruction. Only a recorded ``network_sha256`` is compared.
+    A result's tuned parameters replace part of its base checkpoint; put into another one they
+    give a silently wrong reconstruction. Only a recorded ``network_sha256`` is compared.
 
     Raises:
         UserInputError: both hashes are known and differ.
@@ -189,7 +232,8 @@ def check_network_matches(options: Mapping[str, Any], generator: Any, *, result_
     actual = (getattr(generator, "build_options", None) or {}).get("network_sha256")
     if isinstance(recorded, str) and isinstance(actual, str) and recorded != actual:
         raise UserInputError(
-            f"{result_dir}: this result was made with the checkpoint {_which(options)}, but --network has sha256 "
+            f"{result_dir}: this result was made with the checkpoint {_which(options)}, but "
+            "--network has sha256 "
             f"{actual}; its tuned weights apply only to the checkpoint they were tuned from.",
             hint="pass --network with the checkpoint the result was made with.",
         )

@@ -152,8 +152,9 @@ class InversionResult:
         summary = _read_json(d / "summary.json", dict) if (d / "summary.json").exists() else {}
         config = InversionConfig()
         if (d / "config.resolved.toml").exists():
-            check_regular_file(d / "config.resolved.toml", "config.resolved.toml", max_bytes=_MAX_JSON_BYTES)
-            config = load_toml(d / "config.resolved.toml")
+            toml = d / "config.resolved.toml"
+            check_regular_file(toml, "config.resolved.toml", max_bytes=_MAX_JSON_BYTES)
+            config = load_toml(toml)
         target = None
         if (d / "input.png").exists():
             check_regular_file(d / "input.png", "input.png", max_bytes=_MAX_JSON_BYTES)
@@ -190,30 +191,46 @@ def _read_latent(path: Path) -> dict[str, Any]:
         meta = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f"the global '{found.group(1)}'" if found else "an object type torch's safe loader refuses"
+        what = f"the global '{found.group(1)}'" if found else "an object torch refuses to load"
         raise CheckpointError(
-            f"{path}: refused: it holds {what}, but a sym3d latent.pt holds only tensors and plain data. "
-            "Nothing from it was run.",
+            f"{path}: refused: it holds {what}, but a sym3d latent.pt holds only tensors and "
+            "plain data. Nothing from it was run.",
             hint=_FIX,
         ) from None
     except Exception as exc:  # a damaged zip or pickle: torch raises several types
-        raise CheckpointError(f"{path}: unreadable ({type(exc).__name__}); the file is damaged or not a latent.pt.", hint=_FIX) from None
+        raise CheckpointError(
+            f"{path}: unreadable ({type(exc).__name__}); the file is damaged or not a latent.pt.",
+            hint=_FIX,
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != RESULT_FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise CheckpointError(f"{path}: unknown result format {found!r}; expected {RESULT_FORMAT!r}.", hint=_FIX)
+        raise CheckpointError(
+            f"{path}: unknown result format {found!r}; expected {RESULT_FORMAT!r}.", hint=_FIX
+        )
     problems = []
     ws, camera = meta.get("ws"), meta.get("camera")
     if not (
-        isinstance(ws, torch.Tensor) and ws.is_floating_point() and ws.dim() == 3 and ws.shape[0] == 1
-        and 1 <= ws.shape[1] <= 64 and 1 <= ws.shape[2] <= 4096 and bool(torch.isfinite(ws).all())
+        isinstance(ws, torch.Tensor)
+        and ws.is_floating_point()
+        and ws.dim() == 3
+        and ws.shape[0] == 1
+        and 1 <= ws.shape[1] <= 64
+        and 1 <= ws.shape[2] <= 4096
+        and bool(torch.isfinite(ws).all())
     ):
-        problems.append(f"ws: expected a finite float tensor [1, num_ws <= 64, w_dim <= 4096], got {_describe(ws)}")
-    if not (isinstance(camera, torch.Tensor) and camera.shape == (1, 25) and bool(torch.isfinite(camera).all())):
+        problems.append(
+            "ws: expected a finite float tensor [1, num_ws <= 64, w_dim <= 4096], "
+            f"got {_describe(ws)}"
+        )
+    finite_camera = isinstance(camera, torch.Tensor) and bool(torch.isfinite(camera).all())
+    if not (finite_camera and camera.shape == (1, 25)):
         problems.append(f"camera: expected a finite tensor [1, 25], got {_describe(camera)}")
     for key in ("generator", "scope"):
         value = meta.get(key) if key == "generator" else meta.get(key, "all")
         if not isinstance(value, str) or not _NAME.fullmatch(value):
-            problems.append(f"{key}: expected a short name (letters, digits, _.:+-), got {_describe(value)}")
+            problems.append(
+                f"{key}: expected a short name (letters, digits, _.:+-), got {_describe(value)}"
+            )
     options = meta.get("generator_options", "{}")
     try:
         if not isinstance(options, str) or len(options) > _MAX_OPTIONS_CHARS:
@@ -243,7 +260,9 @@ def _read_tuned(path: Path) -> dict[str, torch.Tensor]:
     try:
         return st_load(data)
     except Exception as exc:  # safetensors raises its own error types for damaged files
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc}).", hint=_FIX) from None
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({exc}).", hint=_FIX
+        ) from None
 
 
 def _read_json(path: Path, kind: type) -> Any:
@@ -252,5 +271,7 @@ def _read_json(path: Path, kind: type) -> Any:
     except (ValueError, RecursionError) as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc}).", hint=_FIX) from None
     if not isinstance(value, kind):
-        raise CheckpointError(f"{path}: expected a JSON {kind.__name__}, got {type(value).__name__}.", hint=_FIX)
+        raise CheckpointError(
+            f"{path}: expected a JSON {kind.__name__}, got {type(value).__name__}.", hint=_FIX
+        )
     return value

@@ -12,9 +12,22 @@ from sym3d.errors import ConfigError
 from sym3d_eg3d.networks.rendering import PlaneOrder
 from sym3d_eg3d.networks.triplane import TriPlaneGenerator
 
-__all__ = ["build_generator", "check_sizes", "REQUIRED_INIT_KEYS", "OPTIONAL_INIT_KEYS", "SIZE_LIMITS"]
+__all__ = [
+    "build_generator",
+    "check_sizes",
+    "REQUIRED_INIT_KEYS",
+    "OPTIONAL_INIT_KEYS",
+    "SIZE_LIMITS",
+]
 
-REQUIRED_INIT_KEYS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "rendering_kwargs")
+REQUIRED_INIT_KEYS = (
+    "z_dim",
+    "c_dim",
+    "w_dim",
+    "img_resolution",
+    "img_channels",
+    "rendering_kwargs",
+)
 OPTIONAL_INIT_KEYS = (
     "sr_num_fp16_res",
     "mapping_kwargs",
@@ -63,7 +76,9 @@ SIZE_LIMITS: Mapping[str, tuple[int, int]] = MappingProxyType(
 and small enough that building the model cannot exhaust memory. ``None`` is allowed where the
 constructor has a ``None`` default (``embed_features``, ``layer_features``, ``num_ws``)."""
 
-_NONE_ALLOWED = frozenset({"mapping_kwargs.embed_features", "mapping_kwargs.layer_features", "mapping_kwargs.num_ws"})
+_NONE_ALLOWED = frozenset(
+    {"mapping_kwargs.embed_features", "mapping_kwargs.layer_features", "mapping_kwargs.num_ws"}
+)
 _FINITE_FIELDS = (
     "rendering_kwargs.box_warp",
     "rendering_kwargs.avg_camera_radius",
@@ -106,7 +121,9 @@ def check_sizes(init_kwargs: Mapping[str, Any], neural_rendering_resolution: Any
     problems: list[str] = []
     for dotted, (low, high) in SIZE_LIMITS.items():
         present, value = _field(values, dotted)
-        if not present or (value is None and (dotted in _NONE_ALLOWED or dotted == "neural_rendering_resolution")):
+        if not present or (
+            value is None and (dotted in _NONE_ALLOWED or dotted == "neural_rendering_resolution")
+        ):
             continue
         if type(value) is not int or not low <= value <= high:
             problems.append(f"{dotted}: expected an integer in [{low}, {high}], got {value!r}")
@@ -116,25 +133,39 @@ def check_sizes(init_kwargs: Mapping[str, Any], neural_rendering_resolution: Any
             problems.append(f"{dotted}: expected a finite number, got {value!r}")
     present, filt = _field(values, "resample_filter")
     if present and (
-        not isinstance(filt, (list, tuple)) or not 1 <= len(filt) <= 16
+        not isinstance(filt, (list, tuple))
+        or not 1 <= len(filt) <= 16
         or not all(_is_number(v) and math.isfinite(v) for v in filt)
     ):
         problems.append(f"resample_filter: expected 1 to 16 finite numbers, got {filt!r}")
     problems += _ray_problems(values.get("rendering_kwargs"))
     if problems:
-        raise ConfigError(problems, hint="the generator config was edited or damaged; convert the original .pkl again.")
+        raise ConfigError(
+            problems,
+            hint="the generator config was edited or damaged; convert the original .pkl again.",
+        )
 
 
 def _ray_problems(rendering: Any) -> list[str]:
-    if not isinstance(rendering, Mapping) or "ray_start" not in rendering or "ray_end" not in rendering:
+    if (
+        not isinstance(rendering, Mapping)
+        or "ray_start" not in rendering
+        or "ray_end" not in rendering
+    ):
         return []
     start, end = rendering["ray_start"], rendering["ray_end"]
     if start == end == "auto":
         return []
     if not (_is_number(start) and _is_number(end) and math.isfinite(start) and math.isfinite(end)):
-        return [f"rendering_kwargs.ray_start/ray_end: expected finite numbers (or both 'auto'), got {start!r}, {end!r}"]
+        return [
+            "rendering_kwargs.ray_start/ray_end: expected finite numbers (or both 'auto'), "
+            f"got {start!r}, {end!r}"
+        ]
     if not 0 <= start < end:
-        return [f"rendering_kwargs.ray_start/ray_end: expected 0 <= ray_start < ray_end, got {start!r}, {end!r}"]
+        return [
+            "rendering_kwargs.ray_start/ray_end: expected 0 <= ray_start < ray_end, "
+            f"got {start!r}, {end!r}"
+        ]
     return []
 
 
@@ -186,16 +217,22 @@ def build_generator(
     problems = [f"init_kwargs.{k}: missing" for k in REQUIRED_INIT_KEYS if k not in kwargs]
     known = set(REQUIRED_INIT_KEYS) | set(OPTIONAL_INIT_KEYS)
     problems += [
-        f"init_kwargs.{k}: unknown key (known: {', '.join(sorted(known))})" for k in kwargs if k not in known
+        f"init_kwargs.{k}: unknown key (known: {', '.join(sorted(known))})"
+        for k in kwargs
+        if k not in known
     ]
     if problems:
         raise ConfigError(problems)
     if not isinstance(kwargs["rendering_kwargs"], Mapping):
         raise ConfigError("init_kwargs.rendering_kwargs: expected a mapping.")
     check_sizes(kwargs, neural_rendering_resolution)
-    generator = TriPlaneGenerator(**kwargs, plane_order=plane_order, reproduce_sr_aliasing=reproduce_sr_aliasing)
+    generator = TriPlaneGenerator(
+        **kwargs, plane_order=plane_order, reproduce_sr_aliasing=reproduce_sr_aliasing
+    )
     if neural_rendering_resolution is not None:
         if int(neural_rendering_resolution) < 1:
-            raise ConfigError(f"neural_rendering_resolution must be >= 1; got {neural_rendering_resolution}.")
+            raise ConfigError(
+                f"neural_rendering_resolution must be >= 1; got {neural_rendering_resolution}."
+            )
         generator.neural_rendering_resolution = int(neural_rendering_resolution)
     return generator

@@ -21,7 +21,11 @@ _SEQUENTIAL = ("torch.nn.modules.container", "Sequential")
 
 def _str(s: str) -> bytes:
     raw = s.encode()
-    return b"\x8c" + bytes([len(raw)]) + raw if len(raw) < 256 else b"X" + struct.pack("<I", len(raw)) + raw
+    return (
+        b"\x8c" + bytes([len(raw)]) + raw
+        if len(raw) < 256
+        else b"X" + struct.pack("<I", len(raw)) + raw
+    )
 
 
 def _global(module: str, name: str) -> bytes:
@@ -73,7 +77,9 @@ def tensor_ops(blob_ops: bytes, size: tuple[int, ...]) -> bytes:
     return _global("torch._utils", "_rebuild_tensor_v2") + b"(" + args + b"tR"
 
 
-def snapshot(*, modules: bytes = b"}", buffers: bytes = b"}", init_kwargs: bytes | None = None) -> bytes:
+def snapshot(
+    *, modules: bytes = b"}", buffers: bytes = b"}", init_kwargs: bytes | None = None
+) -> bytes:
     """``{'G_ema': TriPlaneGenerator record}`` with the given state parts as raw opcodes."""
     state = dict_ops(
         [
@@ -102,20 +108,24 @@ def snapshot(*, modules: bytes = b"}", buffers: bytes = b"}", init_kwargs: bytes
 
 
 def diamond_modules(depth: int) -> bytes:
-    """A ``_modules`` dict whose children form a diamond chain: 2**(depth + 1) paths, depth + 1 objects.
+    """A ``_modules`` dict whose children form a diamond chain: 2**(depth + 1) paths.
 
     Level ``k`` is a ``Sequential`` whose ``_modules`` are ``{'a': level k+1, 'b': level k+1}``.
     """
     ops = b""
     for slot, level in enumerate(range(depth, -1, -1)):  # deepest first, in memo slot ``slot``
-        children = b"}" if level == depth else dict_ops([("a", get(slot - 1)), ("b", get(slot - 1))])
-        module = _global(*_SEQUENTIAL) + b")R" + dict_ops([("_modules", children)]) + b"b"  # REDUCE, BUILD
+        children = (
+            b"}" if level == depth else dict_ops([("a", get(slot - 1)), ("b", get(slot - 1))])
+        )
+        module = (
+            _global(*_SEQUENTIAL) + b")R" + dict_ops([("_modules", children)]) + b"b"
+        )  # REDUCE, BUILD
         ops += module + put(slot) + b"0"  # memoise, POP
     return ops + dict_ops([("a", get(depth)), ("b", get(depth))])
 
 
 def doubling_list(depth: int) -> bytes:
-    """A list ``L[depth]`` with ``L[0] = [0]`` and ``L[k] = [L[k-1], L[k-1]]``: 2**depth leaves as data."""
+    """A list ``L[depth]``, ``L[0] = [0]``, ``L[k] = [L[k-1], L[k-1]]``: 2**depth leaves as data."""
     ops = b"](K\x00e" + put(0) + b"0"
     for level in range(1, depth + 1):
         ops += b"](" + get(level - 1) + get(level - 1) + b"e" + put(level) + b"0"
@@ -143,7 +153,7 @@ def build_on_empty_tensor(numel: int) -> bytes:
 
 
 def init_kwargs_with(**changes: object) -> bytes:
-    """The SMALL constructor kwargs with nested ``changes`` (``mapping_kwargs={'num_layers': ...}``)."""
+    """The SMALL constructor kwargs with nested ``changes`` (``mapping_kwargs={...}``)."""
     kwargs = {k: (dict(v) if isinstance(v, dict) else v) for k, v in SMALL.items()}
     for key, value in changes.items():
         if isinstance(value, dict) and isinstance(kwargs.get(key), dict):

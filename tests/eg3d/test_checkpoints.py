@@ -163,7 +163,7 @@ def test_storage_decoder_matches_torch_for_various_tensors() -> None:
     data = pickle.dumps(tensors, protocol=4)
     restored = RestrictedUnpickler(io.BytesIO(data), source="<test>").load()
     for name, ref in tensors.items():
-        assert isinstance(restored[name], TensorRecord), name  # the stream never holds a live tensor
+        assert isinstance(restored[name], TensorRecord), name  # never a live tensor in the stream
         got = restored[name].tensor()
         assert type(got) is torch.Tensor and got.dtype == ref.dtype and got.shape == ref.shape, name
         assert got.stride() == ref.stride() and torch.equal(got, ref.detach()), name

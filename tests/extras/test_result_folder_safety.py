@@ -27,7 +27,14 @@ _ROOT = Path(__file__).resolve().parents[2]
 RENDER_FAST = ["--views", "2", "--video-frames", "0", "--mesh-resolution", "0"]
 
 
-def _save(directory: Path, *, generator: str = "tiny", options: dict | None = None, num_ws: int = 4, w_dim: int = 8) -> Path:
+def _save(
+    directory: Path,
+    *,
+    generator: str = "tiny",
+    options: dict | None = None,
+    num_ws: int = 4,
+    w_dim: int = 8,
+) -> Path:
     result = InversionResult(
         ws=torch.zeros(1, num_ws, w_dim),
         camera=look_at(torch.tensor([0.0]), 0.0).reshape(1, 25),
@@ -93,8 +100,19 @@ def test_special_files_in_a_result_folder_are_refused_without_reading(tmp_path: 
 
     env = {**os.environ, "PYTHONPATH": str(_ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_SPECIAL_FILES_SCRIPT), str(base), str(tmp_path / "work")],
-        capture_output=True, text=True, timeout=240, preexec_fn=limit_memory, env=env, check=False,
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(_SPECIAL_FILES_SCRIPT),
+            str(base),
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        preexec_fn=limit_memory,
+        env=env,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -106,7 +124,10 @@ def test_special_files_in_a_result_folder_are_refused_without_reading(tmp_path: 
         "tuned_dev_zero": "tuned.safetensors: is a character device",
     }
     for case, text in expected.items():
-        assert results[case].startswith("InputFileError: ") and text in results[case], (case, results[case])
+        assert results[case].startswith("InputFileError: ") and text in results[case], (
+            case,
+            results[case],
+        )
 
 
 def test_oversized_history_is_refused(tmp_path: Path, monkeypatch) -> None:
@@ -114,7 +135,9 @@ def test_oversized_history_is_refused(tmp_path: Path, monkeypatch) -> None:
 
     d = _save(tmp_path / "r")
     monkeypatch.setattr(result_module, "_MAX_JSON_BYTES", 16)
-    with pytest.raises(InputFileError, match=r"history\.json: is \d+ bytes; history\.json may be at most 16 bytes"):
+    with pytest.raises(
+        InputFileError, match=r"history\.json: is \d+ bytes; history\.json may be at most 16 bytes"
+    ):
         InversionResult.load(d)
 
 
@@ -141,14 +164,34 @@ def test_latent_with_a_foreign_global_is_refused_without_torch_advice(tmp_path: 
         ({"camera": torch.zeros(1, 24)}, r"camera: expected a finite tensor \[1, 25\]"),
         ({"generator": "../../evil"}, r"generator: expected a short name"),
         ({"generator": 7}, r"generator: expected a short name"),
-        ({"generator_options": "[" * 100_000}, r"generator_options: expected a JSON text of at most"),
-        ({"generator_options": "[" * 60_000 + "]" * 60_000}, r"generator_options: expected a JSON text"),
-        ({"generator_options": "[" * 30_000 + "]" * 30_000}, r"generator_options: maximum recursion depth|expected a JSON object"),
+        (
+            {"generator_options": "[" * 100_000},
+            r"generator_options: expected a JSON text of at most",
+        ),
+        (
+            {"generator_options": "[" * 60_000 + "]" * 60_000},
+            r"generator_options: expected a JSON text",
+        ),
+        (
+            {"generator_options": "[" * 30_000 + "]" * 30_000},
+            r"generator_options: maximum recursion depth|expected a JSON object",
+        ),
         ({"generator_options": "[1, 2]"}, r"generator_options: expected a JSON object, got list"),
         ({"format": "other/9"}, r"unknown result format 'other/9'"),
     ],
-    ids=["ws_nan", "ws_2d", "ws_huge", "camera_shape", "generator_path", "generator_int", "options_long",
-         "options_deep_long", "options_deep", "options_list", "format"],
+    ids=[
+        "ws_nan",
+        "ws_2d",
+        "ws_huge",
+        "camera_shape",
+        "generator_path",
+        "generator_int",
+        "options_long",
+        "options_deep_long",
+        "options_deep",
+        "options_list",
+        "format",
+    ],
 )
 def test_damaged_latent_fields_are_refused(tmp_path: Path, changes: dict, expected: str) -> None:
     d = _save(tmp_path / "r")
@@ -161,7 +204,9 @@ def test_damaged_latent_fields_are_refused(tmp_path: Path, changes: dict, expect
 def test_damaged_tuned_and_history_name_the_file(tmp_path: Path) -> None:
     d = _save(tmp_path / "r")
     (d / "tuned.safetensors").write_bytes(b"junk\n")
-    with pytest.raises(CheckpointError, match=r"tuned\.safetensors: not a readable safetensors file"):
+    with pytest.raises(
+        CheckpointError, match=r"tuned\.safetensors: not a readable safetensors file"
+    ):
         InversionResult.load(d)
     d = _save(tmp_path / "r2")
     (d / "history.json").write_text('{"not": "a list"}')
@@ -188,8 +233,13 @@ def test_render_never_opens_a_network_the_result_names(tmp_path: Path, monkeypat
     opened: list[str] = []
     monkeypatch.setattr(ck, "load_checkpoint", lambda path, **kw: opened.append(str(path)))
     target = tmp_path / "somewhere" / "other.pkl"
-    d = _save(tmp_path / "r", generator="eg3d", options={"network": str(target), "network_sha256": "ab" * 32},
-              num_ws=14, w_dim=512)
+    d = _save(
+        tmp_path / "r",
+        generator="eg3d",
+        options={"network": str(target), "network_sha256": "ab" * 32},
+        num_ws=14,
+        w_dim=512,
+    )
     code = main(["render", str(d), "--out", str(tmp_path / "out"), *RENDER_FAST])
     err = capsys.readouterr().err
     assert code == 2 and opened == []
@@ -197,7 +247,9 @@ def test_render_never_opens_a_network_the_result_names(tmp_path: Path, monkeypat
     assert not (tmp_path / "out").exists()
 
 
-def test_out_of_range_stored_options_are_refused_before_building(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_out_of_range_stored_options_are_refused_before_building(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
     import sym3d.testing.tiny as tiny
 
     def never(*args, **kwargs):
@@ -219,11 +271,27 @@ def test_out_of_range_stored_options_are_refused_before_building(tmp_path: Path,
         ("tiny", {"evil": 1}, "generator_options.evil: not an option of this generator"),
         ("tiny", {"near": "x"}, "generator_options.near: expected a number"),
         ("eg3d", {"impl": "exec"}, "generator_options.impl: expected one of auto, ref, cuda"),
-        ("eg3d", {"neural_resolution": 1 << 20}, "generator_options.neural_resolution: expected an integer in [1, 1024]"),
+        (
+            "eg3d",
+            {"neural_resolution": 1 << 20},
+            "generator_options.neural_resolution: expected an integer in [1, 1024]",
+        ),
         ("eg3d", {"init_kwargs": [1]}, "generator_options.init_kwargs: expected an object"),
-        ("symheads", {"residual": {"resolution": 100_000}}, "generator_options.residual.resolution: expected an integer"),
-        ("symheads", {"render_settings": {"num_coarse": 10**9}}, "render_settings.num_coarse: expected an integer"),
-        ("plugin-x", {"size": "x" * 5000}, "generator_options.size: a string of more than 1024 characters"),
+        (
+            "symheads",
+            {"residual": {"resolution": 100_000}},
+            "generator_options.residual.resolution: expected an integer",
+        ),
+        (
+            "symheads",
+            {"render_settings": {"num_coarse": 10**9}},
+            "render_settings.num_coarse: expected an integer",
+        ),
+        (
+            "plugin-x",
+            {"size": "x" * 5000},
+            "generator_options.size: a string of more than 1024 characters",
+        ),
         ("plugin-x", {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}, "nested more than 4 levels"),
         ("plugin-x", {"n": float("inf")}, "generator_options.n: not a finite number"),
     ],
@@ -237,11 +305,14 @@ def test_stored_options_schema(generator: str, options: dict, expected: str) -> 
 def test_valid_stored_options_pass_and_the_network_is_dropped() -> None:
     options = {"network": "/x.pkl", "network_sha256": "ab", "neural_resolution": 64, "impl": "auto"}
     assert check_stored_options("eg3d", options, result_dir="R", network_given=True) == {
-        "neural_resolution": 64, "impl": "auto",
+        "neural_resolution": 64,
+        "impl": "auto",
     }
     with pytest.raises(UserInputError, match="pass --network PATH"):
         check_stored_options("eg3d", options, result_dir="R", network_given=False)
-    assert check_stored_options("plugin-x", {"size": 3}, result_dir="R", network_given=False) == {"size": 3}
+    assert check_stored_options("plugin-x", {"size": 3}, result_dir="R", network_given=False) == {
+        "size": 3
+    }
 
 
 def test_network_with_another_sha256_is_refused() -> None:
@@ -249,7 +320,9 @@ def test_network_with_another_sha256_is_refused() -> None:
     same = SimpleNamespace(build_options={"network": "/y", "network_sha256": "aa" * 32})
     other = SimpleNamespace(build_options={"network": "/y", "network_sha256": "bb" * 32})
     check_network_matches(stored, same, result_dir="R")
-    check_network_matches({"network": "/x.pkl"}, other, result_dir="R")  # nothing recorded: nothing to compare
+    check_network_matches(
+        {"network": "/x.pkl"}, other, result_dir="R"
+    )  # nothing recorded: nothing to compare
     with pytest.raises(UserInputError, match=f"--network has sha256 {'bb' * 32}"):
         check_network_matches(stored, other, result_dir="R")
 
@@ -263,8 +336,13 @@ def test_eg3d_result_renders_with_the_recorded_checkpoint_only(tmp_path: Path) -
     if not pkl.exists():
         pytest.skip(f"EG3D fixture {pkl} not found (set SYM3D_EG3D_FIXTURES)")
     sha = ck.read_official_pickle(pkl).sha256
-    d = _save(tmp_path / "r", generator="eg3d", options={"network": "/moved/away.pkl", "network_sha256": sha},
-              num_ws=14, w_dim=512)
+    d = _save(
+        tmp_path / "r",
+        generator="eg3d",
+        options={"network": "/moved/away.pkl", "network_sha256": sha},
+        num_ws=14,
+        w_dim=512,
+    )
     meta = torch.load(d / "latent.pt", weights_only=True)
     assert meta["format"] == RESULT_FORMAT
     result, gen = _load_result(d, pkl, "cpu")  # the same checkpoint under another path: accepted
@@ -292,8 +370,11 @@ def test_schemas_list_exactly_the_options_of_the_built_in_generators() -> None:
     from sym3d_extras.synthetic.render import RenderSettings
     from sym3d_extras.synthetic.residual import ResidualConfig
 
-    for factory, name, not_stored in ((TinyGenerator3D, "tiny", ()), (SymHeadsGenerator, "symheads", ()),
-                                      (build_eg3d, "eg3d", (*NETWORK_KEYS, "device"))):
+    for factory, name, not_stored in (
+        (TinyGenerator3D, "tiny", ()),
+        (SymHeadsGenerator, "symheads", ()),
+        (build_eg3d, "eg3d", (*NETWORK_KEYS, "device")),
+    ):
         params = set(inspect.signature(factory).parameters) - {"self", *not_stored}
         assert params == set(_SCHEMAS[name]), name
     for cls, key in ((RenderSettings, "render_settings"), (ResidualConfig, "residual")):
