@@ -913,24 +913,63 @@ def _build_and_load(
     return G
 
 
-class _ShapesOnly(TorchFunctionMode):
-    """Inside ``torch.device("meta")``: let ``.to(device)`` keep meta tensors on the meta device.
+# Elementwise ops that construction code applies to fresh weights (``randn(...) / lr_mul``) and
+# filters. Their meta kernels are Python decompositions whose first use imports torch._dynamo
+# (seconds); the result's shape is the broadcast of the tensor arguments, which is all we need.
+_ELEMENTWISE = frozenset(
+    {"add", "sub", "mul", "div", "true_divide", "neg", "square", "sqrt", "rsqrt", "abs", "flip"}
+    | {f"__{op}__" for op in ("add", "radd", "sub", "rsub", "mul", "rmul", "truediv", "rtruediv")}
+    | {f"__{op}__" for op in ("neg", "pow", "rpow")}
+    | {"pow", "exp", "log", "clamp", "contiguous", "clone", "detach", "float", "requires_grad_"}
+)
 
-    Construction code moves small constant filters with ``.to(device="cpu")``; on meta tensors
-    that would fail, and the shapes are all that is wanted here.
+
+def _broadcast(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """NumPy broadcasting of shapes (``torch.broadcast_shapes`` imports heavy modules on first use)."""
+    ndim = max(len(shape) for shape in shapes)
+    out = []
+    for dims in zip(*((1,) * (ndim - len(shape)) + shape for shape in shapes), strict=True):
+        sizes = {d for d in dims if d != 1}
+        if len(sizes) > 1:
+            raise ValueError(f"shapes {shapes} do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+class _ShapesOnly(TorchFunctionMode):
+    """Inside ``torch.device("meta")``: build a module for its shapes only, quickly.
+
+    * ``.to(device)`` of a meta tensor stays on meta (constant filters are moved to the CPU by
+      construction code; meta tensors hold no data to move).
+    * ``randn``/``rand``, and elementwise ops and ``outer`` on meta tensors, return an empty meta
+      tensor of the right shape directly, so that no Python meta kernel runs (the first one
+      imports modules for seconds; see ``_ELEMENTWISE``).
     """
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = dict(kwargs or {})
-        if (
-            func is torch.Tensor.to
-            and args
-            and isinstance(args[0], torch.Tensor)
-            and args[0].is_meta
-        ):
+        if func in (torch.randn, torch.rand):  # random meta kernels are Python decompositions too
+            size = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
+            dtype = kwargs.get("dtype") or torch.get_default_dtype()
+            return torch.empty(tuple(size), dtype=dtype, device="meta")
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if not tensors or not any(t.is_meta for t in tensors):
+            return func(*args, **kwargs)
+        name = getattr(func, "__name__", "")
+        if func is torch.Tensor.to:
             kwargs.pop("device", None)
             args = tuple(a for a in args if not isinstance(a, (str, torch.device)))
-        return func(*args, **kwargs)
+            return func(*args, **kwargs)
+        if name == "outer" and len(tensors) == 2:
+            shape: tuple[int, ...] = (tensors[0].numel(), tensors[1].numel())
+        elif name in _ELEMENTWISE:
+            shape = _broadcast([tuple(t.shape) for t in tensors])
+        else:
+            return func(*args, **kwargs)
+        dtype = torch.result_type(*tensors) if len(tensors) > 1 else tensors[0].dtype
+        if not dtype.is_floating_point and any(isinstance(a, float) for a in args):
+            dtype = torch.get_default_dtype()
+        return torch.empty(shape, dtype=dtype, device="meta")
 
 
 def _construct(

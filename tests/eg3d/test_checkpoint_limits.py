@@ -440,3 +440,37 @@ def test_convert_into_an_unwritable_place_names_the_folder(
         match=r"a_file/out: cannot write the converted generator there \(Not a directory\)",
     ):
         ck.convert_checkpoint(eg3d_small_pkl, tmp_path / "a_file" / "out", verify=False)
+
+
+# --------------------------------------------------------------------------------------------
+# The shape-only build used before the real one
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["small", "sr512", "ffhq512"])
+def test_shape_only_build_has_the_real_state_dict_shapes(name: str) -> None:
+    from sym3d_eg3d.configs import CONFIGS
+
+    cfg = CONFIGS[name]
+    G = ck._construct(cfg, cfg["rendering_kwargs"], 128, "released", name, shapes_only=True)
+    shapes = {k: (tuple(v.shape), v.dtype) for k, v in G.state_dict().items()}
+    assert {v.device.type for v in G.state_dict().values()} == {"meta"}  # nothing allocated
+    real = build_generator(cfg, neural_rendering_resolution=128)
+    assert shapes == {k: (tuple(v.shape), v.dtype) for k, v in real.state_dict().items()}
+
+
+def test_shape_only_build_runs_no_python_meta_kernel() -> None:
+    # Python meta kernels import torch._dynamo on first use (seconds per process); the shape-only
+    # mode answers every op of the construction itself.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from sym3d_eg3d.checkpoints import _construct; "
+        "from sym3d_eg3d.configs import FFHQ512_128 as c; "
+        "_construct(c, c['rendering_kwargs'], 128, 'released', 'x', shapes_only=True); "
+        "print('torch._dynamo' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
