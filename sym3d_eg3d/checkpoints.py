@@ -266,7 +266,8 @@ def _walk_modules(root: Any, source: str) -> list[tuple[str, Any]]:
         if depth > _MAX_MODULE_DEPTH or len(out) >= _MAX_MODULES:
             raise CheckpointError(
                 f"{source}: the module tree under G_ema is deeper than {_MAX_MODULE_DEPTH} levels "
-                f"or holds more than {_MAX_MODULES:,} modules; an EG3D generator has a few hundred.",
+                f"or holds more than {_MAX_MODULES:,} modules; an EG3D generator has a few "
+                "hundred.",
                 hint=_PICKLE_HINT,
             )
         seen[id(node)] = where
@@ -925,7 +926,7 @@ _ELEMENTWISE = frozenset(
 
 
 def _broadcast(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
-    """NumPy broadcasting of shapes (``torch.broadcast_shapes`` imports heavy modules on first use)."""
+    """NumPy broadcasting (``torch.broadcast_shapes`` imports heavy modules on first use)."""
     ndim = max(len(shape) for shape in shapes)
     out = []
     for dims in zip(*((1,) * (ndim - len(shape)) + shape for shape in shapes), strict=True):
