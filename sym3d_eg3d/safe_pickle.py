@@ -531,12 +531,14 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     Raises (from :meth:`load`):
         UnsafeCheckpointError: at the first global outside the allow-list, before it is called.
-        CheckpointError: when an allowed global receives malformed arguments.
+        CheckpointError: when an allowed global receives malformed arguments, or the opcode
+            scan finds memo indices out of sequence or too many opcodes.
 
     """
 
     def __init__(self, file: BinaryIO, *, source: str) -> None:
         super().__init__(file, fix_imports=False)
+        self._file = file
         self.source = source
         self._src_hashes: dict[int, tuple[str, str]] = {}
         self._storages: dict[int, tuple[Any, _DecodedStorage]] = {}
@@ -557,6 +559,14 @@ class RestrictedUnpickler(pickle.Unpickler):
         for qualified, record_cls in _PLAIN_RECORD_CLASSES.items():
             module, name = qualified.rsplit(".", 1)
             self._handlers[(module, name)] = record_cls
+
+    def load(self) -> Any:
+        """Scan the opcodes with :func:`check_opcodes` (seekable streams), then unpickle."""
+        if self._file.seekable():
+            start = self._file.tell()
+            check_opcodes(self._file, source=self.source)
+            self._file.seek(start)
+        return super().load()
 
     def find_class(self, module: str, name: str) -> Any:
         """Return the inert stand-in for an allowed global, or refuse."""
@@ -697,10 +707,6 @@ def unpickle_official(file: BinaryIO, *, source: str) -> Any:
 
     """
     try:
-        if file.seekable():
-            start = file.tell()
-            check_opcodes(file, source=source)
-            file.seek(start)
         return RestrictedUnpickler(file, source=source).load()
     except CheckpointError as exc:
         if exc.message.startswith(source):

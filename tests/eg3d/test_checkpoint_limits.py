@@ -62,6 +62,8 @@ def test_memo_index_out_of_sequence_is_refused_before_unpickling() -> None:
     data = b"\x80\x04K\x01r" + struct.pack("<I", 1 << 24) + b"."
     with pytest.raises(CheckpointError, match="stores memo entry 16777216 after only 0 entries"):
         safe_pickle.unpickle_official(io.BytesIO(data), source="memo.pkl")
+    with pytest.raises(CheckpointError, match="stores memo entry"):  # the public class scans too
+        safe_pickle.RestrictedUnpickler(io.BytesIO(data), source="memo.pkl").load()
 
 
 def test_shared_module_graph_is_refused_after_few_steps(tmp_path: Path, monkeypatch) -> None:
