@@ -157,6 +157,7 @@ class EG3DGenerator(nn.Module):
 def build_eg3d(
     network: str | os.PathLike | None = None,
     *,
+    network_sha256: str | None = None,
     init_kwargs: Mapping[str, Any] | None = None,
     seed: int = 0,
     neural_resolution: int | None = None,
@@ -167,6 +168,8 @@ def build_eg3d(
 
     Args:
         network: an official ``.pkl`` or a folder written by ``sym3d eg3d convert``.
+        network_sha256: if given, the checkpoint's sha256 (as recorded in ``build_options``) must
+            equal it.
         init_kwargs: instead of ``network``: build randomly initialised weights from official
             init kwargs (tests, benchmarks), seeded with ``seed``.
         neural_resolution: override of the checkpoint's neural rendering resolution.
@@ -187,7 +190,13 @@ def build_eg3d(
         from sym3d_eg3d.checkpoints import load_checkpoint
 
         G = load_checkpoint(network, device=device)
-        options: dict[str, Any] = {"network": str(network)}
+        if network_sha256 is not None and network_sha256 != G.checkpoint_sha256:
+            raise UserInputError(
+                f"eg3d: {network} has sha256 {G.checkpoint_sha256}, "
+                f"not the expected {network_sha256}.",
+                hint="pass the checkpoint the result or run was made with.",
+            )
+        options: dict[str, Any] = {"network": str(network), "network_sha256": G.checkpoint_sha256}
     else:
         with torch.random.fork_rng(devices=[]):  # seeded construction without touching the global RNG
             torch.manual_seed(seed)

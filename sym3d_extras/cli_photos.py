@@ -284,23 +284,32 @@ def invert(
         raise typer.Exit(2 if all(user for _, _, user in failures) else 1)
 
 
+_NETWORK_HELP = (
+    "Generator weights (needed when the result was made with --network: a path the result "
+    "records is never opened, and a recorded sha256 must match)."
+)
+
+
 def _load_result(result_dir: Path, network: Path | None, device: str) -> tuple[Any, Any]:
     from sym3d.checks import check_device
     from sym3d.engine.result import InversionResult
+    from sym3d_extras.result_options import check_network_matches, check_stored_options
 
     check_device(device)  # before reading anything
     result = InversionResult.load(result_dir)
-    options = dict(result.generator_options)
-    if network is not None:
-        options.pop("network", None)
+    stored = dict(result.generator_options)  # data: checked, and a network path is never opened
+    options = check_stored_options(
+        result.generator_name, stored, result_dir=result_dir, network_given=network is not None
+    )
     gen = load_generator_for(result.generator_name, network, device, options)
+    check_network_matches(stored, gen, result_dir=result_dir)
     return result, result.apply(gen)
 
 
 def render(
     result_dir: Annotated[Path, typer.Argument(help="A result folder written by `sym3d invert`.", show_default=False)],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: RESULT/render).")] = None,
-    network: Annotated[Path | None, typer.Option(help="Generator weights, if they moved since the inversion.")] = None,
+    network: Annotated[Path | None, typer.Option(help=_NETWORK_HELP)] = None,
     views: Annotated[int, typer.Option(help="Views in the novel-view grid.")] = 9,
     yaw_range: Annotated[float, typer.Option(help="Grid yaw range (degrees, +-).")] = 50.0,
     video_frames: Annotated[int, typer.Option(help="Frames of the orbit video (0: no video).")] = 120,
@@ -373,7 +382,7 @@ def edit(
     direction: Annotated[Path, typer.Option(help="Latent direction (.npy or .pt): [w_dim], [num_ws, w_dim] or [1, num_ws, w_dim].")],
     strength: Annotated[list[float] | None, typer.Option(help="Edit strength(s), repeatable (default: -2 -1 1 2).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: RESULT/edit-<direction>).")] = None,
-    network: Annotated[Path | None, typer.Option(help="Generator weights, if they moved since the inversion.")] = None,
+    network: Annotated[Path | None, typer.Option(help=_NETWORK_HELP)] = None,
     views: Annotated[int, typer.Option(help="Views per strength.")] = 5,
     yaw_range: Annotated[float, typer.Option(help="Yaw range (degrees, +-).")] = 40.0,
     device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
