@@ -84,8 +84,9 @@ def invert(
     from rich.console import Console
 
     from sym3d.cli.progress import make_progress
-    from sym3d.errors import Sym3DError, UserInputError
+    from sym3d.errors import UserInputError
     from sym3d.plugins import default_registry
+    from sym3d_extras.outdir import check_key, describe_failure
     from sym3d_extras.pipeline import process_photo
 
     _check_progress(progress)
@@ -105,9 +106,11 @@ def invert(
     outcomes, failures = [], []
     for i, img in enumerate(images):
         t0 = time.perf_counter()
-        dest = out / img.stem
-        console.print(f"[bold]{i + 1}/{len(images)}[/] {img} -> {dest}")
+        dest = out / img.stem  # checked by process_photo: a direct child named by a valid key
+        console.print(f"[bold]{i + 1}/{len(images)}[/] ", end="")
+        console.print(f"{img} -> {dest}", markup=False)
         try:
+            check_key(img.stem, img)  # before joining: `out / "."` would be `out` itself
             cam = None
             if labels is not None:
                 import torch
@@ -136,15 +139,15 @@ def invert(
             for note in outcome.notes:
                 console.print(f"  note: {note}", markup=False)
             console.print(f"  [green]done[/] in {outcome.seconds:.0f} s: {Path(outcome.out_dir).resolve() / 'report.html'}")
-        except Sym3DError as exc:
-            failures.append((img, str(exc), isinstance(exc, UserInputError)))
+        except Exception as exc:  # one image's failure (disk full, a bad checkpoint, ...) never stops the others
+            message = describe_failure(exc, img)
+            failures.append((img, message, isinstance(exc, UserInputError)))
             console.print(f"  [red]failed[/] after {time.perf_counter() - t0:.0f} s: ", end="")
-            console.print(str(exc), markup=False)
+            console.print(message, markup=False)
     if len(images) > 1 or failures:
         console.print(f"\n{len(outcomes)} done, {len(failures)} failed")
         for img, err, _ in failures:
-            console.print(f"  {img}: ", end="")
-            console.print(err, markup=False)
+            console.print(f"  {img}: {err}", markup=False)
     if failures:
         raise typer.Exit(2 if all(user for _, _, user in failures) else 1)
 
@@ -174,9 +177,11 @@ def render(
     import math
 
     from sym3d_extras.export import export_result
+    from sym3d_extras.outdir import check_not_linked
 
-    result, tuned = _load_result(result_dir, network, device)
     dest = out or (result_dir / "render")
+    check_not_linked(dest, result_dir if out is None else dest.parent)  # never write through a link
+    result, tuned = _load_result(result_dir, network, device)
     what = ["views", "depth"] + (["video"] if video_frames > 0 else []) + (["mesh"] if mesh_resolution > 0 else [])
     written = export_result(
         result, tuned, dest, what=what, num_views=views, yaw_range=math.radians(yaw_range), video_frames=max(video_frames, 1), mesh_resolution=max(mesh_resolution, 8)
