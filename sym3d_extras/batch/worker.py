@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from sym3d.errors import Sym3DError
 from sym3d_extras.batch.tasks import JobSpec, Placement, Task, TaskResult
 
 __all__ = ["Worker", "worker_id", "finished_outcome", "set_thread_env", "bind_to_parent", "CoordinatorGoneError"]
@@ -33,7 +34,7 @@ def set_thread_env(threads: int) -> None:
         os.environ[name] = str(max(1, int(threads)))
 
 
-class CoordinatorGoneError(RuntimeError):
+class CoordinatorGoneError(Sym3DError):
     """The batch coordinator that started this worker is gone: nothing may be committed any more."""
 
 
@@ -139,7 +140,10 @@ class Worker:
 
     def _before_commit(self) -> None:
         if self.parent_pid is not None and not _parent_alive(self.parent_pid):
-            raise CoordinatorGoneError("the batch coordinator is gone; the result is not committed")
+            raise CoordinatorGoneError(
+                "the batch coordinator is gone; this result was not renamed into place.",
+                hint="run the same `sym3d batch` command again: it resumes this image.",
+            )
 
     def run(self, task: Task) -> TaskResult:
         """Process one image into ``task.out_dir``; every exception becomes a failed result."""

@@ -19,9 +19,8 @@ from sym3d_extras.batch import (
     discover_images,
     run_batch,
 )
-from sym3d_extras.batch.runner import discover_inputs
 from sym3d_extras.batch.backend import Backend
-from sym3d_extras.batch.runner import _exclusive
+from sym3d_extras.batch.runner import _exclusive, discover_inputs
 from sym3d_extras.batch.tasks import Completion
 
 
