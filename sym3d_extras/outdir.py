@@ -39,7 +39,9 @@ __all__ = [
 ]
 
 WORK_DIR = ".work"
-RESERVED_KEYS = frozenset({"manifest.sqlite", "manifest.sqlite-wal", "manifest.sqlite-shm", "manifest.sqlite-journal"})
+RESERVED_KEYS = frozenset(
+    {"manifest.sqlite", "manifest.sqlite-wal", "manifest.sqlite-shm", "manifest.sqlite-journal"}
+)
 _TRASH_SUFFIX_BYTES = len(".old-") + 12
 MAX_KEY_BYTES = 255 - _TRASH_SUFFIX_BYTES
 """Longest key in bytes: its trash entry ``<key>.old-<12 hex>`` must still fit a 255-byte name."""
@@ -56,23 +58,40 @@ def check_key(key: str, source: object = None) -> str:
         ResultNameError: empty, ``.``/``..``, hidden (``.x``: reserved for sym3d's work folders),
             a separator or NUL inside, a reserved name, not valid UTF-8, or too long.
     """
-    where = f"{source}: " if source is not None else ""
+    where = f"{_printable(str(source))}: " if source is not None else ""
     fix = "rename the image (its name without the extension names the result folder)."
     if key in ("", ".", ".."):
-        raise ResultNameError(f"{where}the result folder name would be {key!r}, which is not a folder name.", hint=fix)
+        raise ResultNameError(
+            f"{where}the result folder name would be {key!r}, which is not a folder name.", hint=fix
+        )
     if key.startswith("."):
-        raise ResultNameError(f"{where}result folder names may not start with '.' ({key!r}): sym3d keeps its work folders there.", hint=fix)
+        raise ResultNameError(
+            f"{where}result folder names may not start with '.' ({key!r}): sym3d keeps its work folders there.",
+            hint=fix,
+        )
     if any(c in key for c in ("/", "\\", "\0")):
-        raise ResultNameError(f"{where}the result folder name {key!r} contains a path separator or NUL.", hint=fix)
+        raise ResultNameError(
+            f"{where}the result folder name {key!r} contains a path separator or NUL.", hint=fix
+        )
     if key in RESERVED_KEYS:
         raise ResultNameError(f"{where}{key!r} is reserved for the batch manifest.", hint=fix)
     try:
         size = len(key.encode("utf-8"))
     except UnicodeEncodeError:
-        raise ResultNameError(f"{where}the file name is not valid UTF-8 ({key.encode('utf-8', 'backslashreplace').decode()!r}).", hint=fix) from None
+        raise ResultNameError(
+            f"{where}the file name is not valid UTF-8 ('{_printable(key)}').", hint=fix
+        ) from None
     if size > MAX_KEY_BYTES:
-        raise ResultNameError(f"{where}the result folder name is {size} bytes long; at most {MAX_KEY_BYTES} fit.", hint=fix)
+        raise ResultNameError(
+            f"{where}the result folder name is {size} bytes long; at most {MAX_KEY_BYTES} fit.",
+            hint=fix,
+        )
     return key
+
+
+def _printable(text: str) -> str:
+    """``text`` with undecodable file-name bytes (surrogate escapes) shown as backslash escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def work_dir(out: Path) -> Path:
@@ -102,7 +121,11 @@ def exclusive_lock(lock_file: Path, busy: str, hint: str) -> Iterator[None]:
         yield
         return
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o666)
+    fd = os.open(
+        lock_file,
+        os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
+        0o666,
+    )
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -198,7 +198,7 @@ def discover_inputs(input_dir: str | os.PathLike) -> tuple[dict[str, Path], list
     refused: list[str] = []
     for p in files:
         try:
-            check_key(p.stem, _printable(p))
+            check_key(p.stem, p)
         except ResultNameError as exc:
             refused.append(str(exc))
             continue
@@ -208,11 +208,6 @@ def discover_inputs(input_dir: str | os.PathLike) -> tuple[dict[str, Path], list
     if clashes:
         raise UserInputError(f"{folder}: images share a name and would share a result folder: {'; '.join(clashes[:5])}.", hint="rename them.")
     return by_key, refused
-
-
-def _printable(path: Path) -> str:
-    """``path`` with undecodable bytes shown as backslash escapes (safe to print and to store)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def make_backend(settings: BatchSettings) -> Backend:

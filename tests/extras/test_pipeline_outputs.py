@@ -23,7 +23,14 @@ from sym3d.image import save_image
 from sym3d_extras.outdir import MAX_KEY_BYTES, check_key, work_dir
 from sym3d_extras.pipeline import process_photo
 
-QUICK = ("latent.steps=1", "tune.steps=1", "tune.aux_every=1", "tune.num_views=1", "perceptual=mse", "latent.mean_samples=8")
+QUICK = (
+    "latent.steps=1",
+    "tune.steps=1",
+    "tune.aux_every=1",
+    "tune.num_views=1",
+    "perceptual=mse",
+    "latent.mean_samples=8",
+)
 CLI_QUICK = ["--generator", "tiny", "--export", "views", "--progress", "off", "--video-frames", "2"]
 CLI_QUICK += [a for o in QUICK for a in ("--set", o)]
 
@@ -52,7 +59,9 @@ def photo(tmp_path_factory, tiny_gen) -> tuple[Path, torch.Tensor]:
 def _invert(photo, out: Path, tiny_gen, **kw):
     path, cam = photo
     kw.setdefault("export", ())
-    return process_photo(path, out, generator=tiny_gen, camera=cam, overrides=QUICK, device="cpu", **kw)
+    return process_photo(
+        path, out, generator=tiny_gen, camera=cam, overrides=QUICK, device="cpu", **kw
+    )
 
 
 def _fake_result(folder: Path, marker: str) -> None:
@@ -70,7 +79,10 @@ def _cameras(folder: Path, names, cam) -> Path:
 # -- item 1: a result folder is always a direct child with a real name ----------------------
 
 
-@pytest.mark.parametrize("key", ["", ".", "..", ".hidden", "a/b", "manifest.sqlite", "x" * (MAX_KEY_BYTES + 1), "bad\udcff"])
+@pytest.mark.parametrize(
+    "key",
+    ["", ".", "..", ".hidden", "a/b", "manifest.sqlite", "x" * (MAX_KEY_BYTES + 1), "bad\udcff"],
+)
 def test_keys_that_cannot_name_a_result_are_refused(key):
     with pytest.raises(ResultNameError, match="Hint: rename the image"):
         check_key(key, "img.png")
@@ -88,7 +100,9 @@ def test_cli_dot_stem_is_refused_and_the_output_folder_is_untouched(photo, tmp_p
     dots = tmp_path / "..png"
     dots.write_bytes(photo[0].read_bytes())
     cams = _cameras(tmp_path, ["..png"], photo[1])
-    code = main(["invert", str(dots), "-o", str(out), "--overwrite", "--cameras", str(cams), *CLI_QUICK])
+    code = main(
+        ["invert", str(dots), "-o", str(out), "--overwrite", "--cameras", str(cams), *CLI_QUICK]
+    )
     err = capsys.readouterr().err
     assert code == 2, err
     assert "the result folder name would be '.'" in err and "rename the image" in err
@@ -112,7 +126,9 @@ def test_overwrite_keeps_a_finished_result_named_like_the_old_trash(photo, tmp_p
     _invert(photo, out / "face", tiny_gen, overwrite=True)
     assert (out / "face.old" / "marker.txt").read_text() == "the result of face.old.png"
     assert (out / "face" / "latent.pt").is_file() and not (out / "face" / "marker.txt").exists()
-    assert not [p for p in (out / ".work").iterdir() if ".old-" in p.name], "the moved-aside result was deleted"
+    assert not [p for p in (out / ".work").iterdir() if ".old-" in p.name], (
+        "the moved-aside result was deleted"
+    )
 
 
 # -- item 3: a work folder never collides with a result --------------------------------------
@@ -141,12 +157,16 @@ def _hold_lock(path: Path) -> subprocess.Popen:
         "sys.stdin.read()\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
 
-def test_a_second_writer_of_one_result_is_refused_while_the_first_holds_it(photo, tmp_path, tiny_gen):
+def test_a_second_writer_of_one_result_is_refused_while_the_first_holds_it(
+    photo, tmp_path, tiny_gen
+):
     out = tmp_path / "OUT"
     holder = _hold_lock(out / ".work" / "face.lock")
     try:
@@ -167,7 +187,9 @@ def test_batch_worker_and_invert_share_the_lock(photo, tmp_path):
 
     out = tmp_path / "OUT"
     worker = Worker(JobSpec(generator="tiny", pose=None, overrides=QUICK, export=()), Placement())
-    task = Task(key="face", image=str(photo[0]), out_dir=str(out / "face"), camera=photo[1].tolist())
+    task = Task(
+        key="face", image=str(photo[0]), out_dir=str(out / "face"), camera=photo[1].tolist()
+    )
     holder = _hold_lock(out / ".work" / "face.lock")
     try:
         result = worker.run(task)
@@ -185,7 +207,14 @@ def test_incomplete_result_is_not_renamed_into_place(photo, tmp_path, tiny_gen):
         (work_dir(out / "face") / "pose.json").unlink(missing_ok=True)
 
     with pytest.raises(OutputWriteError, match=r"incomplete .*pose\.json"):
-        _invert(photo, out / "face", tiny_gen, export=("views",), export_options={"lpips": False}, progress=meddle)
+        _invert(
+            photo,
+            out / "face",
+            tiny_gen,
+            export=("views",),
+            export_options={"lpips": False},
+            progress=meddle,
+        )
     assert not (out / "face").exists()
 
 
@@ -196,10 +225,19 @@ def test_image_failing_before_the_inversion_leaves_no_work_folder(tmp_path, tiny
     out = tmp_path / "OUT"
     missing = tmp_path / "missing.png"
     with pytest.raises(Sym3DError):
-        process_photo(missing, out / "missing", generator=tiny_gen, camera=look_at(0.0, 0.0), overrides=QUICK, export=())
+        process_photo(
+            missing,
+            out / "missing",
+            generator=tiny_gen,
+            camera=look_at(0.0, 0.0),
+            overrides=QUICK,
+            export=(),
+        )
     visible = [p.name for p in out.iterdir() if p.name != ".work"]
     assert visible == [] and not work_dir(out / "missing").exists()
-    assert sorted(p.name for p in (out / ".work").iterdir()) == ["missing.lock"]  # the reusable lock only
+    assert sorted(p.name for p in (out / ".work").iterdir()) == [
+        "missing.lock"
+    ]  # the reusable lock only
 
 
 def test_resumable_work_is_kept_and_a_commit_can_be_vetoed(photo, tmp_path, tiny_gen):
@@ -245,8 +283,12 @@ def _record_fsync_and_rename(monkeypatch) -> list[tuple[str, str]]:
     return events
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name file descriptors")
-def test_atomic_write_flushes_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+@pytest.mark.skipif(
+    not Path("/proc/self/fd").is_dir(), reason="needs /proc to name file descriptors"
+)
+def test_atomic_write_flushes_the_file_before_the_rename_and_the_folder_after(
+    tmp_path, monkeypatch
+):
     from sym3d.atomic import atomic_write_bytes
 
     events = _record_fsync_and_rename(monkeypatch)
@@ -257,12 +299,18 @@ def test_atomic_write_flushes_the_file_before_the_rename_and_the_folder_after(tm
     assert events[2][1] == str(tmp_path.resolve())
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name file descriptors")
-def test_every_result_file_is_flushed_before_the_folder_rename(photo, tmp_path, tiny_gen, monkeypatch):
+@pytest.mark.skipif(
+    not Path("/proc/self/fd").is_dir(), reason="needs /proc to name file descriptors"
+)
+def test_every_result_file_is_flushed_before_the_folder_rename(
+    photo, tmp_path, tiny_gen, monkeypatch
+):
     out = (tmp_path / "OUT").resolve()
     events = _record_fsync_and_rename(monkeypatch)
     _invert(photo, out / "face", tiny_gen)
-    final = next(i for i, (k, v) in enumerate(events) if k == "replace" and v.endswith(f" -> {out / 'face'}"))
+    final = next(
+        i for i, (k, v) in enumerate(events) if k == "replace" and v.endswith(f" -> {out / 'face'}")
+    )
     work = str(work_dir(out / "face"))
     flushed = {v.replace(work, str(out / "face"), 1) for k, v in events[:final] if k == "fsync"}
     files = {str(p) for p in (out / "face").rglob("*") if p.is_file()}
@@ -273,7 +321,9 @@ def test_every_result_file_is_flushed_before_the_folder_rename(photo, tmp_path, 
 # -- item 12: one image's failure never stops the others --------------------------------------
 
 
-def test_cli_unexpected_errors_are_reported_per_image_and_the_rest_run(photo, tmp_path, capsys, monkeypatch):
+def test_cli_unexpected_errors_are_reported_per_image_and_the_rest_run(
+    photo, tmp_path, capsys, monkeypatch
+):
     import sym3d_extras.pipeline as pipeline
 
     names = ["full.png", "memory.png", "ok.png"]
@@ -291,7 +341,17 @@ def test_cli_unexpected_errors_are_reported_per_image_and_the_rest_run(photo, tm
 
     monkeypatch.setattr(pipeline, "process_photo", flaky)
     out = tmp_path / "OUT"
-    code = main(["invert", *(str(tmp_path / n) for n in names), "-o", str(out), "--cameras", str(cams), *CLI_QUICK])
+    code = main(
+        [
+            "invert",
+            *(str(tmp_path / n) for n in names),
+            "-o",
+            str(out),
+            "--cameras",
+            str(cams),
+            *CLI_QUICK,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1, err
     assert (out / "ok" / "latent.pt").is_file()
@@ -307,7 +367,18 @@ def test_cli_name_too_long_is_one_image_failure(photo, tmp_path, capsys):
         (tmp_path / n).write_bytes(photo[0].read_bytes())
     cams = _cameras(tmp_path, [long_name, "ok.png"], photo[1])
     out = tmp_path / "OUT"
-    code = main(["invert", str(tmp_path / long_name), str(tmp_path / "ok.png"), "-o", str(out), "--cameras", str(cams), *CLI_QUICK])
+    code = main(
+        [
+            "invert",
+            str(tmp_path / long_name),
+            str(tmp_path / "ok.png"),
+            "-o",
+            str(out),
+            "--cameras",
+            str(cams),
+            *CLI_QUICK,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2, err
     assert "bytes long; at most" in err and "1 done, 1 failed" in err

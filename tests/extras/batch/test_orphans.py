@@ -18,7 +18,16 @@ from pathlib import Path
 from tests.extras.batch.conftest import copy_inputs, read_rows
 
 # so many steps that the image cannot finish during the test: only a dead worker stops it
-SLOW = ["--set", "latent.steps=100000", "--set", "tune.steps=2", "--set", "perceptual=mse", "--set", "latent.mean_samples=16"]
+SLOW = [
+    "--set",
+    "latent.steps=100000",
+    "--set",
+    "tune.steps=2",
+    "--set",
+    "perceptual=mse",
+    "--set",
+    "latent.mean_samples=16",
+]
 
 
 def _gone(pid: int) -> bool:
@@ -42,13 +51,37 @@ def _wait_until(condition, timeout: float, poll: float = 0.1) -> bool:
 def test_workers_die_with_a_killed_coordinator_and_commit_nothing(symheads_images, tmp_path):
     inputs = copy_inputs(symheads_images, tmp_path / "in", heads=1)
     out = tmp_path / "out"
-    args = ["batch", str(inputs), "--out", str(out), "--generator", "symheads", "--cameras", str(inputs / "dataset.json"), *SLOW,
-            "--export", "metrics", "--progress", "off", "--device", "cpu", "--workers", "1", "--threads", "1"]
+    args = [
+        "batch",
+        str(inputs),
+        "--out",
+        str(out),
+        "--generator",
+        "symheads",
+        "--cameras",
+        str(inputs / "dataset.json"),
+        *SLOW,
+        "--export",
+        "metrics",
+        "--progress",
+        "off",
+        "--device",
+        "cpu",
+        "--workers",
+        "1",
+        "--threads",
+        "1",
+    ]
     log = (tmp_path / "stderr.txt").open("w")
-    coordinator = subprocess.Popen([sys.executable, "-c", "from sym3d.cli import main; main()", *args], stderr=log, stdout=subprocess.DEVNULL)
+    coordinator = subprocess.Popen(
+        [sys.executable, "-c", "from sym3d.cli import main; main()", *args],
+        stderr=log,
+        stdout=subprocess.DEVNULL,
+    )
     manifest = out / "manifest.sqlite"
     worker_pid = None
     try:
+
         def running() -> bool:
             nonlocal worker_pid
             assert coordinator.poll() is None, (tmp_path / "stderr.txt").read_text()
@@ -64,7 +97,9 @@ def test_workers_die_with_a_killed_coordinator_and_commit_nothing(symheads_image
         assert _wait_until(running, 600), "the worker never started the image"
         coordinator.send_signal(signal.SIGKILL)
         coordinator.wait(timeout=30)
-        assert _wait_until(lambda: _gone(worker_pid), 15), "the worker outlived its coordinator by more than 15 s"
+        assert _wait_until(lambda: _gone(worker_pid), 15), (
+            "the worker outlived its coordinator by more than 15 s"
+        )
     finally:
         if coordinator.poll() is None:
             coordinator.kill()
@@ -83,10 +118,14 @@ def test_worker_never_commits_once_its_coordinator_is_gone(symheads_images, tmp_
     from sym3d_extras.outdir import work_dir
     from tests.extras.batch.conftest import fast_spec
 
-    not_our_parent = os.getpid()  # this process is not the worker's parent: as if the coordinator died
+    not_our_parent = (
+        os.getpid()
+    )  # this process is not the worker's parent: as if the coordinator died
     worker = Worker(fast_spec(export=()), Placement(), parent_pid=not_our_parent)
     out = tmp_path / "out" / "head0"
     camera = json.loads((symheads_images / "dataset.json").read_text())["labels"][0][1]
-    result = worker.run(Task(key="head0", image=str(symheads_images / "head0.png"), out_dir=str(out), camera=camera))
+    result = worker.run(
+        Task(key="head0", image=str(symheads_images / "head0.png"), out_dir=str(out), camera=camera)
+    )
     assert not result.ok and "coordinator is gone" in result.error
     assert not out.exists() and (work_dir(out) / "run.json").is_file()
