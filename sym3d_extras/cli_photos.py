@@ -139,7 +139,7 @@ def invert(
             for note in outcome.notes:
                 console.print(f"  note: {note}", markup=False)
             console.print(f"  [green]done[/] in {outcome.seconds:.0f} s: {Path(outcome.out_dir).resolve() / 'report.html'}")
-        except Exception as exc:  # one image's failure (disk full, a bad checkpoint, ...) never stops the others
+        except Exception as exc:  # one image's failure (disk full, ...) never stops the others
             message = describe_failure(exc, img)
             failures.append((img, message, isinstance(exc, UserInputError)))
             console.print(f"  [red]failed[/] after {time.perf_counter() - t0:.0f} s: ", end="")

@@ -72,7 +72,7 @@ def _from_checkpoint(exc: BaseException) -> bool:
 
 
 def _commit(work: Path, out: Path) -> None:
-    """Flush ``work`` to disk and rename it to ``out``; an old ``out`` is moved aside first, then deleted."""
+    """Flush ``work`` to disk and rename it to ``out``; an old ``out`` is moved aside, then deleted."""
     fsync_tree(work)
     if os.path.lexists(out):  # overwrite: only the entry this run moved aside is deleted
         trash = trash_dir(out)
@@ -140,7 +140,10 @@ def process_photo(
     check_not_linked(out.parent / WORK_DIR, out.parent)
     with result_lock(out):
         if os.path.lexists(out) and not overwrite:
-            raise ResultExistsError(f"{out}: a finished result is already there.", hint="pass --overwrite to replace it, or choose another --out.")
+            raise ResultExistsError(
+                f"{out}: a finished result is already there.",
+                hint="pass --overwrite to replace it, or choose another --out.",
+            )
         work = work_dir(out)
         if work.exists() and not resume:
             shutil.rmtree(work)
@@ -148,12 +151,13 @@ def process_photo(
         work.mkdir(parents=True, exist_ok=True)
         try:
             outcome, expected = _run(
-                image, name, work, generator=generator, pose_estimator=pose_estimator, camera=camera, preset=preset, config=config,
-                overrides=overrides, device=device, callbacks=callbacks, export=export, export_options=export_options, resume=resume,
+                image, name, work, generator=generator, pose_estimator=pose_estimator,
+                camera=camera, preset=preset, config=config, overrides=overrides, device=device,
+                callbacks=callbacks, export=export, export_options=export_options, resume=resume,
                 progress=progress,
-            )
+            )  # fmt: skip
         except BaseException:
-            if created and not (work / "checkpoint").exists():  # nothing to resume: remove what this run created
+            if created and not (work / "checkpoint").exists():  # nothing to resume: remove it
                 shutil.rmtree(work, ignore_errors=True)
             raise
         metrics = outcome.pop("metrics")
@@ -163,7 +167,8 @@ def process_photo(
         if before_commit is not None:
             before_commit()
         _commit(work, out)
-    return PhotoOutcome(image=name, out_dir=str(out), seconds=seconds, metrics=metrics, notes=tuple(outcome["notes"]))
+    notes = tuple(outcome["notes"])
+    return PhotoOutcome(image=name, out_dir=str(out), seconds=seconds, metrics=metrics, notes=notes)
 
 
 def _run(
@@ -204,7 +209,8 @@ def _run(
             hint="install the faces extra (pip install 'sym3d[faces]') or pass camera labels (--cameras dataset.json).",
         )
     notes.extend(obs.notes)
-    expected = ["pose.json", "views/aligned.png", "latent.pt", "config.resolved.toml", "history.json", "summary.json"]
+    expected = ["pose.json", "views/aligned.png", "latent.pt", "config.resolved.toml"]
+    expected += ["history.json", "summary.json"]
     (work / "views").mkdir(exist_ok=True)
     save_image(obs.image, work / "views" / "aligned.png")
     if obs.face_mask is not None:
@@ -229,12 +235,13 @@ def _run(
             raise
         raise Sym3DError(
             # torch's own text would advise weights_only=False: never relay that
-            f"{work / 'checkpoint'}: the resumable checkpoint of {name} cannot be read ({type(exc).__name__}); "
-            "it is damaged or was not written by sym3d.",
+            f"{work / 'checkpoint'}: the resumable checkpoint of {name} cannot be read "
+            f"({type(exc).__name__}); it is damaged or was not written by sym3d.",
             hint="run again with --no-resume (this image starts over), or delete that folder.",
         ) from None
     result.save(work)
-    expected += (["tuned.safetensors"] if result.tuned else []) + (["input.png"] if result.target is not None else [])
+    expected += ["tuned.safetensors"] if result.tuned else []
+    expected += ["input.png"] if result.target is not None else []
     metrics: dict[str, Any] = {}
     if export:
         from sym3d_extras.export import export_result
@@ -245,5 +252,5 @@ def _run(
         if "metrics" in written and Path(written["metrics"]).exists():
             metrics = json.loads(Path(written["metrics"]).read_text())
     shutil.rmtree(work / "checkpoint", ignore_errors=True)
-    data = {"preset": result.config.preset, "notes": notes, "summary": dict(result.summary), "metrics": metrics}
-    return data, expected
+    data = {"preset": result.config.preset, "notes": notes, "summary": dict(result.summary)}
+    return {**data, "metrics": metrics}, expected

@@ -101,7 +101,7 @@ def batch(
         report = run_batch(settings, progress=bar)
     if progress != "json":
         print_summary(summarize(out), console)
-    for line in report.refused:  # never in the manifest: their names cannot be stored or used as folders
+    for line in report.refused:  # not in the manifest: their names cannot name a result
         console.print(f"skipped {line}", markup=False, highlight=False)
     if report.interrupted:
         console.print(f"interrupted: {report.counts['done']} done, {report.counts['pending'] + report.counts['running']} pending. Re-run the same command to resume.", markup=False, highlight=False)

@@ -114,7 +114,8 @@ class LocalPool:
 
     def _spawn(self, slot: _Slot) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=_worker_main, args=(self.spec, slot.placement, child, os.getpid()), daemon=True, name="sym3d-batch-worker")
+        args = (self.spec, slot.placement, child, os.getpid())
+        proc = self._ctx.Process(target=_worker_main, args=args, daemon=True, name="sym3d-batch-worker")
         proc.start()
         child.close()
         slot.process, slot.conn, slot.task, slot.info = proc, parent, None, {}

@@ -107,7 +107,8 @@ def _write_error(path: Path, exc: sqlite3.OperationalError) -> OutputWriteError:
     return OutputWriteError(
         f"{path}: the batch manifest was not updated: {what}. Finished results are kept and the "
         "manifest holds its last consistent state.",
-        hint=("free disk space" if full else "check the folder's disk and permissions") + ", then run the same command again to continue.",
+        hint=("free disk space" if full else "check the folder's disk and permissions")
+        + ", then run the same command again to continue.",
     )
 
 

@@ -162,7 +162,11 @@ class StopFlag:
 
 def _exclusive(out_dir: Path) -> contextlib.AbstractContextManager[None]:
     """One coordinator per output folder (an advisory ``flock``; a no-op where fcntl is missing)."""
-    return exclusive_lock(out_dir / LOCK_NAME, f"{out_dir}: another `sym3d batch` is writing to this folder.", "wait for it, or choose another --out.")
+    return exclusive_lock(
+        out_dir / LOCK_NAME,
+        f"{out_dir}: another `sym3d batch` is writing to this folder.",
+        "wait for it, or choose another --out.",
+    )
 
 
 def discover_images(input_dir: str | os.PathLike) -> dict[str, Path]:
@@ -307,7 +311,9 @@ class _Coordinator:
         self.inflight.clear()
 
 
-def _close_run(m: Manifest, coord: _Coordinator, stopped: list[Task], *, interrupted: bool, errored: bool) -> dict[str, int]:
+def _close_run(
+    m: Manifest, coord: _Coordinator, stopped: list[Task], *, interrupted: bool, errored: bool
+) -> dict[str, int]:
     """Settle the images that were in flight and log the run's end; returns the final counts.
 
     When the manifest cannot be written (a full disk) while another error is already on its way
@@ -318,7 +324,8 @@ def _close_run(m: Manifest, coord: _Coordinator, stopped: list[Task], *, interru
         if stopped:
             coord.settle_inflight(stopped, "interrupted" if interrupted else "the run stopped")
         final = m.counts()
-        m.log("run_interrupted" if interrupted else "run_failed" if errored else "run_finished", {"counts": final})
+        event = "run_interrupted" if interrupted else "run_failed" if errored else "run_finished"
+        m.log(event, {"counts": final})
     except Sym3DError:
         if not errored:
             raise
@@ -380,7 +387,13 @@ def run_batch(
                 emit(event)
             counts = m.counts()
             emit(BatchFinished(done=counts["done"], failed=counts["failed"], pending=counts["pending"], seconds=time.monotonic() - t0))
-            return BatchReport(counts=counts, seconds=time.monotonic() - t0, sync=sync, notes=tuple(notes), refused=tuple(refused))
+            return BatchReport(
+                counts=counts,
+                seconds=time.monotonic() - t0,
+                sync=sync,
+                notes=tuple(notes),
+                refused=tuple(refused),
+            )
         pool = backend or make_backend(settings)
         interrupted = errored = False
         startup = 0.0
@@ -425,7 +438,8 @@ def run_batch(
                 try:
                     if coord.inflight:
                         cancelled = list(pool.cancel())
-                        leftover = [t for k, t in coord.inflight.items() if k not in {c.key for c in cancelled}]
+                        keys = {c.key for c in cancelled}
+                        leftover = [t for k, t in coord.inflight.items() if k not in keys]
                         stopped = cancelled + leftover
                 finally:
                     pool.close()

@@ -18,7 +18,14 @@ from typing import Any
 from sym3d.errors import Sym3DError
 from sym3d_extras.batch.tasks import JobSpec, Placement, Task, TaskResult
 
-__all__ = ["Worker", "worker_id", "finished_outcome", "set_thread_env", "bind_to_parent", "CoordinatorGoneError"]
+__all__ = [
+    "Worker",
+    "worker_id",
+    "finished_outcome",
+    "set_thread_env",
+    "bind_to_parent",
+    "CoordinatorGoneError",
+]
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -181,9 +188,10 @@ class Worker:
                 )
             notes.extend(outcome.notes)
             notes.extend(sorted({f"{w.category.__name__}: {w.message}" for w in caught}))
-        except ResultExistsError:  # finished meanwhile by another run (`sym3d invert` on the same --out)
+        except ResultExistsError:  # finished meanwhile by another run (`sym3d invert`, same --out)
             seconds, metrics = finished_outcome(task.out_dir)
-            return TaskResult(ok=True, seconds=seconds or 0.0, metrics=metrics, already_done=True, **common)
+            seconds = seconds or 0.0
+            return TaskResult(ok=True, seconds=seconds, metrics=metrics, already_done=True, **common)
         except Sym3DError as exc:
             return TaskResult(
                 ok=False,
