@@ -191,11 +191,14 @@ def check_not_linked(path: Path, below: Path) -> None:
             )
 
 
-def describe_failure(exc: BaseException, what: object) -> str:
+def describe_failure(
+    exc: BaseException, what: object, traceback_at: str = "--debug shows the traceback"
+) -> str:
     """One line for the failure of ``what`` (an image): what went wrong and the fix.
 
     sym3d's own errors already say both; operating-system failures (disk full, name too long,
-    permission) and memory exhaustion get their fix; anything else is named as unexpected.
+    permission) and memory exhaustion get their fix; anything else is named as unexpected, with
+    ``traceback_at`` saying where its traceback is.
     """
     from sym3d.errors import Sym3DError
 
@@ -212,4 +215,7 @@ def describe_failure(exc: BaseException, what: object) -> str:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return f"{name}: not allowed to write there ({exc.strerror}). Fix: choose a writable --out."
         return f"{name}: {exc.strerror or exc} ({type(exc).__name__}). Fix: check the disk and the output folder, then run again."
-    return f"{what}: unexpected {type(exc).__name__}: {exc}. This is a bug; please report it (--debug shows the traceback)."
+    return (
+        f"{what}: unexpected {type(exc).__name__}: {exc}. "
+        f"This is a bug; please report it ({traceback_at})."
+    )

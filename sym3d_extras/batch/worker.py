@@ -205,7 +205,7 @@ class Worker:
             return TaskResult(
                 ok=False,
                 seconds=time.perf_counter() - t0,
-                error=describe_failure(exc, task.image),
+                error=describe_failure(exc, task.image, "the manifest's detail column has the traceback"),
                 error_type=type(exc).__name__,
                 detail=traceback.format_exc(limit=20),
                 **common,

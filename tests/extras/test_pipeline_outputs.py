@@ -383,3 +383,34 @@ def test_cli_name_too_long_is_one_image_failure(photo, tmp_path, capsys):
     assert code == 2, err
     assert "bytes long; at most" in err and "1 done, 1 failed" in err
     assert (out / "ok" / "latent.pt").is_file()
+
+
+def test_batch_worker_failures_are_one_line_with_the_fix(photo, tmp_path, monkeypatch):
+    """Not `failed: OSError` / `RuntimeError: ...`: the file, what happened and what to do."""
+    import sym3d_extras.pipeline as pipeline
+    from sym3d_extras.batch.tasks import JobSpec, Placement, Task
+    from sym3d_extras.batch.worker import Worker
+
+    worker = Worker(JobSpec(generator="tiny", pose=None, overrides=QUICK, export=()), Placement())
+    task = Task(
+        key="face", image=str(photo[0]), out_dir=str(tmp_path / "face"), camera=photo[1].tolist()
+    )
+    failures = {
+        "disk": (
+            OSError(errno.ENOSPC, "No space left on device", "x/latent.pt"),
+            "x/latent.pt: the disk is full. Fix: free disk space",
+        ),
+        "bug": (
+            RuntimeError("boom"),
+            f"{photo[0]}: unexpected RuntimeError: boom. This is a bug; please report it (the manifest's detail",
+        ),
+    }
+    for exc, expected in failures.values():
+
+        def fail(*a, exc=exc, **k):
+            raise exc
+
+        monkeypatch.setattr(pipeline, "process_photo", fail)
+        result = worker.run(task)
+        assert not result.ok and result.error.startswith(expected), result.error
+        assert "\n" not in result.error and result.detail  # the traceback is kept apart
