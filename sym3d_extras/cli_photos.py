@@ -79,6 +79,7 @@ def invert(
 
     Images are processed one after another; a failed image is reported and the others continue.
     """
+    import os
     import time
 
     from rich.console import Console
@@ -108,7 +109,7 @@ def invert(
         t0 = time.perf_counter()
         dest = out / img.stem  # checked by process_photo: a direct child named by a valid key
         console.print(f"[bold]{i + 1}/{len(images)}[/] ", end="")
-        console.print(f"{img} -> {dest}", markup=False)
+        console.print(f"{img} -> {os.path.join(out, img.stem)}", markup=False)  # `OUT/.` as typed
         try:
             check_key(img.stem, img)  # before joining: `out / "."` would be `out` itself
             cam = None
@@ -146,8 +147,8 @@ def invert(
             console.print(message, markup=False)
     if len(images) > 1 or failures:
         console.print(f"\n{len(outcomes)} done, {len(failures)} failed")
-        for img, err, _ in failures:
-            console.print(f"  {img}: {err}", markup=False)
+        for img, err, _ in failures:  # most messages start with the file's name already
+            console.print(f"  {err}" if err.startswith(str(img)) else f"  {img}: {err}", markup=False)
     if failures:
         raise typer.Exit(2 if all(user for _, _, user in failures) else 1)
 
