@@ -61,6 +61,10 @@ class NonFiniteError(UserInputError, ValueError):
     """A tensor holds NaN or infinite values."""
 
 
+class CameraLabelError(UserInputError, ValueError):
+    """A camera label is not a usable EG3D camera (non-finite, no rotation, bad intrinsics, ...)."""
+
+
 class InputFileError(UserInputError, OSError):
     """An input file is missing, unreadable, too large or not a regular file (FIFO, device, ...).
 

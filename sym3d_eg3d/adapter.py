@@ -177,8 +177,10 @@ def build_eg3d(
         UserInputError: neither or both of ``network`` and ``init_kwargs``.
     """
     if (network is None) == (init_kwargs is None):
+        given = "neither was given" if network is None else "both were given"
         raise UserInputError(
-            "eg3d: pass network=PATH (an official .pkl or a converted folder) or init_kwargs=... (random weights), not both.",
+            "eg3d: needs its weights: pass network=PATH (an official .pkl or a converted folder) "
+            f"or init_kwargs=... (random weights); {given}.",
             hint="sym3d invert --generator eg3d --network ffhqrebalanced512-128.pkl",
         )
     if network is not None:

@@ -14,7 +14,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from sym3d.camera import yaw_pitch_roll
+from sym3d.camera import check_camera_labels, yaw_pitch_roll
 from sym3d.checks import check_range, check_shape
 from sym3d.config import InversionConfig, apply_overrides, dump_toml, load_toml
 from sym3d.engine.checkpoint import fingerprint, load_checkpoint
@@ -218,6 +218,7 @@ def invert(
     target = _as_image(image)
     cam = camera[None] if camera.dim() == 1 else camera
     check_shape(cam, [1, 25], "camera")
+    check_camera_labels(cam, "camera")
     size = base_gen.img_resolution
     _quality_warnings(cam, target, size)
     target = _resize(target, size).clamp(0, 1).to(dev)

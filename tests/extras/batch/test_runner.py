@@ -184,7 +184,10 @@ def test_stop_cancels_in_flight_images_back_to_pending_and_a_rerun_resumes(tmp_p
 
 def test_images_without_a_camera_label_fail_without_a_worker(tmp_path):
     settings = _settings(tmp_path, names=("a", "b"))
-    (tmp_path / "cams.json").write_text(json.dumps({"labels": [["a.png", [0.0] * 25]]}))
+    from sym3d.camera import look_at
+
+    label = look_at(0.0, 0.0).tolist()  # a usable camera: an all-zero label is refused
+    (tmp_path / "cams.json").write_text(json.dumps({"labels": [["a.png", label]]}))
     backend = ScriptedBackend()
     run_batch(attrs_evolve(settings, cameras=tmp_path / "cams.json"), backend=backend)
     assert [(t.key, len(t.camera)) for t in backend.submitted] == [("a", 25)]
