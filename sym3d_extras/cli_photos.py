@@ -205,6 +205,7 @@ def invert(
 
     Images are processed one after another; a failed image is reported and the others continue.
     """
+    import errno
     import os
     import time
 
@@ -277,7 +278,12 @@ def invert(
             console.print(f"  [green]done[/] in {outcome.seconds:.0f} s: {Path(outcome.out_dir).resolve() / 'report.html'}")
         except Exception as exc:  # one image's failure (disk full, ...) never stops the others
             message = describe_failure(exc, img)
-            failures.append((img, message, isinstance(exc, UserInputError)))
+            # as sym3d.cli.main decides: a path the user chose (permissions, ...) is exit 2
+            user = isinstance(exc, UserInputError) or (
+                isinstance(exc, OSError)
+                and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR)
+            )
+            failures.append((img, message, user))
             console.print(f"  [red]failed[/] after {time.perf_counter() - t0:.0f} s: ", end="")
             console.print(message, markup=False)
     if len(images) > 1 or failures:
