@@ -148,6 +148,18 @@ class ResultExistsError(UserInputError, FileExistsError):
     """An output folder already holds a result and overwriting was not asked for."""
 
 
+class ResultNameError(UserInputError):
+    """An image's name cannot name a result folder (``.``, ``..``, hidden, reserved, too long, not UTF-8)."""
+
+
+class ResultBusyError(UserInputError):
+    """Another sym3d run (``invert`` or ``batch``) is writing the same result folder right now."""
+
+
+class OutputWriteError(Sym3DError, OSError):
+    """Writing an output failed (disk full, read-only, ...) or an output folder is unsafe to write."""
+
+
 class Sym3DWarning(UserWarning):
     """Base class for warnings sym3d emits."""
 

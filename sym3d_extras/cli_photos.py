@@ -205,6 +205,8 @@ def invert(
 
     Images are processed one after another; a failed image is reported and the others continue.
     """
+    import errno
+    import os
     import time
 
     from rich.console import Console
@@ -212,9 +214,10 @@ def invert(
     from sym3d.checks import check_device
     from sym3d.cli.progress import make_progress
     from sym3d.engine.api import resolve_config
-    from sym3d.errors import InputFileError, Sym3DError, UserInputError
+    from sym3d.errors import InputFileError, UserInputError
     from sym3d.image import check_image_file
     from sym3d.plugins import default_registry
+    from sym3d_extras.outdir import check_key, describe_failure
     from sym3d_extras.pipeline import process_photo
 
     _check_progress(progress)
@@ -240,9 +243,11 @@ def invert(
     outcomes, failures = [], []
     for i, img in enumerate(images):
         t0 = time.perf_counter()
-        dest = out / img.stem
-        console.print(f"[bold]{i + 1}/{len(images)}[/] {img} -> {dest}")
+        dest = out / img.stem  # checked by process_photo: a direct child named by a valid key
+        console.print(f"[bold]{i + 1}/{len(images)}[/] ", end="")
+        console.print(f"{img} -> {os.path.join(out, img.stem)}", markup=False)  # `OUT/.` as typed
         try:
+            check_key(img.stem, img)  # before joining: `out / "."` would be `out` itself
             cam = None
             if labels is not None:
                 import torch
@@ -271,15 +276,20 @@ def invert(
             for note in outcome.notes:
                 console.print(f"  note: {note}", markup=False)
             console.print(f"  [green]done[/] in {outcome.seconds:.0f} s: {Path(outcome.out_dir).resolve() / 'report.html'}")
-        except Sym3DError as exc:
-            failures.append((img, str(exc), isinstance(exc, UserInputError)))
+        except Exception as exc:  # one image's failure (disk full, ...) never stops the others
+            message = describe_failure(exc, img)
+            # as sym3d.cli.main decides: a path the user chose (permissions, ...) is exit 2
+            user = isinstance(exc, UserInputError) or (
+                isinstance(exc, OSError)
+                and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR)
+            )
+            failures.append((img, message, user))
             console.print(f"  [red]failed[/] after {time.perf_counter() - t0:.0f} s: ", end="")
-            console.print(str(exc), markup=False)
+            console.print(message, markup=False)
     if len(images) > 1 or failures:
         console.print(f"\n{len(outcomes)} done, {len(failures)} failed")
-        for img, err, _ in failures:
-            console.print(f"  {img}: ", end="")
-            console.print(err, markup=False)
+        for img, err, _ in failures:  # most messages start with the file's name already
+            console.print(f"  {err}" if err.startswith(str(img)) else f"  {img}: {err}", markup=False)
     if failures:
         raise typer.Exit(2 if all(user for _, _, user in failures) else 1)
 
@@ -320,9 +330,11 @@ def render(
     import math
 
     from sym3d_extras.export import export_result
+    from sym3d_extras.outdir import check_not_linked
 
-    result, tuned = _load_result(result_dir, network, device)
     dest = out or (result_dir / "render")
+    check_not_linked(dest, result_dir if out is None else dest.parent)  # never write through a link
+    result, tuned = _load_result(result_dir, network, device)
     what = ["views", "depth"] + (["video"] if video_frames > 0 else []) + (["mesh"] if mesh_resolution > 0 else [])
     written = export_result(
         result, tuned, dest, what=what, num_views=views, yaw_range=math.radians(yaw_range), video_frames=max(video_frames, 1), mesh_resolution=max(mesh_resolution, 8)

@@ -14,7 +14,8 @@ Written next to the files :meth:`sym3d.engine.result.InversionResult.save` write
     metrics.json              PSNR/SSIM/LPIPS of the input and mirror views, mesh stats, timings
     report.html               everything above in one self-contained page
 
-Every file is written atomically. Existing files are replaced.
+Every file is written atomically. Existing files are replaced (a link in their place is replaced,
+never followed); a folder or ``views/`` that is a symbolic link is refused.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from sym3d_extras.export._common import (
     save_png,
 )
 from sym3d_extras.export.views import generator_device, novel_view_grid, render_views, yaw_labels
+from sym3d_extras.outdir import check_not_linked
 
 __all__ = ["export_result", "ALL_OUTPUTS", "tuned_generator", "novel_view_cameras"]
 
@@ -207,6 +209,7 @@ def export_result(
 
     Raises:
         sym3d.errors.UserInputError: an unknown ``what`` item or bad arguments.
+        sym3d.errors.OutputWriteError: ``out_dir`` or its ``views/`` is a symbolic link.
         sym3d.errors.MissingDependencyError: ``lpips=True`` without the ``lpips`` extra; with
             ``strict``, the mesh without the ``export`` extra.
         ExportError: with ``strict``, the density has no surface at the iso-level.
@@ -228,6 +231,7 @@ def export_result(
     if video_format not in ("auto", "mp4", "gif"):
         raise UserInputError(f"video_format: expected 'auto', 'mp4' or 'gif', got {video_format!r}.")
     od = Path(out_dir)
+    check_not_linked(od / "views", od.parent)  # the folder or views/ linked elsewhere: refuse
     od.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     notes: list[str] = []

@@ -72,7 +72,7 @@ def test_every_output_is_written(inverted):
     missing = [f for f in expected if not (inverted / f).exists()]
     assert not missing, missing
     assert any((inverted / f).exists() for f in ("orbit.mp4", "orbit.gif"))
-    assert not (inverted.parent / "astronaut.partial").exists()  # assembled, then renamed
+    assert not (inverted.parent / ".work" / "astronaut").exists()  # assembled there, then renamed
     pose = json.loads((inverted / "pose.json").read_text())
     assert len(pose["camera"]) == 25 and set(pose["angles_degrees"]) == {"yaw", "pitch", "roll"}
     metrics = json.loads((inverted / "metrics.json").read_text())
