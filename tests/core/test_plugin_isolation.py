@@ -16,8 +16,14 @@ from sym3d.hookspecs import hookimpl
 from sym3d.testing import TinyGenerator3D
 
 FAST = [
-    "perceptual=mse", "perceptual_resize=0", "contextual_features=filterbank", "tune.num_views=2",
-    "tune.aux_every=2", "tune.mirror.crop_size=32", "latent.steps=2", "tune.steps=2",
+    "perceptual=mse",
+    "perceptual_resize=0",
+    "contextual_features=filterbank",
+    "tune.num_views=2",
+    "tune.aux_every=2",
+    "tune.mirror.crop_size=32",
+    "latent.steps=2",
+    "tune.steps=2",
 ]
 
 
