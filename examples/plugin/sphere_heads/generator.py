@@ -80,7 +80,7 @@ class SphereHeads(nn.Module):
         truncation_psi: float = 1.0,
         truncation_cutoff: int | None = None,
     ) -> torch.Tensor:
-        """``z [B, 16]`` -> ``ws [B, 3, 16]`` in (-1, 1), a fixed map; the camera ``c [B, 25]`` is unused."""
+        """``z [B, 16]`` -> ``ws [B, 3, 16]`` in (-1, 1); the camera ``c [B, 25]`` is unused."""
         check_shape(z, ["B", self.z_dim], "z")
         ws = torch.tanh(torch.einsum("rwz,bz->brw", self.map_weight, z) + self.map_bias)
         if truncation_psi != 1.0:
@@ -220,7 +220,7 @@ class SphereHeads(nn.Module):
         )
 
     def sample_density(self, ws: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        """Density ``[B, N]`` (inverse world units) the renderer integrates, at ``points [B, N, 3]``."""
+        """Density ``[B, N]`` (inverse world units) the renderer uses at ``points [B, N, 3]``."""
         check_shape(ws, ["B", self.num_ws, self.w_dim], "ws")
         return self._density(ws, points)
 
