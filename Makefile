@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install test test-fast demo bench lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e ".[all,dev]"
+	# The example plugin (docs/plugins.md): its tests run with the others (pytest testpaths).
+	$(PY) -m pip install --no-deps -e examples/plugin
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,7 +26,7 @@ demo: $(STAMP)
 	$(VENV)/bin/sym3d demo
 
 lint: $(STAMP)
-	$(PY) -m ruff check sym3d sym3d_eg3d sym3d_extras tests
+	$(PY) -m ruff check sym3d sym3d_eg3d sym3d_extras tests examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache
