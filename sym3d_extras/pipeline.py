@@ -124,9 +124,12 @@ def process_photo(
     notes.extend(obs.notes)
     (work / "views").mkdir(exist_ok=True)
     save_image(obs.image, work / "views" / "aligned.png")
+    from sym3d_extras.export.views import save_photo_preview
+
+    save_photo_preview(photo, work / "views" / "photo.jpg")  # the report shows it
     if obs.face_mask is not None:
         save_image(obs.face_mask.expand(-1, 3, -1, -1), work / "views" / "face_mask.png")
-    _json(work / "pose.json", {"camera": obs.camera.reshape(-1).tolist(), "angles_degrees": pose, "regions": dict(obs.regions), "notes": notes})
+    _json(work / "pose.json", {"image": name, "camera": obs.camera.reshape(-1).tolist(), "angles_degrees": pose, "regions": dict(obs.regions), "notes": notes})
 
     result = sym3d.invert(
         observation=obs,
@@ -145,7 +148,8 @@ def process_photo(
         from sym3d_extras.export import export_result
 
         tuned = result.apply(generator)
-        written = export_result(result, tuned, work, what=tuple(export), progress=progress, **dict(export_options or {}))
+        options = {"title": f"sym3d: {out.name}", **dict(export_options or {})}  # not the work folder's name
+        written = export_result(result, tuned, work, what=tuple(export), progress=progress, **options)
         if "metrics" in written and Path(written["metrics"]).exists():
             metrics = json.loads(Path(written["metrics"]).read_text())
     shutil.rmtree(work / "checkpoint", ignore_errors=True)
