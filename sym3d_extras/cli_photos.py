@@ -212,7 +212,8 @@ def edit(
         Path,
         # "\[" keeps rich from reading the shapes as markup tags (which it drops)
         typer.Option(
-            help="Latent direction (.npy or .pt) of shape \\[w_dim], \\[num_ws, w_dim] or \\[1, num_ws, w_dim]."
+            help="Latent direction (.npy or .pt) of shape "
+            "\\[w_dim], \\[num_ws, w_dim] or \\[1, num_ws, w_dim]."
         ),
     ],
     strength: Annotated[list[float] | None, typer.Option(help="Edit strength(s), repeatable (default: -2 -1 1 2).")] = None,
@@ -226,7 +227,7 @@ def edit(
         typer.Option(help="rich, plain, json (one JSON object per event on stdout) or off."),
     ] = "rich",
 ) -> None:
-    """Latent-direction editing: render ws + s * direction with the tuned generator, for each strength.
+    """Latent-direction editing: render ws + s * direction with the tuned generator, per strength.
 
     Progress (one step per strength) goes to stderr.
     """
@@ -264,7 +265,8 @@ def edit(
         bar("edit", 0, len(todo))
         for i, s in enumerate(todo):
             with torch.no_grad():
-                img = from_model_range(tuned.render((ws + s * d).to(device), cams).image[0]).clamp(0, 1).cpu()
+                out_s = tuned.render((ws + s * d).to(device), cams)
+                img = from_model_range(out_s.image[0]).clamp(0, 1).cpu()
             rows.append(torch.cat(list(img), dim=-1))
             save_image(rows[-1], dest / f"strength_{s:+g}.png")
             bar("edit", i + 1, len(todo))

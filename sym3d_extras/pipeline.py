@@ -148,8 +148,11 @@ def process_photo(
         from sym3d_extras.export import export_result
 
         tuned = result.apply(generator)
-        options = {"title": f"sym3d: {out.name}", **dict(export_options or {})}  # not the work folder's name
-        written = export_result(result, tuned, work, what=tuple(export), progress=progress, **options)
+        # the report is titled with the result's name, not the work folder's
+        options = {"title": f"sym3d: {out.name}", **dict(export_options or {})}
+        written = export_result(
+            result, tuned, work, what=tuple(export), progress=progress, **options
+        )
         if "metrics" in written and Path(written["metrics"]).exists():
             metrics = json.loads(Path(written["metrics"]).read_text())
     shutil.rmtree(work / "checkpoint", ignore_errors=True)

@@ -60,7 +60,11 @@ def engine(
         overrides=set_ or [],
         device=device,
         # the table is the product on stdout: every kind of progress goes to stderr
-        progress=lambda label: make_progress(progress, prefix=label, stream=sys.stderr),  # type: ignore[arg-type]
+        progress=lambda label: make_progress(
+            progress,  # type: ignore[arg-type]  (checked above)
+            prefix=label,
+            stream=sys.stderr,
+        ),
     )
     table = Table(title=f"engine ms/step: generator={generator} device={device} threads={torch.get_num_threads()}")
     for col in ("preset", "stage-1 views", "stage 1", "stage 2 plain", "stage 2 aux", "stage 2 mean"):

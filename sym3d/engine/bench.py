@@ -74,7 +74,8 @@ def bench_engine(
     with watch("warm-up") as cb:
         cbs = [cb] if cb is not None else []
         sym3d.invert(
-            target, cam, generator=generator, preset=presets[0], overrides=warm, device=dev, callbacks=cbs
+            target, cam, generator=generator, preset=presets[0], overrides=warm, device=dev,
+            callbacks=cbs,
         )
     for preset in presets:
         over: list[Any] = [f"latent.steps={latent_steps}", f"tune.steps={tune_steps}", "tune.early_stop=0", *overrides]
@@ -83,7 +84,8 @@ def bench_engine(
         with watch(preset) as cb:
             cbs = [cb] if cb is not None else []
             r = sym3d.invert(
-                target, cam, generator=generator, preset=preset, overrides=over, device=dev, callbacks=cbs
+                target, cam, generator=generator, preset=preset, overrides=over, device=dev,
+                callbacks=cbs,
             )
         every = r.config.tune.aux_every
         lat = [h["seconds"] for h in r.history if h["stage"] == "latent"][1:]

@@ -85,7 +85,8 @@ def test_stage_progress_plain_lines_are_thinned_and_closed():
     assert 5 <= len(video_steps) <= 10 and video_steps[-1].strip().endswith("video 120/120")
     assert lines[len(video_steps) + 1].startswith("anna: video done: 120 steps in ")
     assert "anna: mesh: 3 steps" in lines
-    assert [ln.strip() for ln in lines if "  mesh " in ln] == ["anna:   mesh 1/3", "anna:   mesh 2/3"]
+    mesh = [ln.strip() for ln in lines if "  mesh " in ln]
+    assert mesh == ["anna:   mesh 1/3", "anna:   mesh 2/3"]
     assert lines[-1].startswith("anna: mesh done: 2 steps in ")  # closed on exit, as far as it got
 
 
@@ -123,7 +124,8 @@ def test_render_json_progress_keeps_stdout_parseable(anna, tmp_path, capsys):
     ])
     assert code == 0
     records = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
-    assert {r.get("stage") for r in records if r.get("event") == "StageStarted"} == {"render", "views", "depth"}
+    started = {r.get("stage") for r in records if r.get("event") == "StageStarted"}
+    assert started == {"render", "views", "depth"}
     assert Path(records[-1]["written"]["novel_grid"]).is_file()
 
 
@@ -143,13 +145,15 @@ def test_edit_shows_plain_progress(anna, tmp_path, capsys):
     assert code == 0
     err = [ln.rstrip() for ln in capsys.readouterr().err.splitlines()]
     assert err[0] == "anna: edit: 3 steps"
-    assert [ln for ln in err if ln.startswith("anna:   edit")] == [f"anna:   edit {i}/3" for i in (1, 2, 3)]
+    steps = [ln for ln in err if ln.startswith("anna:   edit")]
+    assert steps == [f"anna:   edit {i}/3" for i in (1, 2, 3)]
 
 
 def test_bench_engine_shows_plain_progress(capsys):
     code = main([
         "bench", "engine", "--presets", "pti", "--latent-steps", "2", "--tune-steps", "2",
-        "--threads", "1", "--set", "perceptual=mse", "--set", "latent.mean_samples=16", "--progress", "plain",
+        "--threads", "1", "--set", "perceptual=mse", "--set", "latent.mean_samples=16",
+        "--progress", "plain",
     ])
     assert code == 0
     captured = capsys.readouterr()

@@ -195,7 +195,8 @@ def test_angles_of_a_given_camera_label(tmp_path):
 
     # orbit_center=None: the camera orbits its look-at point, so its view angles are the inputs
     cam = look_at(math.radians(20.0), math.radians(-10.0), orbit_center=None).reshape(-1).tolist()
-    pose = {"camera": cam, "angles_degrees": {}, "notes": ["camera label given; no pose estimation"]}
+    notes = ["camera label given; no pose estimation"]
+    pose = {"camera": cam, "angles_degrees": {}, "notes": notes}
     page = parse(_write(tmp_path, {}, pose=pose))
     assert "Pose" in page.text  # the section's heading (no photo given)
     section = _section(page, "Pose")
