@@ -271,5 +271,9 @@ def edit(
             save_image(rows[-1], dest / f"strength_{s:+g}.png")
             bar("edit", i + 1, len(todo))
     grid = save_image(torch.cat(rows, dim=-2), dest / "grid.png")
+    if progress == "json":  # stdout stays one JSON object per line
+        summary = {"grid": str(grid), "row_strengths": [0.0, *strengths], "yaw_range": yaw_range}
+        typer.echo(json.dumps(summary))
+        return
     typer.echo(f"rows: strength 0 (the reconstruction), then {', '.join(f'{s:+g}' for s in strengths)}; columns: yaw -{yaw_range:g}..+{yaw_range:g} degrees")
     typer.echo(f"grid: {grid}")

@@ -149,6 +149,21 @@ def test_edit_shows_plain_progress(anna, tmp_path, capsys):
     assert steps == [f"anna:   edit {i}/3" for i in (1, 2, 3)]
 
 
+def test_edit_json_progress_keeps_stdout_parseable(anna, tmp_path, capsys):
+    direction = tmp_path / "d.npy"
+    w_dim = torch.load(anna / "latent.pt", weights_only=True)["ws"].shape[-1]
+    np.save(direction, np.ones(w_dim, np.float32))
+    code = main([
+        "edit", str(anna), "--direction", str(direction), "--strength", "1",
+        "--views", "2", "--out", str(tmp_path / "e"), "--progress", "json",
+    ])
+    assert code == 0
+    records = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    events = [r["event"] for r in records[:-1]]
+    assert events == ["StageStarted", "StepFinished", "StepFinished", "StageFinished"]
+    assert records[-1]["row_strengths"] == [0.0, 1.0] and Path(records[-1]["grid"]).is_file()
+
+
 def test_bench_engine_shows_plain_progress(capsys):
     code = main([
         "bench", "engine", "--presets", "pti", "--latent-steps", "2", "--tune-steps", "2",
