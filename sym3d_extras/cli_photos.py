@@ -325,20 +325,41 @@ def render(
     video_frames: Annotated[int, typer.Option(help="Frames of the orbit video (0: no video).")] = 120,
     mesh_resolution: Annotated[int, typer.Option(help="Marching-cubes resolution (0: no mesh).")] = 128,
     device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+    progress: Annotated[
+        str,
+        typer.Option(help="rich, plain, json (one JSON object per event on stdout) or off."),
+    ] = "rich",
 ) -> None:
-    """Render novel views, an orbit video and a mesh from a saved result."""
+    """Render novel views, an orbit video and a mesh from a saved result.
+
+    Progress (one bar or line per part: render, views, depth, video, mesh) goes to stderr.
+    """
     import math
 
+    from sym3d.cli.stage_progress import make_stage_progress
     from sym3d_extras.export import export_result
     from sym3d_extras.outdir import check_not_linked
 
+    _check_progress(progress)
     dest = out or (result_dir / "render")
     check_not_linked(dest, result_dir if out is None else dest.parent)  # never write through a link
     result, tuned = _load_result(result_dir, network, device)
     what = ["views", "depth"] + (["video"] if video_frames > 0 else []) + (["mesh"] if mesh_resolution > 0 else [])
-    written = export_result(
-        result, tuned, dest, what=what, num_views=views, yaw_range=math.radians(yaw_range), video_frames=max(video_frames, 1), mesh_resolution=max(mesh_resolution, 8)
-    )
+    with make_stage_progress(progress, prefix=result_dir.name) as bar:  # type: ignore[arg-type]
+        written = export_result(
+            result,
+            tuned,
+            dest,
+            what=what,
+            num_views=views,
+            yaw_range=math.radians(yaw_range),
+            video_frames=max(video_frames, 1),
+            mesh_resolution=max(mesh_resolution, 8),
+            progress=bar,
+        )
+    if progress == "json":
+        typer.echo(json.dumps({"written": {name: str(path) for name, path in written.items()}}))
+        return
     for name, path in written.items():
         typer.echo(f"{name}: {path}")
 
@@ -391,23 +412,40 @@ def _read_direction(path: Path) -> Any:
 
 def edit(
     result_dir: Annotated[Path, typer.Argument(help="A result folder written by `sym3d invert`.", show_default=False)],
-    direction: Annotated[Path, typer.Option(help="Latent direction (.npy or .pt): [w_dim], [num_ws, w_dim] or [1, num_ws, w_dim].")],
+    direction: Annotated[
+        Path,
+        # "\[" keeps rich from reading the shapes as markup tags (which it drops)
+        typer.Option(
+            help="Latent direction (.npy or .pt) of shape "
+            "\\[w_dim], \\[num_ws, w_dim] or \\[1, num_ws, w_dim]."
+        ),
+    ],
     strength: Annotated[list[float] | None, typer.Option(help="Edit strength(s), repeatable (default: -2 -1 1 2).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: RESULT/edit-<direction>).")] = None,
     network: Annotated[Path | None, typer.Option(help=_NETWORK_HELP)] = None,
     views: Annotated[int, typer.Option(help="Views per strength.")] = 5,
     yaw_range: Annotated[float, typer.Option(help="Yaw range (degrees, +-).")] = 40.0,
     device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+    progress: Annotated[
+        str,
+        typer.Option(help="rich, plain, json (one JSON object per event on stdout) or off."),
+    ] = "rich",
 ) -> None:
-    """Latent-direction editing: render ws + s * direction with the tuned generator, for each strength."""
+    """Latent-direction editing: render ws + s * direction with the tuned generator, per strength.
+
+    Progress (one step per strength) goes to stderr.
+    """
     import math
 
     import torch
 
     from sym3d.camera import look_at
+    from sym3d.cli.stage_progress import make_stage_progress
     from sym3d.errors import ShapeError
     from sym3d.image import from_model_range, save_image
+    from sym3d_extras.outdir import check_not_linked
 
+    _check_progress(progress)
     d = _read_direction(direction)
     result, tuned = _load_result(result_dir, network, device)
     ws = result.ws.float()
@@ -419,12 +457,22 @@ def edit(
     yaws = torch.linspace(-math.radians(yaw_range), math.radians(yaw_range), views)
     cams = look_at(yaws, 0.0)[None].to(device)
     dest = out or (result_dir / f"edit-{direction.stem}")
+    check_not_linked(dest, result_dir if out is None else dest.parent)  # never write through a link
     rows = []
-    for s in [0.0, *strengths]:
-        with torch.no_grad():
-            img = from_model_range(tuned.render((ws + s * d).to(device), cams).image[0]).clamp(0, 1).cpu()
-        rows.append(torch.cat(list(img), dim=-1))
-        save_image(rows[-1], dest / f"strength_{s:+g}.png")
+    with make_stage_progress(progress, prefix=result_dir.name) as bar:  # type: ignore[arg-type]
+        todo = [0.0, *strengths]
+        bar("edit", 0, len(todo))
+        for i, s in enumerate(todo):
+            with torch.no_grad():
+                out_s = tuned.render((ws + s * d).to(device), cams)
+                img = from_model_range(out_s.image[0]).clamp(0, 1).cpu()
+            rows.append(torch.cat(list(img), dim=-1))
+            save_image(rows[-1], dest / f"strength_{s:+g}.png")
+            bar("edit", i + 1, len(todo))
     grid = save_image(torch.cat(rows, dim=-2), dest / "grid.png")
+    if progress == "json":  # stdout stays one JSON object per line
+        summary = {"grid": str(grid), "row_strengths": [0.0, *strengths], "yaw_range": yaw_range}
+        typer.echo(json.dumps(summary))
+        return
     typer.echo(f"rows: strength 0 (the reconstruction), then {', '.join(f'{s:+g}' for s in strengths)}; columns: yaw -{yaw_range:g}..+{yaw_range:g} degrees")
     typer.echo(f"grid: {grid}")

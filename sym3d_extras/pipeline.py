@@ -213,10 +213,15 @@ def _run(
     expected += ["history.json", "summary.json"]
     (work / "views").mkdir(exist_ok=True)
     save_image(obs.image, work / "views" / "aligned.png")
+    from sym3d_extras.export.views import save_photo_preview
+
+    save_photo_preview(photo, work / "views" / "photo.jpg")  # the report shows it
+    expected.append("views/photo.jpg")
     if obs.face_mask is not None:
         save_image(obs.face_mask.expand(-1, 3, -1, -1), work / "views" / "face_mask.png")
         expected.append("views/face_mask.png")
-    _json(work / "pose.json", {"camera": obs.camera.reshape(-1).tolist(), "angles_degrees": pose, "regions": dict(obs.regions), "notes": notes})
+    pose_record = {"image": Path(name).name, "camera": obs.camera.reshape(-1).tolist(), "angles_degrees": pose}
+    _json(work / "pose.json", {**pose_record, "regions": dict(obs.regions), "notes": notes})
 
     try:
         result = sym3d.invert(
@@ -247,7 +252,9 @@ def _run(
         from sym3d_extras.export import export_result
 
         tuned = result.apply(generator)
-        written = export_result(result, tuned, work, what=tuple(export), progress=progress, **dict(export_options or {}))
+        # the report is titled with the result's name, not the work folder's
+        options = {"title": f"sym3d: {work.name}", **dict(export_options or {})}
+        written = export_result(result, tuned, work, what=tuple(export), progress=progress, **options)
         expected.extend(str(Path(p).relative_to(work)) for p in written.values())
         if "metrics" in written and Path(written["metrics"]).exists():
             metrics = json.loads(Path(written["metrics"]).read_text())
