@@ -138,3 +138,12 @@ def checksum(
     else:
         raise ValueError(f"checksum kind must be 'sum', 'abssum' or 'sqsum'; got {kind!r}")
     return Comparison(*_ratio(_errors(actual, expected), bound))
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float = RTOL, what: str = "") -> None:
+    """Assert :func:`elementwise` passes (for float32 results of two routes of one computation)."""
+    result = elementwise(actual, expected, rtol=rtol)
+    assert result.ok, (
+        f"{what or 'values'}: error {result.ratio:.3g} x the float32 tolerance (max abs error "
+        f"{result.max_abs_err:.3g}; bound {result.tolerance:.3g} where the ratio peaks)"
+    )

@@ -20,6 +20,7 @@ from sym3d_eg3d.networks.rendering import (
 )
 
 from ._parity import SYNTH, mapping_variants, plane_views
+from ._tolerance import assert_close
 
 FX = "small"
 
@@ -276,8 +277,8 @@ def test_multiview_render_equals_separate_renders(
     both = G.render_planes(planes, ws, torch.stack([fx["c"], fx["c_cond"]], dim=1), random="midpoint")
     for key in ("image", "image_raw", "image_depth"):
         views = both[key].unflatten(0, (2, 2))
-        torch.testing.assert_close(views[:, 0], main_run[key], rtol=0, atol=1e-5)
-        torch.testing.assert_close(views[:, 1], second[key], rtol=0, atol=1e-5)
+        assert_close(views[:, 0], main_run[key], what=key)
+        assert_close(views[:, 1], second[key], what=key)
 
 
 class TestRandomSources:
