@@ -22,11 +22,11 @@ EYE = (45.0, 80.0)  # the left eye; its mirror image across x = 0 is at x = -45
 EYE_R = 9.0
 
 
-def _portrait() -> torch.Tensor:
+def _portrait(eye_x: float = EYE[0]) -> torch.Tensor:
     yy, xx = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
     img = SKIN[:, None, None] * (1 - 0.1 * yy / H)  # slight shading
     img = img.expand(3, H, W).clone()
-    for cx in (EYE[0], 115.0):
+    for cx in (eye_x, 115.0):
         eye = (xx - cx) ** 2 + (yy - EYE[1]) ** 2 < EYE_R**2
         img[:, eye] = 0.08
     mouth = ((xx - 80).abs() < 25) & ((yy - 150).abs() < 4)
@@ -62,11 +62,14 @@ def _contrast(patch: torch.Tensor) -> float:
     return (patch.amax(dim=(1, 2)) - patch.amin(dim=(1, 2))).max().item()
 
 
-def test_reflect_duplicates_the_eye_and_fade_does_not(crops) -> None:
+@pytest.mark.parametrize("eye_x", [EYE[0], 30.0])  # its mirror image 58 and 38 crop px outside
+def test_reflect_duplicates_the_eye_and_fade_does_not(eye_x: float) -> None:
+    photo = _portrait(eye_x)
+    crops = {mode: geo.warp_crop(photo, _matrix(), SIZE, padding=mode) for mode in ("reflect", "fade")}
     r = round(1.5 * EYE_R * SCALE)
-    real = _patch(crops["reflect"], *EYE, r)
-    mirrored_reflect = _patch(crops["reflect"], -EYE[0], EYE[1], r)
-    mirrored_fade = _patch(crops["fade"], -EYE[0], EYE[1], r)
+    real = _patch(crops["reflect"], eye_x, EYE[1], r)
+    mirrored_reflect = _patch(crops["reflect"], -eye_x, EYE[1], r)
+    mirrored_fade = _patch(crops["fade"], -eye_x, EYE[1], r)
     assert _contrast(real) > 0.6  # a high-contrast feature
     # The old fill has a second eye as strong as the real one (the control: the measure sees it) ...
     assert _contrast(mirrored_reflect) > 0.9 * _contrast(real)
