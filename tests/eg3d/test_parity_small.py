@@ -20,7 +20,7 @@ from sym3d_eg3d.networks.rendering import (
 )
 
 from ._parity import SYNTH, mapping_variants, plane_views
-from ._tolerance import assert_close
+from ._tolerance import assert_close, elementwise
 
 FX = "small"
 
@@ -202,7 +202,13 @@ def test_state_dict_keys_order_shapes(G: TriPlaneGenerator, small_fixture: dict)
 
 
 def test_seeded_construction_reproduces_the_official_init(small_fixture: dict) -> None:
-    """With the same torch seed, construction draws exactly the official initial weights."""
+    """With the same torch seed, construction draws the official initial weights.
+
+    Bit-equal where torch's vectorised ``randn`` runs (AVX2/AVX-512); its scalar fallback (a CPU
+    without AVX2, or ``ATEN_CPU_CAPABILITY=default``) rounds the Box-Muller transform differently,
+    about an ulp (0.015 of the parity tolerance, measured). Hence the float32 tolerance: a draw in
+    another order, shape or distribution differs by O(1), like the two entries set afterwards.
+    """
     fx = small_fixture
     torch.manual_seed(0)
     fresh = build_generator(fx["init_kwargs"])
@@ -214,7 +220,7 @@ def test_seeded_construction_reproduces_the_official_init(small_fixture: dict) -
             elif name.endswith(".bias"):
                 p.add_(0.1 * torch.randn(p.shape, generator=perturb))
     state = fresh.state_dict()
-    differing = [k for k, v in fx["state_dict"].items() if not torch.equal(state[k], v)]
+    differing = [k for k, v in fx["state_dict"].items() if not elementwise(state[k], v).ok]
     assert differing == ["dataset_label_std", "backbone.mapping.w_avg"]  # set after construction
 
 
