@@ -272,8 +272,9 @@ class MediaPipePoseEstimator:
             images are; the camera label carries only the small remaining roll.
             ``"eg3d"``: EG3D's in-the-wild recipe exactly (no rotation); the label carries the
             head's whole roll.
-        padding: fill of crop pixels outside the photo: ``"reflect"`` (default), ``"zeros"``
-            (EG3D's black) or ``"replicate"``.
+        padding: fill of crop pixels outside the photo: ``"fade"`` (default: the reflected
+            photo, blurred and faded to its median colour away from the border, so no mirrored
+            eye or cheek appears), ``"reflect"``, ``"zeros"`` (EG3D's black) or ``"replicate"``.
         flip_average: fit the mesh on the mirrored patch too and average (mirror-consistent
             estimates; about 15 ms more).
         refine: how many times to re-fit the mesh on a patch re-centred on the previous fit's
@@ -300,7 +301,7 @@ class MediaPipePoseEstimator:
         *,
         crop_size: int = 512,
         align: Literal["upright", "eg3d"] = "upright",
-        padding: Literal["reflect", "zeros", "replicate"] = "reflect",
+        padding: Literal["fade", "reflect", "zeros", "replicate"] = "fade",
         flip_average: bool = True,
         refine: int = 2,
         min_face_size: float = 20.0,
@@ -317,8 +318,8 @@ class MediaPipePoseEstimator:
             errors.append(f"crop_size: expected an integer >= 64, got {crop_size!r}.")
         if align not in ("upright", "eg3d"):
             errors.append(f"align: expected 'upright' or 'eg3d', got {align!r}.")
-        if padding not in ("reflect", "zeros", "replicate"):
-            errors.append(f"padding: expected 'reflect', 'zeros' or 'replicate', got {padding!r}.")
+        if padding not in ("fade", "reflect", "zeros", "replicate"):
+            errors.append(f"padding: expected 'fade', 'reflect', 'zeros' or 'replicate', got {padding!r}.")
         if foreground not in ("segmentation", "hull"):
             errors.append(f"foreground: expected 'segmentation' or 'hull', got {foreground!r}.")
         if fallback_detector not in ("auto", "dlib", "none"):
@@ -709,7 +710,10 @@ class MediaPipePoseEstimator:
         crop = geo.warp_crop(photo, matrix, size, padding=self.padding)
         outside = geo.outside_fraction(matrix, size, h, w)
         if outside > 0.005:
-            fill = {"reflect": "mirroring the photo", "zeros": "black", "replicate": "repeating the border"}[self.padding]
+            fill = {
+                "fade": "the photo's blurred border fading to its median colour",
+                "reflect": "mirroring the photo", "zeros": "black", "replicate": "repeating the border",
+            }[self.padding]
             notes.append(f"the crop extends beyond the photo ({100 * outside:.0f}% of the crop); filled by {fill}.")
         timings["crop"] = time.perf_counter() - t
 

@@ -39,6 +39,7 @@ __all__ = [
     "rotate_in_image_plane",
     "camera_from_head_rotation",
     "warp_crop",
+    "fade_outside",
     "convex_hull",
     "convex_polygon_mask",
     "padded_box",
@@ -289,16 +290,25 @@ def camera_from_head_rotation(
 # Warping
 # ---------------------------------------------------------------------------------------------
 
-_PADDING = {"reflect": "reflection", "zeros": "zeros", "replicate": "border"}
+_PADDING = {"fade": "reflection", "reflect": "reflection", "zeros": "zeros", "replicate": "border"}
+
+FADE_BLUR_SIGMA = 1 / 32
+"""``"fade"`` padding: Gaussian blur of the fill, in crop sides (16 px at 512)."""
+FADE_BLUR_RAMP = 1 / 64
+"""``"fade"``: distance outside the photo (crop sides) over which the fill turns fully blurred."""
+FADE_MEDIAN_RAMP = 1 / 8
+"""``"fade"``: distance outside the photo (crop sides) at which the fill is the median colour."""
 
 
-def warp_crop(image: torch.Tensor, matrix: np.ndarray, size: int, *, padding: str = "reflect") -> torch.Tensor:
+def warp_crop(image: torch.Tensor, matrix: np.ndarray, size: int, *, padding: str = "fade") -> torch.Tensor:
     """Resample ``image [1, C, H, W]`` into the crop defined by the photo->crop ``matrix``.
 
     Only the photo region under the crop is touched. When the crop is smaller than that region
     (downscaling) the region is first reduced with an antialiased resize to about the crop's scale,
     so the final bicubic resampling never aliases. ``padding``: how pixels outside the photo are
-    filled: ``"reflect"`` (default), ``"zeros"`` (EG3D's black) or ``"replicate"``.
+    filled: ``"fade"`` (default, see :func:`fade_outside`), ``"reflect"`` (mirror images of the
+    photo: a second eye or cheek can appear), ``"zeros"`` (EG3D's black) or ``"replicate"``.
+    Pixels whose source lies inside the photo are the same in every mode.
     """
     if padding not in _PADDING:
         raise ValueError(f"padding: expected one of {sorted(_PADDING)}, got {padding!r}.")
@@ -335,7 +345,52 @@ def warp_crop(image: torch.Tensor, matrix: np.ndarray, size: int, *, padding: st
     gy = at[1, 0] * xx + at[1, 1] * yy + at[1, 2]
     grid = torch.stack([gx, gy], dim=-1)[None].to(region.dtype)
     out = F.grid_sample(region, grid, mode="bicubic", padding_mode=_PADDING[padding], align_corners=False)
-    return out.clamp(0.0, 1.0)
+    out = out.clamp(0.0, 1.0)
+    if padding == "fade":
+        # Distance of each crop pixel's source outside the photo, in crop pixels.
+        src = torch.as_tensor(inv, dtype=torch.float64, device=dev)
+        px = src[0, 0] * xx + src[0, 1] * yy + src[0, 2]
+        py = src[1, 0] * xx + src[1, 1] * yy + src[1, 2]
+        dx = torch.clamp(torch.maximum(-px, px - w), min=0.0)
+        dy = torch.clamp(torch.maximum(-py, py - h), min=0.0)
+        outside = torch.hypot(dx, dy) * scale
+        if bool((outside > 0).any()):
+            median = region.flatten(2).median(dim=-1).values[..., None, None]  # [1, C, 1, 1]
+            out = fade_outside(out, outside[None, None].to(out.dtype), median)
+    return out
+
+
+def fade_outside(crop: torch.Tensor, outside: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """Turn a reflect-padded crop's fill into a blur that fades to a flat colour.
+
+    The idea of the FFHQ alignment recipe, without blurring the photo itself: where the crop
+    reaches beyond the photo, mirrored detail (a second eye or cheek) would give the GAN features
+    to explain. With ``d`` the distance outside the photo and ``S`` the crop side, the fill is the
+    crop blurred with sigma ``FADE_BLUR_SIGMA * S`` from ``d = FADE_BLUR_RAMP * S`` on, and it
+    blends (smoothstep) into ``fill`` until ``d = FADE_MEDIAN_RAMP * S``. Pixels with ``d = 0``
+    are returned unchanged.
+
+    Args:
+        crop: ``[B, C, S, S]`` in [0, 1], already filled by reflection.
+        outside: ``[B or 1, 1, S, S]`` distance of each pixel's source outside the photo, crop px.
+        fill: ``[B or 1, C, 1, 1]`` colour far outside (the photo's median).
+
+    Returns:
+        ``[B, C, S, S]`` in [0, 1].
+    """
+    import kornia  # noqa: PLC0415 (a heavy import, only needed when a crop leaves the photo)
+
+    side = crop.shape[-1]
+    sigma = FADE_BLUR_SIGMA * side
+    kernel = 2 * math.ceil(3 * sigma) + 1
+    blurred = kornia.filters.gaussian_blur2d(crop, (kernel, kernel), (sigma, sigma), border_type="reflect")
+    to_blur = (outside / (FADE_BLUR_RAMP * side)).clamp(0.0, 1.0)
+    t = (outside / (FADE_MEDIAN_RAMP * side)).clamp(0.0, 1.0)
+    to_fill = t * t * (3 - 2 * t)
+    out = torch.lerp(crop, blurred, to_blur)
+    out = torch.lerp(out, fill.to(out.dtype).expand_as(out), to_fill)
+    # Exactly the photo where the source is inside it (lerp with weight 0 may round).
+    return torch.where(outside > 0, out, crop).clamp(0.0, 1.0)
 
 
 def outside_fraction(matrix: np.ndarray, size: int, height: int, width: int) -> float:

@@ -1,7 +1,8 @@
 """Parity with the official EG3D on the SMALL config (``eg3d_small.pt``: 2X SR, 128 px, nr 32).
 
 Every output is computed once per module (module-scoped fixtures) and compared entry by entry
-with the official values at 1e-4 absolute (float32, CPU). The second half tests the API built
+with the official values within the float32 tolerances of ``_tolerance.py`` (relative to each
+quantity's magnitude, so they hold on any x86-64 CPU). The second half tests the API built
 around the port (plane/render split, multi-view, random sources, errors) on the same model.
 """
 
@@ -19,6 +20,7 @@ from sym3d_eg3d.networks.rendering import (
 )
 
 from ._parity import SYNTH, mapping_variants, plane_views
+from ._tolerance import assert_close, elementwise
 
 FX = "small"
 
@@ -168,10 +170,12 @@ def test_parity(run: str, key: str, request: pytest.FixtureRequest, small_fixtur
     parity.check(f"{FX}/{key}", outputs[key], small_fixture[key])
 
 
-@pytest.mark.parametrize("key", ["planes_sum_f64", "planes_abssum_f64", "planes_sqsum_f64"])
-def test_plane_checksums(key: str, planes_run: dict, small_fixture: dict, parity) -> None:
+@pytest.mark.parametrize("kind", ["sum", "abssum", "sqsum"])
+def test_plane_checksums(kind: str, planes_run: dict, small_fixture: dict, parity) -> None:
     assert small_fixture["planes_shape"] == [2, 3, 32, 256, 256]
-    parity.check_sum(f"{FX}/{key}", planes_run[key], small_fixture[key], numel=256 * 256)
+    key = f"planes_{kind}_f64"
+    abssum = small_fixture["planes_abssum_f64"]
+    parity.check_sum(f"{FX}/{key}", planes_run[key], small_fixture[key], kind, abssum=abssum, numel=256 * 256)
 
 
 def test_fixture_settings_are_what_the_tests_assume(small_fixture: dict) -> None:
@@ -198,7 +202,13 @@ def test_state_dict_keys_order_shapes(G: TriPlaneGenerator, small_fixture: dict)
 
 
 def test_seeded_construction_reproduces_the_official_init(small_fixture: dict) -> None:
-    """With the same torch seed, construction draws exactly the official initial weights."""
+    """With the same torch seed, construction draws the official initial weights.
+
+    Bit-equal where torch's vectorised ``randn`` runs (AVX2/AVX-512); its scalar fallback (a CPU
+    without AVX2, or ``ATEN_CPU_CAPABILITY=default``) rounds the Box-Muller transform differently,
+    about an ulp (0.015 of the parity tolerance, measured). Hence the float32 tolerance: a draw in
+    another order, shape or distribution differs by O(1), like the two entries set afterwards.
+    """
     fx = small_fixture
     torch.manual_seed(0)
     fresh = build_generator(fx["init_kwargs"])
@@ -210,7 +220,7 @@ def test_seeded_construction_reproduces_the_official_init(small_fixture: dict) -
             elif name.endswith(".bias"):
                 p.add_(0.1 * torch.randn(p.shape, generator=perturb))
     state = fresh.state_dict()
-    differing = [k for k, v in fx["state_dict"].items() if not torch.equal(state[k], v)]
+    differing = [k for k, v in fx["state_dict"].items() if not elementwise(state[k], v).ok]
     assert differing == ["dataset_label_std", "backbone.mapping.w_avg"]  # set after construction
 
 
@@ -273,8 +283,8 @@ def test_multiview_render_equals_separate_renders(
     both = G.render_planes(planes, ws, torch.stack([fx["c"], fx["c_cond"]], dim=1), random="midpoint")
     for key in ("image", "image_raw", "image_depth"):
         views = both[key].unflatten(0, (2, 2))
-        torch.testing.assert_close(views[:, 0], main_run[key], rtol=0, atol=1e-5)
-        torch.testing.assert_close(views[:, 1], second[key], rtol=0, atol=1e-5)
+        assert_close(views[:, 0], main_run[key], what=key)
+        assert_close(views[:, 1], second[key], what=key)
 
 
 class TestRandomSources:

@@ -19,7 +19,7 @@ from sym3d_eg3d.networks.rendering import project_onto_planes, sample_from_plane
 from ._parity import SYNTH, mapping_variants, plane_views
 
 FX = "sr512"
-IMAGE_SUMS = ("sum_f64", "abssum_f64", "sqsum_f64")
+CHECKSUMS = ("sum", "abssum", "sqsum")
 
 
 @pytest.fixture(scope="module")
@@ -205,17 +205,23 @@ def test_parity(run: str, key: str, request: pytest.FixtureRequest, sr512_fixtur
 
 
 def _sum_params() -> list:
-    params = [pytest.param("planes_run", f"planes_{s}", 256 * 256, id=f"planes_{s}") for s in IMAGE_SUMS]
+    params = [pytest.param("planes_run", "planes", s, 256 * 256, id=f"planes_{s}_f64") for s in CHECKSUMS]
     for run, name in SUMMED.items():
         marks = pytest.mark.slow if run in SLOW else ()
-        params += [pytest.param(run, f"{name}_{s}", 512 * 512, id=f"{name}_{s}", marks=marks) for s in IMAGE_SUMS]
+        params += [
+            pytest.param(run, name, s, 512 * 512, id=f"{name}_{s}_f64", marks=marks) for s in CHECKSUMS
+        ]
     return params
 
 
-@pytest.mark.parametrize("run,key,numel", _sum_params())
-def test_checksums(run: str, key: str, numel: int, request: pytest.FixtureRequest, sr512_fixture: dict, parity) -> None:
+@pytest.mark.parametrize("run,name,kind,numel", _sum_params())
+def test_checksums(
+    run: str, name: str, kind: str, numel: int, request: pytest.FixtureRequest, sr512_fixture: dict, parity
+) -> None:
     outputs = request.getfixturevalue(run)
-    parity.check_sum(f"{FX}/{key}", outputs[key], sr512_fixture[key], numel=numel)
+    key = f"{name}_{kind}_f64"
+    abssum = sr512_fixture[f"{name}_abssum_f64"]
+    parity.check_sum(f"{FX}/{key}", outputs[key], sr512_fixture[key], kind, abssum=abssum, numel=numel)
 
 
 def test_stored_image_list_is_covered(sr512_fixture: dict) -> None:

@@ -24,6 +24,8 @@ from sym3d_eg3d.networks.rendering import (
 )
 from sym3d_eg3d.networks.triplane import OSGDecoder
 
+from ._tolerance import assert_close
+
 
 @pytest.fixture()
 def scene() -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,7 +45,7 @@ def test_plane_mean_equals_grid_sample_then_mean(scene, order: str) -> None:
     reference = sample_from_planes(axes, planes, points, 1.0).mean(1)
     fast = sample_plane_mean(axes, plane_rows(planes), tuple(planes.shape), points, 1.0)
     assert fast.shape == (2, 3000, 8)
-    torch.testing.assert_close(fast, reference, atol=1e-5, rtol=0)
+    assert_close(fast, reference)
     # Beyond half a pixel past the edge (1/16 of the cube here) bilinear reads see only the zero border.
     outside = (points.detach().abs() > 0.5 + 1 / 16).all(-1)
     assert outside.any() and torch.all(fast[outside] == 0)
@@ -51,7 +53,7 @@ def test_plane_mean_equals_grid_sample_then_mean(scene, order: str) -> None:
     upstream = torch.randn_like(reference)
     ref_planes, ref_points = torch.autograd.grad(reference, (planes, points), upstream)
     fast_planes, fast_points = torch.autograd.grad(fast, (planes, points), upstream)
-    torch.testing.assert_close(fast_planes, ref_planes, atol=1e-5, rtol=0)
+    assert_close(fast_planes, ref_planes)
     # Point gradients scale with the plane resolution (d/dx of a bilinear patch); compare relatively.
     torch.testing.assert_close(fast_points, ref_points, atol=1e-4 * ref_points.abs().max().item(), rtol=0)
 
@@ -60,7 +62,7 @@ def test_plane_mean_box_warp_scales_the_cube(scene) -> None:
     planes, points = scene
     axes = plane_axes_matrices()
     fast = sample_plane_mean(axes, plane_rows(planes), tuple(planes.shape), 2 * points, 2.0)
-    torch.testing.assert_close(fast, sample_from_planes(axes, planes, points, 1.0).mean(1), atol=1e-5, rtol=0)
+    assert_close(fast, sample_from_planes(axes, planes, points, 1.0).mean(1))
 
 
 def test_marcher_colour_sum_equals_midpoint_colours() -> None:
@@ -70,7 +72,7 @@ def test_marcher_colour_sum_equals_midpoint_colours() -> None:
     depths = torch.sort(torch.rand(2, 50, 24, 1, generator=gen) + 2, dim=2).values
     rgb, _, weights = MipRayMarcher2()(colors, densities, depths, {"clamp_mode": "softplus"})
     colors_mid = (colors[:, :, :-1] + colors[:, :, 1:]) / 2
-    torch.testing.assert_close(rgb, (weights * colors_mid).sum(-2) * 2 - 1, atol=1e-6, rtol=0)
+    assert_close(rgb, (weights * colors_mid).sum(-2) * 2 - 1)
 
 
 def test_render_does_not_depend_on_the_ray_chunk(scene) -> None:
@@ -94,7 +96,7 @@ def test_render_does_not_depend_on_the_ray_chunk(scene) -> None:
         outputs.append(renderer(planes, decoder, origins, directions, options, random=torch.Generator().manual_seed(3)))
     whole, chunked = outputs[1], outputs[0]
     for a, b in zip(chunked, whole, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+        assert_close(a, b)
     # The clamp is batch-wide: every depth stays within the range of all sample depths.
     lo = torch.minimum(whole.depths_coarse.min(), whole.depths_fine.min())
     hi = torch.maximum(whole.depths_coarse.max(), whole.depths_fine.max())
@@ -107,4 +109,4 @@ def test_nan_points_give_nan_like_grid_sample() -> None:
     axes = plane_axes_matrices()
     fast = sample_plane_mean(axes, plane_rows(planes), tuple(planes.shape), points, 1.0)
     assert torch.isnan(fast[0, 0]).all() and torch.isfinite(fast[0, 1]).all()
-    torch.testing.assert_close(fast[0, 1], sample_from_planes(axes, planes, points, 1.0).mean(1)[0, 1], atol=1e-6, rtol=0)
+    assert_close(fast[0, 1], sample_from_planes(axes, planes, points, 1.0).mean(1)[0, 1])

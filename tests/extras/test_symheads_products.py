@@ -7,11 +7,16 @@ import json
 import math
 
 import pytest
-import torch
 
 import sym3d
 from sym3d.camera import look_at, yaw_pitch_roll
-from sym3d_extras.benchmarks.quality import QualitySettings, group_of, run_quality, summarize, write_summary
+from sym3d_extras.benchmarks.quality import (
+    QualitySettings,
+    group_of,
+    run_quality,
+    summarize,
+    write_summary,
+)
 from sym3d_extras.demo import run_demo
 
 QUICK = ["latent.steps=3", "tune.steps=3", "tune.aux_every=1", "tune.num_views=1"]
@@ -32,22 +37,27 @@ def test_groups():
 
 def test_quality_benchmark_rows_summary_and_resume(tmp_path):
     s = QualitySettings(heads=(100,), source_yaws=(30.0,), target_yaws=(-30.0, 0.0, 30.0), methods=("w+", "pti", "spi"), overrides=tuple(QUICK), lpips=False, size=48)
-    rows = run_quality(s, tmp_path)
+    ran: list[str] = []
+    rows = run_quality(s, tmp_path, progress=lambda label, done, total: ran.append(label))
+    assert len(ran) == 3  # one inversion per method
     with open(rows) as f:
         data = list(csv.DictReader(f))
     assert len(data) == 3 * 3
     assert {r["group"] for r in data} == {"mirror", "far", "near"}
-    mtime = rows.stat().st_mtime_ns
-    run_quality(s, tmp_path)  # resumes: nothing left to do
-    with open(rows) as f:
-        assert len(list(csv.DictReader(f))) == 9
+    before = rows.stat()
+    content = rows.read_bytes()
+    assert run_quality(s, tmp_path, progress=lambda label, done, total: ran.append(label)) == rows
+    assert len(ran) == 3  # resumed: nothing left to invert
+    after = rows.stat()  # not rewritten: same file, same bytes, never written to
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert rows.read_bytes() == content
     paths = write_summary(rows, tmp_path)
     text = paths["summary_md"].read_text()
     assert "### Claims" in text and "ghost_err: spi / pti" in text
     assert paths["plot_psnr"].exists()
     summary = summarize(rows)
     assert len(summary) == 9 and all(r["heads"] == 1 for r in summary)  # 3 groups x 3 methods
-    assert rows.stat().st_mtime_ns >= mtime
+    assert rows.read_bytes() == content  # the summary only reads the rows
 
 
 def test_camera_refinement_recovers_a_perturbed_yaw():
