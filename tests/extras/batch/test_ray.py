@@ -53,7 +53,9 @@ def test_killed_actor_image_is_retried_nothing_lost_or_duplicated(ray_batch):
     assert Counter(e["key"] for e in events if e["event"] == "done") == {"head0": 1, "head1": 1, "head2": 1}
     rows = read_rows(out / "manifest.sqlite")
     assert rows["head1"]["attempts"] == 2 and rows["head1"]["worker"] != ray_batch["killed"]["worker"]
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["head0", "head1", "head2"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [".work", "head0", "head1", "head2"]
+    # the killed attempt's work folder was resumed and renamed: only lock files stay in .work
+    assert all(p.suffix == ".lock" and p.is_file() for p in (out / ".work").iterdir())
 
 
 def test_each_actor_loads_the_generator_once(ray_batch):
