@@ -10,14 +10,15 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import re
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
 
 from sym3d.errors import MissingDependencyError, PluginConflictError, PluginError, PluginNotFoundError
 
-__all__ = ["KINDS", "ComponentSpec", "Registry", "RegisterFn"]
+__all__ = ["KINDS", "ComponentSpec", "Registry", "RegisterFn", "BuildRecord", "build_record"]
 
 KINDS: tuple[str, ...] = ("generator", "pose", "prior", "loss")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9+_:.-]*$")
@@ -79,6 +80,26 @@ class ComponentSpec:
         return not self.missing_requirements()
 
 
+@attrs.frozen(kw_only=True)
+class BuildRecord:
+    """How a component was built: ``registry.build(kind, name, **options)``."""
+
+    kind: str
+    name: str
+    options: Mapping[str, Any]
+
+
+_BUILT: weakref.WeakKeyDictionary[Any, BuildRecord] = weakref.WeakKeyDictionary()
+
+
+def build_record(component: object) -> BuildRecord | None:
+    """The :class:`BuildRecord` of an object a :class:`Registry` built, else ``None``."""
+    try:
+        return _BUILT.get(component)
+    except TypeError:  # not weak-referenceable or not hashable: never recorded
+        return None
+
+
 @attrs.define
 class Registry:
     """All components by kind and name."""
@@ -134,4 +155,9 @@ class Registry:
         missing = spec.missing_requirements()
         if missing:
             raise MissingDependencyError(f"{kind} {name!r}", spec.extra or "all", package=", ".join(missing))
-        return spec.factory(**options)
+        component = spec.factory(**options)
+        try:  # remembered so that results can rebuild exactly this component
+            _BUILT[component] = BuildRecord(kind=kind, name=name, options=dict(options))
+        except TypeError:
+            pass
+        return component

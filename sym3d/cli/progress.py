@@ -23,7 +23,7 @@ _STAGE_LABEL = {"latent": "stage 1 latent", "generator": "stage 2 tune"}
 
 
 def format_losses(losses: Mapping[str, float], limit: int = 4) -> str:
-    """``"total 0.123 rec/perceptual 0.101 ..."`` with the total first and diagnostics omitted."""
+    """``"total 0.123 reconstruction/perceptual 0.101 ..."`` with the total first and diagnostics omitted."""
     items = [(k, v) for k, v in losses.items() if not k.rsplit("/", 1)[-1].startswith("_")]
     items.sort(key=lambda kv: (kv[0] != "total", kv[0]))
     return " ".join(f"{k} {v:.4g}" for k, v in items[:limit])

@@ -58,18 +58,20 @@ def bench_engine(
         target = from_model_range(generator.render(ws, cam[:, None]).image[:, 0]).clamp(0, 1)
     rows = []
     # Warm-up (allocator, lazy weight loading, first-call overheads), not timed.
-    sym3d.invert(target, cam, generator=generator, preset=presets[0], overrides=["latent.steps=2", "tune.steps=2", "tune.early_stop=0", *overrides], device=dev)
+    warm = ["latent.steps=2", "tune.steps=2", "tune.early_stop=0", *overrides]
+    sym3d.invert(target, cam, generator=generator, preset=presets[0], overrides=warm, device=dev, progress="off")
     for preset in presets:
         over: list[Any] = [f"latent.steps={latent_steps}", f"tune.steps={tune_steps}", "tune.early_stop=0", *overrides]
         if preset in ("w", "w+"):
             over.append("tune.steps=0")
-        r = sym3d.invert(target, cam, generator=generator, preset=preset, overrides=over, device=dev)
+        r = sym3d.invert(target, cam, generator=generator, preset=preset, overrides=over, device=dev, progress="off")
         every = r.config.tune.aux_every
         lat = [h["seconds"] for h in r.history if h["stage"] == "latent"][1:]
         tune = [h for h in r.history if h["stage"] == "generator"][1:]
         plain = [h["seconds"] for h in tune if h["step"] % every != 0]
         aux = [h["seconds"] for h in tune if h["step"] % every == 0]
-        mirror = r.config.latent.mirror.enabled and abs(yaw) >= r.config.latent.mirror.threshold
+        mirror_view = r.config.latent.terms.get("mirror_view")
+        mirror = mirror_view is not None and mirror_view.enabled and abs(yaw) >= r.config.mirror_min_yaw
         rows.append(
             EngineTiming(
                 preset=preset,

@@ -25,6 +25,7 @@ from sym3d.atomic import atomic_path, atomic_write_bytes
 from sym3d.config import InversionConfig, dump_toml, load_toml
 from sym3d.errors import CheckpointError
 from sym3d.image import load_image, save_image
+from sym3d.protocols import Generator3D
 
 __all__ = ["InversionResult", "RESULT_FORMAT"]
 
@@ -37,9 +38,14 @@ class InversionResult:
 
     Attributes:
         ws: ``[1, num_ws, w_dim]`` pivot latent (CPU).
-        camera: ``[1, 25]`` input camera.
+        camera: ``[1, 25]`` camera of the input view as inverted: the refined camera when
+            ``latent.refine_camera`` is on, else the input camera.
+        input_camera: ``[1, 25]`` the camera that was given (or estimated); ``None`` in results
+            written before sym3d kept it.
         generator_name: registry name of the generator family.
-        generator_options: options to rebuild it from the registry (e.g. the checkpoint path).
+        generator_options: factory options that rebuild it exactly from the registry (e.g. the
+            checkpoint path); ``None`` when it cannot be rebuilt (``generator_note`` says why).
+        generator_note: why the generator cannot be rebuilt (empty when it can).
         scope: the tunable-parameter scope of stage 2.
         tuned: tuned parameter values by name (CPU, empty when stage 2 did not run).
         history: per step: ``{"stage", "step", "lr", "seconds", <term>: value}``.
@@ -51,7 +57,9 @@ class InversionResult:
     ws: torch.Tensor
     camera: torch.Tensor
     generator_name: str
-    generator_options: Mapping[str, Any] = attrs.field(factory=dict)
+    generator_options: Mapping[str, Any] | None = attrs.field(factory=dict)
+    generator_note: str = ""
+    input_camera: torch.Tensor | None = None
     scope: str = "all"
     tuned: Mapping[str, torch.Tensor] = attrs.field(factory=dict)
     history: tuple[Mapping[str, Any], ...] = ()
@@ -60,7 +68,7 @@ class InversionResult:
     summary: Mapping[str, Any] = attrs.field(factory=dict)
 
     # ------------------------------------------------------------------ use
-    def apply(self, generator: torch.nn.Module) -> torch.nn.Module:
+    def apply(self, generator: Generator3D) -> Generator3D:
         """A copy of ``generator`` with the tuned parameters loaded (eval mode, frozen).
 
         Raises:
@@ -80,6 +88,35 @@ class InversionResult:
                 params[name].copy_(value.to(params[name]))
         g.requires_grad_(False)
         return g
+
+    def generator_factory_options(self) -> dict[str, Any]:
+        """The factory options that rebuild this result's generator from the registry.
+
+        Raises:
+            CheckpointError: the generator cannot be rebuilt (built outside the registry, or
+                with options JSON cannot hold); pass it to :meth:`apply` instead.
+        """
+        if self.generator_options is None:
+            raise CheckpointError(
+                f"this result's generator {self.generator_name!r} cannot be rebuilt from the registry: "
+                f"{self.generator_note or 'its factory options were not recorded'}.",
+                hint="build the same generator yourself and call result.apply(generator), or invert "
+                "with a generator made by sym3d.load_generator(name, **options).",
+            )
+        return dict(self.generator_options)
+
+    def generator(self, device: str | torch.device | None = None, **kwargs: Any) -> Generator3D:
+        """The tuned generator: rebuilt from the registry with the recorded options, then
+        :meth:`apply`. ``kwargs`` go to :func:`sym3d.load_generator` (e.g. ``registry=``).
+
+        Raises:
+            CheckpointError: the generator cannot be rebuilt (see :meth:`generator_factory_options`).
+        """
+        from sym3d.engine.api import load_generator
+
+        options = self.generator_factory_options()
+        base = load_generator(self.generator_name, device=device, **kwargs, **options)
+        return self.apply(base)
 
     def render(self, generator: torch.nn.Module, cameras: torch.Tensor, **kwargs: Any) -> Any:
         """Render the result from ``cameras [V, 25]`` or ``[1, V, 25]`` with the tuned ``generator``.
@@ -101,9 +138,14 @@ class InversionResult:
             "ws": self.ws.detach().cpu(),
             "camera": self.camera.detach().cpu(),
             "generator": self.generator_name,
-            "generator_options": json.dumps(dict(self.generator_options), default=str),
+            "generator_options": json.dumps(
+                None if self.generator_options is None else dict(self.generator_options)
+            ),
+            "generator_note": self.generator_note,
             "scope": self.scope,
         }
+        if self.input_camera is not None:
+            meta["input_camera"] = self.input_camera.detach().cpu()
         with atomic_path(d / "latent.pt") as tmp:
             torch.save(meta, tmp)
         if self.tuned:
@@ -154,6 +196,8 @@ class InversionResult:
             camera=meta["camera"],
             generator_name=meta["generator"],
             generator_options=json.loads(meta.get("generator_options", "{}")),
+            generator_note=str(meta.get("generator_note", "")),
+            input_camera=meta.get("input_camera"),
             scope=meta.get("scope", "all"),
             tuned=tuned,
             history=history,

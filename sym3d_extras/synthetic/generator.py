@@ -17,7 +17,7 @@ from torch import nn
 from sym3d.checks import check_shape
 from sym3d.errors import ConfigError, ShapeError
 from sym3d.image import to_model_range
-from sym3d.protocols import RenderOutput
+from sym3d.protocols import GeneratorInfo, RenderOutput
 from sym3d_extras.synthetic.fields import GeneratorField, HeadField
 from sym3d_extras.synthetic.head import HeadGeometry, head_geometry
 from sym3d_extras.synthetic.layout import NUM_WS, LatentLayout
@@ -45,14 +45,15 @@ class SymHeadsGenerator(nn.Module):
 
     Attributes:
         name: ``"symheads"``.
+        info: recommended CPU-sized settings and the ray range.
         tunable_scopes: ``("all", "residual", "density", "colour", "planes", "decoders")``.
 
     """
 
     name: str = "symheads"
     recommended_overrides: tuple[str, ...] = (
-        # CPU-sized settings for this 64 px world (see docs/symheads.md); they apply after the
-        # preset and before user settings. LPIPS-Alex at 128 px replaces LPIPS-VGG at 256 px
+        # CPU-sized settings for this 64 px world (see docs/symheads.md; precedence in
+        # sym3d.protocols.GeneratorInfo). LPIPS-Alex at 128 px replaces LPIPS-VGG at 256 px
         # (about 30x cheaper on a CPU); early stopping is off so every method runs the same steps.
         "perceptual=lpips-alex",
         "perceptual_resize=128",
@@ -62,11 +63,13 @@ class SymHeadsGenerator(nn.Module):
         "tune.lr=0.01",
         "tune.early_stop=0",
         "tune.num_views=2",
-        "tune.mirror.crop_size=40",  # SPI crops 80 px at 256; the same fraction at 128
+        "tune.terms.mirror_regions.crop_size=40",  # SPI crops 80 px at 256; the same fraction at 128
         # Depth changes in this world are ~0.005 world units (MSE ~1e-5): SPI's weight 1 has no
         # effect at that scale; 100 restores the pivot's geometry (chosen on development heads).
-        "tune.depth_reg.weight=100",
+        "tune.terms.depth_reg.weight=100",
+        "checkpoint_every=25",
     )
+    """Kept as the source of ``info.recommended_overrides``."""
 
     def __init__(
         self,
@@ -97,6 +100,10 @@ class SymHeadsGenerator(nn.Module):
         self.residual = TriPlaneResidual(residual)
         self._scopes = {k: [f"residual.{n}" for n in v] for k, v in self.residual.scopes().items()}
         self.tunable_scopes: tuple[str, ...] = tuple(self._scopes)
+        self.info = GeneratorInfo(
+            recommended_overrides=self.recommended_overrides,
+            ray_range=(render_settings.ray_start, render_settings.ray_end),
+        )
         with torch.no_grad():
             z = torch.randn(10000, self.z_dim, generator=torch.Generator().manual_seed(12345))
             self.register_buffer("w_avg", self.mapping_network(z).mean(0))
