@@ -29,6 +29,14 @@ def format_losses(losses: Mapping[str, float], limit: int = 4) -> str:
     return " ".join(f"{k} {v:.4g}" for k, v in items[:limit])
 
 
+def describe_resumed(event: Resumed) -> str:
+    """One line saying where an interrupted run continues."""
+    if event.stage == "done":
+        return f"resumed: the run had finished; its state is reused from {event.path}"
+    label = _STAGE_LABEL.get(event.stage, event.stage)
+    return f"resumed {label} at step {event.step} (from {event.path})"
+
+
 @attrs.define
 class _Plain(NoOpContext):
     stream: TextIO
@@ -47,7 +55,7 @@ class _Plain(NoOpContext):
             stop = " (early stop)" if event.early_stopped else ""
             print(f"{p}{_STAGE_LABEL.get(event.stage, event.stage)} done: {event.steps_run} steps in {event.seconds:.1f}s{stop}", file=self.stream, flush=True)
         elif isinstance(event, Resumed):
-            print(f"{p}resumed {event.stage} at step {event.step} from {event.path}", file=self.stream, flush=True)
+            print(f"{p}{describe_resumed(event)}", file=self.stream, flush=True)
 
 
 @attrs.define
@@ -95,6 +103,8 @@ class _Rich:
             self.progress.update(self.tasks[event.stage], **update)
         elif isinstance(event, StageFinished) and event.stage in self.tasks:
             self.progress.update(self.tasks[event.stage], completed=self.progress.tasks[self.tasks[event.stage]].total)
+        elif isinstance(event, Resumed):
+            self.progress.console.print(f"{self.prefix} {describe_resumed(event)}".strip(), markup=False)
         elif isinstance(event, CheckpointSaved):
             pass
 

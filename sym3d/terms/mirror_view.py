@@ -51,7 +51,7 @@ class MirrorView(BasePrior):
         yaw = yaw_pitch_roll(camera)[0]
         c = self.config
         w = mirror_weight(yaw, threshold=self.min_yaw, sigma=c.sigma, scale=c.scale)
-        return float(w.max())
+        return float(w.detach().max())
 
     def views(self, ctx: PriorContext) -> torch.Tensor | None:
         """The mirrored camera, or ``None`` when the weight is 0."""

@@ -8,7 +8,7 @@ from sym3d.camera import look_at
 from sym3d.engine import CheckpointSaved, InversionResult, StageFinished, StageStarted, StepFinished, get_preset, preset_names
 from sym3d.errors import PluginNotFoundError, RangeError, ShapeError, UserInputError
 from sym3d.image import from_model_range
-from sym3d.priors import BasePrior
+from sym3d.terms import BasePrior
 from sym3d.testing import TinyGenerator3D
 
 from .conftest import FAST
