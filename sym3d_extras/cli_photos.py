@@ -153,7 +153,7 @@ def _load_result(result_dir: Path, network: Path | None, device: str) -> tuple[A
     from sym3d.engine.result import InversionResult
 
     result = InversionResult.load(result_dir)
-    options = dict(result.generator_options)
+    options = result.generator_factory_options()  # refuses a generator it cannot rebuild
     if network is not None:
         options.pop("network", None)
     gen = load_generator_for(result.generator_name, network, device, options)
