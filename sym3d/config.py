@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -24,6 +23,7 @@ from typing import Any, Literal, TypeVar
 import attrs
 import cattrs
 import tomli_w
+import tomllib
 from attrs import validators as v
 
 from sym3d.atomic import atomic_write_text

@@ -16,7 +16,12 @@ from typing import Any, Protocol
 
 import attrs
 
-from sym3d.errors import MissingDependencyError, PluginConflictError, PluginError, PluginNotFoundError
+from sym3d.errors import (
+    MissingDependencyError,
+    PluginConflictError,
+    PluginError,
+    PluginNotFoundError,
+)
 
 __all__ = ["KINDS", "ComponentSpec", "Registry", "RegisterFn", "BuildRecord", "build_record"]
 

@@ -151,8 +151,10 @@ def warp_depth(render: RenderOutput, mode: DepthMode) -> torch.Tensor:
 
 
 def source_mask(ctx: PriorContext, use_face_mask: bool) -> torch.Tensor:
-    """Where pseudo labels may come from in the input view: the face mask, else the rendered
-    foreground (``ctx.render``'s opacity).
+    """Where pseudo labels may come from in the input view.
+
+    The face mask when known (and ``use_face_mask``), else the rendered foreground (the opacity
+    of ``ctx.render``).
 
     Returns:
         ``[1, 1, H, W]`` in ``[0, 1]`` at the target image resolution.
@@ -179,8 +181,10 @@ def warp_photo(
     occlusion_threshold: float,
     mirrored: bool = False,
 ) -> WarpResult:
-    """Warp the photo ``ctx.target`` (seen from ``ctx.camera``) into ``target_cameras [1, V, 25]``
-    with the depth of this step's renders (all detached: pseudo labels are targets).
+    """Warp the photo into ``target_cameras [1, V, 25]`` with the depth of this step's renders.
+
+    The photo is ``ctx.target`` seen from ``ctx.camera``; every input is detached (pseudo labels
+    are targets).
 
     ``mirrored=True`` warps the *flipped* photo from the mirrored camera, using the flipped depth
     and mask of the input view (a symmetric head is assumed, as SPI does).

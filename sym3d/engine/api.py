@@ -90,8 +90,10 @@ def resolve_config(
 
 
 def _progress(progress: Progress, callbacks: Sequence[Callback]) -> Any:
-    """A renderer of :mod:`sym3d.cli.progress` (``auto``: rich when stderr is a terminal and the
-    caller passed no callbacks of its own)."""
+    """A renderer of :mod:`sym3d.cli.progress` for ``progress``.
+
+    ``auto`` is rich when stderr is a terminal and the caller passed no callbacks of its own.
+    """
     from sym3d.cli.progress import make_progress
 
     if progress not in ("auto", "rich", "plain", "off"):

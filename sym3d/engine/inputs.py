@@ -24,8 +24,10 @@ __all__ = ["GeneratorSource", "resolve_generator", "Inputs", "prepare_inputs"]
 
 @attrs.frozen
 class GeneratorSource:
-    """Registry name and factory options that rebuild the generator (``None``: cannot be rebuilt,
-    ``reason`` says why)."""
+    """Registry name and factory options that rebuild the generator.
+
+    ``options`` is ``None`` when it cannot be rebuilt; ``reason`` then says why.
+    """
 
     name: str
     options: Mapping[str, Any] | None
@@ -43,8 +45,10 @@ def _json_exact(options: Mapping[str, Any]) -> dict[str, Any] | None:
 def resolve_generator(
     generator: Generator3D | str, options: Mapping[str, Any] | None, registry: Registry
 ) -> tuple[Generator3D, GeneratorSource]:
-    """Build ``generator`` when it is a name; find how to rebuild it (registry record, else the
-    generator's ``info.build_options``)."""
+    """Build ``generator`` when it is a name, and find how to rebuild it.
+
+    The registry's record of the build comes first, then the generator's ``info.build_options``.
+    """
     if isinstance(generator, str):
         gen = registry.build("generator", generator, **dict(options or {}))
     else:

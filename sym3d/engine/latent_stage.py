@@ -18,8 +18,9 @@ __all__ = ["LatentParams", "latent_stage", "noise_regularizer"]
 
 
 def noise_regularizer(buffers: list[torch.Tensor]) -> torch.Tensor:
-    """StyleGAN2's noise regulariser: squared autocorrelation at shift 1 (x and y), over an image
-    pyramid down to 8x8.
+    """StyleGAN2's noise regulariser: squared autocorrelation at shift 1 (x and y).
+
+    Summed over an image pyramid of each map, down to 8x8.
 
     Args:
         buffers: noise maps ``[..., H, W]``.
@@ -122,15 +123,18 @@ class LatentParams:
         """Restore :meth:`state_dict`'s output."""
         with torch.no_grad():
             self.var.copy_(state["latent"].to(self.var))
-            for b, saved in zip(self.noise, state["noise"]):
+            for b, saved in zip(self.noise, state["noise"], strict=True):
                 b.copy_(saved.to(b))
             self.camera_offset.copy_(state["camera_offset"].to(self.camera_offset))
 
     def finish(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Restore the noise maps; return the pivot ``ws [1, num_ws, w_dim]`` and the camera
-        ``[1, 25]`` stage 2 uses (both detached)."""
+        """Restore the noise maps; return the pivot and the camera of stage 2.
+
+        Returns:
+            ``ws [1, num_ws, w_dim]`` and the camera ``[1, 25]``, both detached.
+        """
         with torch.no_grad():
-            for b, orig in zip(self.noise, self.originals):
+            for b, orig in zip(self.noise, self.originals, strict=True):
                 b.requires_grad_(False)
                 b.copy_(orig)
         return self.var.detach().expand(-1, self.num_ws, -1).clone(), self.camera().detach()

@@ -106,8 +106,10 @@ class InversionResult:
         return dict(self.generator_options)
 
     def generator(self, device: str | torch.device | None = None, **kwargs: Any) -> Generator3D:
-        """The tuned generator: rebuilt from the registry with the recorded options, then
-        :meth:`apply`. ``kwargs`` go to :func:`sym3d.load_generator` (e.g. ``registry=``).
+        """The tuned generator, rebuilt from the registry with the recorded options.
+
+        The rebuilt generator goes through :meth:`apply`; ``kwargs`` go to
+        :func:`sym3d.load_generator` (e.g. ``registry=``).
 
         Raises:
             CheckpointError: the generator cannot be rebuilt (see :meth:`generator_factory_options`).

@@ -58,7 +58,9 @@ class ParameterSet(Protocol):
 class StopRule(Protocol):
     """Decides after a step's backward pass, before its update, whether the stage ends there."""
 
-    def __call__(self, losses: Mapping[str, float]) -> bool: ...
+    def __call__(self, losses: Mapping[str, float]) -> bool:
+        """True to end the stage at this step (its update is not applied)."""
+        ...
 
 
 @attrs.frozen
@@ -72,8 +74,10 @@ class Never:
 
 @attrs.frozen
 class PerceptualBelow:
-    """Stop once the reconstruction's unweighted perceptual loss is at most ``threshold``
-    (SPI's order: the stopping step is not applied). ``threshold <= 0`` never stops."""
+    """Stop once the reconstruction's unweighted perceptual loss is at most ``threshold``.
+
+    SPI's order: the stopping step is not applied. ``threshold <= 0`` never stops.
+    """
 
     threshold: float
 

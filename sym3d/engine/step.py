@@ -10,7 +10,14 @@ import attrs
 import torch
 
 from sym3d.engine.events import Callback, StepFinished, emit
-from sym3d.protocols import FaceObservation, Generator3D, Prior, PriorContext, PriorViews, RenderOutput
+from sym3d.protocols import (
+    FaceObservation,
+    Generator3D,
+    Prior,
+    PriorContext,
+    PriorViews,
+    RenderOutput,
+)
 from sym3d.terms.base import StageName
 
 __all__ = ["Run", "render_step", "sum_terms"]
@@ -47,7 +54,7 @@ class Run:
         """Record the step's terms (one host sync for all of them) and emit :class:`StepFinished`."""
         names = list(terms)
         values = [terms[n].detach().float().reshape(()) for n in names]
-        losses = dict(zip(names, torch.stack(values).cpu().tolist() if names else []))
+        losses = dict(zip(names, torch.stack(values).cpu().tolist() if names else [], strict=True))
         seconds = time.perf_counter() - started
         self.history.append({"stage": stage, "step": step, "lr": lr, "seconds": seconds, **losses})
         emit(
@@ -97,7 +104,7 @@ def render_step(
     ctx = attrs.evolve(base, render=out.view(0))
     values: dict[str, torch.Tensor] = {}
     offset = 1
-    for prior, cams in zip(active, requests):
+    for prior, cams in zip(active, requests, strict=True):
         views = None
         if cams is not None:
             n = cams.shape[0]

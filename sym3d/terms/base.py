@@ -130,7 +130,9 @@ class ImageLossFn(Protocol):
 
     def __call__(
         self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor: ...
+    ) -> torch.Tensor:
+        """Per-sample loss ``[B]``."""
+        ...
 
 
 RegionLossFn = Callable[..., Any]

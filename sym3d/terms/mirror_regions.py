@@ -1,5 +1,8 @@
-"""``mirror_regions`` (stage 2): the mirrored photo warped into cameras around the mirrored
-camera, compared with a contextual loss inside facial-feature regions, with the authentic mask."""
+"""``mirror_regions`` (stage 2): the warped mirror, compared inside facial-feature regions.
+
+The mirrored photo is warped into cameras around the mirrored camera and compared with a
+contextual loss inside the eye and mouth boxes, with the authentic mask against conflicts.
+"""
 
 from __future__ import annotations
 
@@ -120,8 +123,11 @@ class MirrorRegions(BasePrior):
     def pseudo_labels(
         self, ctx: PriorContext, views: PriorViews
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Warped mirror ``[V,3,H,W]``, its authentic mask ``[V,1,H,W]`` and the conflict map
-        ``[V,1,H,W]``, in the views' orientation."""
+        """The mirror's pseudo labels, in the views' orientation.
+
+        Returns:
+            warped mirror ``[V,3,H,W]``, its authentic mask ``[V,1,H,W]``, conflicts ``[V,1,H,W]``.
+        """
         c = self.config
         kw = dict(
             depth_mode=c.depth_mode, use_face_mask=c.use_face_mask,

@@ -124,8 +124,8 @@ def run_quality(
     from sym3d.camera import look_at
     from sym3d.config import apply_overrides
     from sym3d.engine import resolve_config
-    from sym3d.protocols import generator_info
     from sym3d.image import from_model_range
+    from sym3d.protocols import generator_info
     from sym3d_extras import metrics
     from sym3d_extras.synthetic import AsymmetryConfig, SymHeadsScene, build_symheads
 

@@ -1,6 +1,13 @@
 import pytest
 
-from sym3d.config import InversionConfig, apply_overrides, dump_toml, load_toml, structure, unstructure
+from sym3d.config import (
+    InversionConfig,
+    apply_overrides,
+    dump_toml,
+    load_toml,
+    structure,
+    unstructure,
+)
 from sym3d.errors import ConfigError
 
 

@@ -5,7 +5,15 @@ import torch
 
 import sym3d
 from sym3d.camera import look_at
-from sym3d.engine import CheckpointSaved, InversionResult, StageFinished, StageStarted, StepFinished, get_preset, preset_names
+from sym3d.engine import (
+    CheckpointSaved,
+    InversionResult,
+    StageFinished,
+    StageStarted,
+    StepFinished,
+    get_preset,
+    preset_names,
+)
 from sym3d.errors import PluginNotFoundError, RangeError, ShapeError, UserInputError
 from sym3d.image import from_model_range
 from sym3d.terms import BasePrior

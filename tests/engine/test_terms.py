@@ -73,10 +73,10 @@ def test_mirror_view_weight_follows_the_yaw_curve_and_is_zero_for_a_frontal_face
     yaws = [float(yaw_pitch_roll(c)[0]) for c in cams]  # the camera's yaw (the orbit pivots at z=0.2)
     weights = [term.weight(c) for c in cams]
     gauss = [0.5 * (1 - math.exp(-0.5 * (y / 0.29) ** 2) / (0.29 * math.sqrt(2 * math.pi)) / 2.7) for y in yaws]
-    assert weights == pytest.approx([g if y >= 0.2 else 0.0 for g, y in zip(gauss, yaws)], abs=1e-6)
+    assert weights == pytest.approx([g if y >= 0.2 else 0.0 for g, y in zip(gauss, yaws, strict=True)], abs=1e-6)
     assert weights[:2] == [0.0, 0.0] and weights[-1] <= 0.5
-    above = [w for w, y in zip(weights, yaws) if y >= 0.2]
-    assert len(above) >= 4 and above[0] > 0.29 and all(a < b for a, b in zip(above, above[1:]))
+    above = [w for w, y in zip(weights, yaws, strict=True) if y >= 0.2]
+    assert len(above) >= 4 and above[0] > 0.29 and all(a < b for a, b in zip(above[:-1], above[1:], strict=True))
     gen = TinyGenerator3D()
     frontal = look_at(0.05, 0.0)[None]
     img = torch.full((1, 3, 32, 32), 0.5)
