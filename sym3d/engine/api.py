@@ -37,8 +37,11 @@ def _registry(registry: Registry | None) -> Registry:
 
 
 def load_generator(
-    name: str = "symheads", *, device: str | torch.device | None = None,
-    registry: Registry | None = None, **options: Any,
+    name: str = "symheads",
+    *,
+    device: str | torch.device | None = None,
+    registry: Registry | None = None,
+    **options: Any,
 ) -> Generator3D:
     """Build a registered generator by name (``"eg3d"``, ``"symheads"``, ``"tiny"``, ...).
 
@@ -57,7 +60,9 @@ def load_generator(
     return gen
 
 
-def load_pose_estimator(name: str = "mediapipe", *, registry: Registry | None = None, **options: Any) -> PoseEstimator:
+def load_pose_estimator(
+    name: str = "mediapipe", *, registry: Registry | None = None, **options: Any
+) -> PoseEstimator:
     """Build a registered pose estimator (photo -> aligned crop, camera, masks, regions).
 
     Raises:
@@ -132,7 +137,8 @@ def invert(
         generator: a :class:`~sym3d.protocols.Generator3D` or a registry name; never modified
             (the engine tunes a copy).
         generator_options: factory options when ``generator`` is a name.
-        preset: ``"spi"`` (default), ``"pti"``, ``"w"``, ``"w+"``, ... (:mod:`sym3d.engine.presets`).
+        preset: ``"spi"`` (default), ``"pti"``, ``"w"``, ``"w+"``, ... (see
+            :mod:`sym3d.engine.presets`).
         config: a full :class:`~sym3d.config.InversionConfig` (replaces the preset) or a TOML file
             (merged on it); precedence: :class:`~sym3d.protocols.GeneratorInfo`.
         overrides: dotted overrides, e.g. ``["tune.steps=200"]``.
@@ -155,14 +161,22 @@ def invert(
     base_gen, source = resolve_generator(generator, generator_options, reg)
     info = generator_info(base_gen)
     if tuple(info.image_range) != (-1.0, 1.0):
-        raise UserInputError(f"generator {base_gen.name!r} renders images in {info.image_range}; sym3d needs [-1, 1].")
+        raise UserInputError(
+            f"generator {base_gen.name!r} renders images in {info.image_range}; "
+            "sym3d needs [-1, 1]."
+        )
     cfg = resolve_config(preset, config, overrides, recommended=info.recommended_overrides)
     dev = torch.device(device) if device is not None else next(base_gen.parameters()).device
-    inputs = prepare_inputs(image, camera, observation, pose_estimator, base_gen.img_resolution, dev, reg)
+    inputs = prepare_inputs(
+        image, camera, observation, pose_estimator, base_gen.img_resolution, dev, reg
+    )
     extra = [reg.build("prior", p) if isinstance(p, str) else p for p in priors]
     for p in extra:
         if not isinstance(p, Prior):
-            raise UserInputError(f"priors: {type(p).__name__} does not satisfy sym3d.protocols.Prior (name, stages, every, views(), __call__).")
+            raise UserInputError(
+                f"priors: {type(p).__name__} does not satisfy sym3d.protocols.Prior "
+                "(name, stages, every, views(), __call__)."
+            )
     if pivot is not None:
         check_shape(pivot, [1, base_gen.num_ws, base_gen.w_dim], "pivot")
 
@@ -174,10 +188,17 @@ def invert(
     )
     reference = base_gen.frozen_copy().to(dev) if needs_reference else None
     rng = torch.Generator().manual_seed(cfg.seed)
-    run = Run(working, reference, inputs.target, inputs.camera, inputs.observation, rng, list(callbacks))
+    run = Run(
+        working, reference, inputs.target, inputs.camera, inputs.observation, rng, list(callbacks)
+    )
     fp = fingerprint(
-        inputs.target, inputs.camera, dump_toml(cfg), source.name, sorted((source.options or {}).items()),
-        [type(p).__name__ for p in extra], pivot if pivot is not None else "",
+        inputs.target,
+        inputs.camera,
+        dump_toml(cfg),
+        source.name,
+        sorted((source.options or {}).items()),
+        [type(p).__name__ for p in extra],
+        pivot if pivot is not None else "",
     )
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     runner = Runner(run, cfg, losses, extra, ckpt, fp)
@@ -185,9 +206,21 @@ def invert(
         run.callbacks = [*callbacks, bar]
         outcome = runner(resume=resume, pivot=pivot)
     return InversionResult(
-        ws=outcome.ws, camera=outcome.camera, input_camera=inputs.camera.detach().cpu(),
-        generator_name=source.name, generator_options=source.options, generator_note=source.reason,
-        scope=cfg.tune.scope, tuned=outcome.tuned, history=tuple(run.history), config=cfg,
+        ws=outcome.ws,
+        camera=outcome.camera,
+        input_camera=inputs.camera.detach().cpu(),
+        generator_name=source.name,
+        generator_options=source.options,
+        generator_note=source.reason,
+        scope=cfg.tune.scope,
+        tuned=outcome.tuned,
+        history=tuple(run.history),
+        config=cfg,
         target=inputs.target.detach().cpu(),
-        summary={"preset": cfg.preset, "device": str(dev), "generator": source.name, **outcome.summary},
+        summary={
+            "preset": cfg.preset,
+            "device": str(dev),
+            "generator": source.name,
+            **outcome.summary,
+        },
     )

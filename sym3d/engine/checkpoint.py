@@ -19,7 +19,14 @@ import torch
 from sym3d.atomic import atomic_path
 from sym3d.errors import CheckpointError, UserInputError
 
-__all__ = ["Phase", "RunState", "fingerprint", "save_run_state", "load_run_state", "CHECKPOINT_NAME"]
+__all__ = [
+    "Phase",
+    "RunState",
+    "fingerprint",
+    "save_run_state",
+    "load_run_state",
+    "CHECKPOINT_NAME",
+]
 
 CHECKPOINT_NAME = "run_state.pt"
 RUN_STATE_FORMAT = "sym3d-run-state/2"
@@ -72,8 +79,12 @@ def save_run_state(directory: str | os.PathLike, state: RunState) -> Path:
     """Write ``state`` to ``directory/run_state.pt`` atomically."""
     path = Path(directory) / CHECKPOINT_NAME
     data = {f.name: getattr(state, f.name) for f in attrs.fields(RunState)}
-    data.update(format=RUN_STATE_FORMAT, history=list(state.history), stage_state=dict(state.stage_state),
-                tuned=dict(state.tuned))
+    data.update(
+        format=RUN_STATE_FORMAT,
+        history=list(state.history),
+        stage_state=dict(state.stage_state),
+        tuned=dict(state.tuned),
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         torch.save(data, tmp)
@@ -96,14 +107,19 @@ def load_run_state(directory: str | os.PathLike, expected_fingerprint: str) -> R
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: unreadable run state ({type(exc).__name__}: {exc}).",
-                              hint="delete it to start the run over.") from None
+        raise CheckpointError(
+            f"{path}: unreadable run state ({type(exc).__name__}: {exc}).",
+            hint="delete it to start the run over.",
+        ) from None
     if not isinstance(data, dict) or data.get("format") != RUN_STATE_FORMAT:
-        raise CheckpointError(f"{path}: not a run state of this sym3d version.",
-                              hint="delete it to start the run over.")
+        raise CheckpointError(
+            f"{path}: not a run state of this sym3d version.",
+            hint="delete it to start the run over.",
+        )
     if data.get("fingerprint") != expected_fingerprint:
         raise UserInputError(
-            f"{path}: this checkpoint belongs to a different run (other image, camera, generator or settings).",
+            f"{path}: this checkpoint belongs to a different run "
+            "(other image, camera, generator or settings).",
             hint="use another output folder, or delete the checkpoint to start over.",
         )
     data.pop("format")

@@ -54,7 +54,9 @@ def resolve_generator(
     else:
         gen = generator
     if not isinstance(gen, Generator3D):
-        raise UserInputError(f"generator: {type(gen).__name__} does not satisfy sym3d.protocols.Generator3D.")
+        raise UserInputError(
+            f"generator: {type(gen).__name__} does not satisfy sym3d.protocols.Generator3D."
+        )
     record = build_record(gen)
     declared = generator_info(gen).build_options
     if record is not None:
@@ -66,7 +68,9 @@ def resolve_generator(
         return gen, GeneratorSource(gen.name, None, reason)
     exact = _json_exact(opts)
     if exact is None:
-        return gen, GeneratorSource(name, None, f"its factory options {dict(opts)!r} are not JSON values")
+        return gen, GeneratorSource(
+            name, None, f"its factory options {dict(opts)!r} are not JSON values"
+        )
     return gen, GeneratorSource(name, exact)
 
 
@@ -74,7 +78,10 @@ def _as_image(image: torch.Tensor | str | os.PathLike) -> torch.Tensor:
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
     if not isinstance(image, torch.Tensor):
-        raise UserInputError(f"image: expected a tensor [1,3,H,W] in [0,1] or a file path, got {type(image).__name__}.")
+        raise UserInputError(
+            "image: expected a tensor [1,3,H,W] in [0,1] or a file path, "
+            f"got {type(image).__name__}."
+        )
     x = image[None] if image.dim() == 3 else image
     check_shape(x, [1, 3, "H", "W"], "image")
     hint = "images are [0,1]; convert [-1,1] model output with sym3d.image.from_model_range()."
@@ -85,7 +92,9 @@ def _as_image(image: torch.Tensor | str | os.PathLike) -> torch.Tensor:
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
+    return F.interpolate(
+        x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size
+    )
 
 
 def _quality_warnings(camera: torch.Tensor, image: torch.Tensor, size: int) -> None:
@@ -115,7 +124,8 @@ def _estimate(
             pose_estimator = registry.build("pose", pose_estimator)
         except PluginNotFoundError as exc:
             raise UserInputError(
-                f"invert: no camera was given and no pose estimator {pose_estimator!r} is installed "
+                "invert: no camera was given and no pose estimator "
+                f"{pose_estimator!r} is installed "
                 f"({exc}).",
                 hint="install the faces extra (pip install 'sym3d[faces]'), or pass camera=.",
             ) from None
@@ -148,7 +158,10 @@ def prepare_inputs(
         image = observation.image if image is None else image
         camera = observation.camera if camera is None else camera
     if image is None or camera is None:
-        raise UserInputError("invert: pass an image and its camera, or an observation (from a pose estimator) that carries both.")
+        raise UserInputError(
+            "invert: pass an image and its camera, or an observation (from a pose estimator) "
+            "that carries both."
+        )
     target = _as_image(image)
     cam = camera[None] if camera.dim() == 1 else camera
     check_shape(cam, [1, 25], "camera")
@@ -160,8 +173,10 @@ def prepare_inputs(
             m = getattr(observation, key)
             masks[key] = None if m is None else _resize(m.float(), size).clamp(0, 1).to(device)
         obs = attrs.evolve(
-            observation, image=_resize(observation.image.float(), size).clamp(0, 1).to(device),
-            camera=observation.camera.to(device), **masks,
+            observation,
+            image=_resize(observation.image.float(), size).clamp(0, 1).to(device),
+            camera=observation.camera.to(device),
+            **masks,
         )
     target = _resize(target, size).clamp(0, 1).to(device)
     return Inputs(target=target, camera=cam.detach().clone().float().to(device), observation=obs)

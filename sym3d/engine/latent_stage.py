@@ -46,8 +46,13 @@ class LatentParams:
     ``refine_camera``, bounded yaw/pitch offsets of the input camera are optimised too.
     """
 
-    def __init__(self, generator: Generator3D, camera: torch.Tensor, config: LatentStageConfig,
-                 rng: torch.Generator) -> None:
+    def __init__(
+        self,
+        generator: Generator3D,
+        camera: torch.Tensor,
+        config: LatentStageConfig,
+        rng: torch.Generator,
+    ) -> None:
         self.config = config
         self.num_ws = generator.num_ws
         self.input_camera = camera
@@ -57,7 +62,9 @@ class LatentParams:
             kw = dict(num_samples=config.mean_samples, seed=config.mean_seed)
             w_avg = generator.mean_latent(camera, **kw)
             self.w_std = float(generator.latent_std(camera, **kw).mean())
-        self.var = (w_avg[:, :1] if config.space == "w" else w_avg).detach().clone().requires_grad_(True)
+        self.var = (
+            (w_avg[:, :1] if config.space == "w" else w_avg).detach().clone().requires_grad_(True)
+        )
         self.noise = list(generator.noise_buffers()) if config.optimize_noise else []
         self.originals = [b.detach().clone() for b in self.noise]
         with torch.no_grad():
@@ -71,7 +78,9 @@ class LatentParams:
         """The latent (and noise); the camera offset with ``camera_lr / lr`` when refined."""
         groups: list[dict[str, Any]] = [{"params": [self.var, *self.noise], "lr_scale": 1.0}]
         if self.config.refine_camera:
-            groups.append({"params": [self.camera_offset], "lr_scale": self.config.camera_lr / self.config.lr})
+            groups.append(
+                {"params": [self.camera_offset], "lr_scale": self.config.camera_lr / self.config.lr}
+            )
         return groups
 
     def camera(self) -> torch.Tensor:
@@ -85,9 +94,13 @@ class LatentParams:
         """The perturbed latent of this step and the (refined) camera."""
         c = self.config
         camera = self.camera()
-        sigma = latent_noise_scale(step / c.steps, w_std=self.w_std, strength=c.noise_strength, ramp=c.noise_ramp)
+        sigma = latent_noise_scale(
+            step / c.steps, w_std=self.w_std, strength=c.noise_strength, ramp=c.noise_ramp
+        )
         var = self.var
-        perturbed = var + sigma * torch.randn(var.shape, generator=rng).to(var) if sigma > 0 else var
+        perturbed = (
+            var + sigma * torch.randn(var.shape, generator=rng).to(var) if sigma > 0 else var
+        )
         return perturbed.expand(-1, self.num_ws, -1), camera
 
     def regularizers(self) -> dict[str, torch.Tensor]:
@@ -141,7 +154,10 @@ class LatentParams:
 
 
 def latent_stage(
-    generator: Generator3D, camera: torch.Tensor, config: LatentStageConfig, terms: Sequence[Prior],
+    generator: Generator3D,
+    camera: torch.Tensor,
+    config: LatentStageConfig,
+    terms: Sequence[Prior],
     rng: torch.Generator,
 ) -> Stage:
     """Stage 1: the latent with the StyleGAN2 projector's learning-rate schedule, no early stop."""

@@ -65,19 +65,36 @@ class Runner:
         """The set-up environment of ``stage``'s terms."""
         tune = self.config.tune
         every, views = (tune.aux_every, tune.num_views) if stage == "generator" else (1, 1)
-        return TermEnv(stage=stage, losses=self.losses, every=every, num_views=views,
-                       mirror_min_yaw=self.config.mirror_min_yaw)
+        return TermEnv(
+            stage=stage,
+            losses=self.losses,
+            every=every,
+            num_views=views,
+            mirror_min_yaw=self.config.mirror_min_yaw,
+        )
 
-    def save(self, stage: Phase, step: int, *, latent: torch.Tensor | None = None,
-             camera: torch.Tensor | None = None, stage_state: dict[str, Any] | None = None,
-             tuned: dict[str, torch.Tensor] | None = None) -> None:
+    def save(
+        self,
+        stage: Phase,
+        step: int,
+        *,
+        latent: torch.Tensor | None = None,
+        camera: torch.Tensor | None = None,
+        stage_state: dict[str, Any] | None = None,
+        tuned: dict[str, torch.Tensor] | None = None,
+    ) -> None:
         """Write the run state (no-op without a checkpoint folder)."""
         if self.checkpoint_dir is None:
             return
         state = RunState(
-            fingerprint=self.fingerprint, stage=stage, step=step, latent=None if latent is None else latent.detach().cpu(),
+            fingerprint=self.fingerprint,
+            stage=stage,
+            step=step,
+            latent=None if latent is None else latent.detach().cpu(),
             camera=None if camera is None else camera.detach().cpu(),
-            stage_state=stage_state or {}, tuned=tuned or {}, rng=self.run.rng.get_state(),
+            stage_state=stage_state or {},
+            tuned=tuned or {},
+            rng=self.run.rng.get_state(),
             history=tuple(self.run.history),
         )
         path = save_run_state(self.checkpoint_dir, state)
@@ -101,11 +118,15 @@ class Runner:
         if state is not None:
             self.run.rng.set_state(state.rng)
             self.run.history[:] = list(state.history)
-            emit(self.run.callbacks, Resumed(path=str(self.checkpoint_dir), stage=state.stage, step=state.step))
+            emit(
+                self.run.callbacks,
+                Resumed(path=str(self.checkpoint_dir), stage=state.stage, step=state.step),
+            )
         return state
 
-    def latent(self, state: RunState | None, pivot: torch.Tensor | None,
-               summary: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def latent(
+        self, state: RunState | None, pivot: torch.Tensor | None, summary: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage 1 (or the saved/given pivot): ``ws`` and the camera of stage 2."""
         run = self.run
         if state is not None and state.latent is not None and state.camera is not None:
@@ -128,8 +149,13 @@ class Runner:
         self.save("generator", 0, latent=ws, camera=camera)
         return ws, camera
 
-    def tune(self, state: RunState | None, ws: torch.Tensor, camera: torch.Tensor,
-             summary: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def tune(
+        self,
+        state: RunState | None,
+        ws: torch.Tensor,
+        camera: torch.Tensor,
+        summary: dict[str, Any],
+    ) -> dict[str, torch.Tensor]:
         """Stage 2 (or the saved result): the tuned parameters."""
         if state is not None and state.stage == "done":
             return dict(state.tuned)
@@ -157,4 +183,6 @@ class Runner:
         tuned = self.tune(state, ws, camera, summary)
         summary["tune_seconds"] = time.perf_counter() - t1
         self.save("done", self.config.tune.steps, latent=ws, camera=camera, tuned=tuned)
-        return RunOutcome(ws=ws.detach().cpu(), camera=camera.detach().cpu(), tuned=tuned, summary=summary)
+        return RunOutcome(
+            ws=ws.detach().cpu(), camera=camera.detach().cpu(), tuned=tuned, summary=summary
+        )

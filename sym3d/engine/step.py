@@ -48,10 +48,15 @@ class Run:
     history: list[dict[str, Any]] = attrs.field(factory=list)
 
     def log_step(
-        self, stage: str, step: int, num_steps: int, terms: Mapping[str, torch.Tensor], lr: float,
+        self,
+        stage: str,
+        step: int,
+        num_steps: int,
+        terms: Mapping[str, torch.Tensor],
+        lr: float,
         started: float,
     ) -> dict[str, float]:
-        """Record the step's terms (one host sync for all of them) and emit :class:`StepFinished`."""
+        """Record the step's terms (one host sync for all) and emit :class:`StepFinished`."""
         names = list(terms)
         values = [terms[n].detach().float().reshape(()) for n in names]
         losses = dict(zip(names, torch.stack(values).cpu().tolist() if names else [], strict=True))
@@ -59,13 +64,15 @@ class Run:
         self.history.append({"stage": stage, "step": step, "lr": lr, "seconds": seconds, **losses})
         emit(
             self.callbacks,
-            StepFinished(stage=stage, step=step, num_steps=num_steps, losses=losses, lr=lr, seconds=seconds),
+            StepFinished(
+                stage=stage, step=step, num_steps=num_steps, losses=losses, lr=lr, seconds=seconds
+            ),
         )
         return losses
 
 
 def sum_terms(terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Sum of the optimised terms in order (names whose last part starts with ``_`` are diagnostics)."""
+    """Sum of the optimised terms, in order (a last name part starting ``_`` is a diagnostic)."""
     total: torch.Tensor | None = None
     for name, value in terms.items():
         if name.rsplit("/", 1)[-1].startswith("_"):
@@ -77,8 +84,13 @@ def sum_terms(terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
 
 
 def render_step(
-    run: Run, stage: StageName, step: int, num_steps: int, terms: Sequence[Prior],
-    ws: torch.Tensor, camera: torch.Tensor,
+    run: Run,
+    stage: StageName,
+    step: int,
+    num_steps: int,
+    terms: Sequence[Prior],
+    ws: torch.Tensor,
+    camera: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
     """Render the input view and every view the active terms ask for in **one** call, then run them.
 
@@ -90,9 +102,17 @@ def render_step(
         the terms' values named ``"<term>/<value>"``.
     """
     base = PriorContext(
-        stage=stage, step=step, num_steps=num_steps, generator=run.generator,
-        reference=run.reference, ws=ws, target=run.target, camera=camera,
-        observation=run.observation, render=None, rng=run.rng,
+        stage=stage,
+        step=step,
+        num_steps=num_steps,
+        generator=run.generator,
+        reference=run.reference,
+        ws=ws,
+        target=run.target,
+        camera=camera,
+        observation=run.observation,
+        render=None,
+        rng=run.rng,
     )
     active = [p for p in terms if stage in p.stages and step % p.every == 0]
     requests: list[torch.Tensor | None] = []
@@ -108,7 +128,9 @@ def render_step(
         views = None
         if cams is not None:
             n = cams.shape[0]
-            views = PriorViews(cameras=cameras[:, offset : offset + n], render=out.views(offset, offset + n))
+            views = PriorViews(
+                cameras=cameras[:, offset : offset + n], render=out.views(offset, offset + n)
+            )
             offset += n
         for key, value in prior(ctx, views).items():
             values[f"{prior.name}/{key}"] = value

@@ -17,7 +17,9 @@ __all__ = ["TuneParams", "tune_stage"]
 class TuneParams:
     """The parameters of ``scope`` of the working generator (tuned in place); ``ws`` is frozen."""
 
-    def __init__(self, generator: Generator3D, ws: torch.Tensor, camera: torch.Tensor, scope: str) -> None:
+    def __init__(
+        self, generator: Generator3D, ws: torch.Tensor, camera: torch.Tensor, scope: str
+    ) -> None:
         self.params = generator.tunable_parameters(scope)
         for p in generator.parameters():
             p.requires_grad_(False)
@@ -63,10 +65,19 @@ class TuneParams:
 
 
 def tune_stage(
-    generator: Generator3D, ws: torch.Tensor, camera: torch.Tensor, config: TuneStageConfig,
+    generator: Generator3D,
+    ws: torch.Tensor,
+    camera: torch.Tensor,
+    config: TuneStageConfig,
     terms: Sequence[Prior],
 ) -> Stage:
     """Stage 2: constant learning rate, early stop on the reconstruction's perceptual loss."""
     params = TuneParams(generator, ws, camera, config.scope)
-    return Stage("generator", config.steps, params, lambda _step: config.lr, terms,
-                 PerceptualBelow(config.early_stop))
+    return Stage(
+        "generator",
+        config.steps,
+        params,
+        lambda _step: config.lr,
+        terms,
+        PerceptualBelow(config.early_stop),
+    )

@@ -161,4 +161,6 @@ class BasePrior(abc.ABC):
         """Return the weighted loss terms (see :meth:`sym3d.protocols.Prior.__call__`)."""
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, stages={self.stages}, every={self.every})"
+        return (
+            f"{type(self).__name__}(name={self.name!r}, stages={self.stages}, every={self.every})"
+        )

@@ -1,4 +1,4 @@
-"""``depth_reg`` (stage 2): the tuned generator's depth kept close to the frozen one at random views."""
+"""``depth_reg`` (stage 2): the tuned depth kept near the frozen generator's at random views."""
 
 from __future__ import annotations
 

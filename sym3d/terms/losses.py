@@ -68,7 +68,10 @@ class Losses:
 
 
 def build_losses(
-    perceptual: str, perceptual_resize: int, contextual_features: str, registry: Registry,
+    perceptual: str,
+    perceptual_resize: int,
+    contextual_features: str,
+    registry: Registry,
     device: torch.device,
 ) -> Losses:
     """Build the named perceptual loss and the MSE on ``device`` (the extractor comes lazily)."""

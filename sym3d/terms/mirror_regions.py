@@ -23,7 +23,7 @@ __all__ = ["MirrorRegionsConfig", "MirrorRegions", "region_boxes"]
 
 @attrs.frozen(kw_only=True)
 class MirrorRegionsConfig(TermConfig, name="mirror_regions", stages=("generator",)):
-    """Contextual loss to the warped mirror inside facial regions; used when |yaw| is large enough."""
+    """Contextual loss to the warped mirror inside facial regions (when |yaw| is large enough)."""
 
     weight: float = attrs.field(default=0.02, converter=float, validator=v.ge(0.0))
     """Weight of the summed region contextual losses (SPI: 0.1 x 0.05 x 4)."""
@@ -79,7 +79,9 @@ def region_boxes(ctx: PriorContext, names: tuple[str, ...], padding: float) -> t
         else:
             ys, xs = torch.nonzero(mask, as_tuple=True)
             size = mask.shape[-1]
-            boxes = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()[None] / size
+            boxes = (
+                torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()[None] / size
+            )
     return boxes.clamp(0.0, 1.0)[None].to(ctx.target.device)
 
 
@@ -97,7 +99,12 @@ class MirrorRegions(BasePrior):
     """
 
     def __init__(
-        self, config: MirrorRegionsConfig, losses: Losses, *, num_views: int = 4, every: int = 4,
+        self,
+        config: MirrorRegionsConfig,
+        losses: Losses,
+        *,
+        num_views: int = 4,
+        every: int = 4,
         min_yaw: float = 0.2,
     ) -> None:
         super().__init__("mirror_regions", ("generator",), every=every)
@@ -116,8 +123,11 @@ class MirrorRegions(BasePrior):
             return None
         c = self.config
         return sample_cameras_around(
-            mirror_camera(ctx.camera), self.num_views, yaw_range=c.yaw_range,
-            pitch_range=c.pitch_range, generator=ctx.rng,
+            mirror_camera(ctx.camera),
+            self.num_views,
+            yaw_range=c.yaw_range,
+            pitch_range=c.pitch_range,
+            generator=ctx.rng,
         )[0]
 
     def pseudo_labels(
@@ -130,7 +140,8 @@ class MirrorRegions(BasePrior):
         """
         c = self.config
         kw = dict(
-            depth_mode=c.depth_mode, use_face_mask=c.use_face_mask,
+            depth_mode=c.depth_mode,
+            use_face_mask=c.use_face_mask,
             occlusion_threshold=c.occlusion_threshold,
         )
         warped_m = warp_photo(ctx, views.render, views.cameras, mirrored=True, **kw)
@@ -152,9 +163,16 @@ class MirrorRegions(BasePrior):
         pred_f, target_f, mask_f = mirror_image(pred), mirror_image(target), mirror_image(mask)
         boxes = region_boxes(ctx, c.regions, c.region_padding).expand(pred.shape[0], -1, -1)
         loss = region_contextual_loss(
-            pred_f, target_f, boxes, self.losses.extractor(), crop_size=c.crop_size,
-            resize_to=self.losses.resize or None, mask=mask_f, weight_mask=mask_f,
-            bandwidth=c.bandwidth, reduction="none",
+            pred_f,
+            target_f,
+            boxes,
+            self.losses.extractor(),
+            crop_size=c.crop_size,
+            resize_to=self.losses.resize or None,
+            mask=mask_f,
+            weight_mask=mask_f,
+            bandwidth=c.bandwidth,
+            reduction="none",
         ).mean()
         return {
             "contextual": c.weight * loss,

@@ -67,7 +67,9 @@ class MirrorView(BasePrior):
         c = self.config
         pred = from_model_range(views.render.image[:, 0])
         target = mirror_image(ctx.target)
-        terms = {"perceptual": lam * c.perceptual_weight * self.losses.perceptual(pred, target).mean()}
+        terms = {
+            "perceptual": lam * c.perceptual_weight * self.losses.perceptual(pred, target).mean()
+        }
         if c.mse_weight > 0:
             terms["mse"] = lam * c.mse_weight * self.losses.mse(pred, target).mean()
         terms["_weight"] = torch.tensor(lam)

@@ -21,7 +21,7 @@ PERCEPTUAL_KEY = "reconstruction/_perceptual"
 
 @attrs.frozen(kw_only=True)
 class ReconstructionConfig(TermConfig, name="reconstruction"):
-    """``perceptual_weight * perceptual(x_hat, x) + mse_weight * MSE(x_hat, x)`` on the input view."""
+    """``perceptual_weight * perceptual(x_hat, x) + mse_weight * MSE(x_hat, x)``, input view."""
 
     perceptual_weight: float = attrs.field(default=1.0, converter=float, validator=v.ge(0.0))
     """Weight of the perceptual loss."""

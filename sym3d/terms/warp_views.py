@@ -27,7 +27,7 @@ class WarpViewsConfig(TermConfig, name="warp_views", stages=("generator",)):
     pitch_range: float = attrs.field(default=0.1, converter=float, validator=v.ge(0.0))
     """Half-width of the pitch offsets (radians)."""
     occlusion_threshold: float = attrs.field(default=0.05, converter=float, validator=v.gt(0.0))
-    """Max |z_point - z_surface| in the source view for a pixel to count as visible (world units)."""
+    """Max |z_point - z_surface| in the source view for a visible pixel (world units)."""
     depth_mode: DepthMode = attrs.field(default="camera_z", validator=v.in_(("camera_z", "spi")))
     """``camera_z``: ray distance converted to camera z (correct); ``spi``: the official quirk."""
     use_face_mask: bool = attrs.field(default=True, validator=v.instance_of(bool))
@@ -58,7 +58,10 @@ class WarpViews(BasePrior):
         """``num_views`` cameras around the input camera."""
         c = self.config
         return sample_cameras_around(
-            ctx.camera, self.num_views, yaw_range=c.yaw_range, pitch_range=c.pitch_range,
+            ctx.camera,
+            self.num_views,
+            yaw_range=c.yaw_range,
+            pitch_range=c.pitch_range,
             generator=ctx.rng,
         )[0]
 
@@ -68,8 +71,12 @@ class WarpViews(BasePrior):
             return {}
         c = self.config
         warped = warp_photo(
-            ctx, views.render, views.cameras, depth_mode=c.depth_mode,
-            use_face_mask=c.use_face_mask, occlusion_threshold=c.occlusion_threshold,
+            ctx,
+            views.render,
+            views.cameras,
+            depth_mode=c.depth_mode,
+            use_face_mask=c.use_face_mask,
+            occlusion_threshold=c.occlusion_threshold,
         )
         pred = from_model_range(views.render.image[0])  # [V, 3, H, W]
         mask = warped.mask[0]

@@ -37,4 +37,7 @@ class CenterDepth(BasePrior):
         assert views is not None
         depth = views.render.depth[0, 0, 0]
         centre = depth[depth.shape[0] // 2, depth.shape[1] // 2]
-        return {"depth": self.config.weight * (centre - self.config.target).square(), "_centre": centre.detach()}
+        return {
+            "depth": self.config.weight * (centre - self.config.target).square(),
+            "_centre": centre.detach(),
+        }

@@ -18,13 +18,26 @@ from .conftest import FAST
 def test_refined_camera_is_returned_and_the_input_camera_is_never_modified(side_view):
     img, cam = side_view
     before = cam.clone()
-    r = sym3d.invert(img, cam, generator=TinyGenerator3D(),
-                     overrides=[*FAST, "latent.steps=4", "tune.steps=2", "latent.refine_camera=true",
-                                "latent.camera_lr=0.05"])
+    r = sym3d.invert(
+        img,
+        cam,
+        generator=TinyGenerator3D(),
+        overrides=[
+            *FAST,
+            "latent.steps=4",
+            "tune.steps=2",
+            "latent.refine_camera=true",
+            "latent.camera_lr=0.05",
+        ],
+    )
     assert torch.equal(cam, before) and torch.equal(r.input_camera, before)
-    assert float((r.camera - before).abs().max()) > 1e-4  # the refined camera is the result's camera
+    assert (
+        float((r.camera - before).abs().max()) > 1e-4
+    )  # the refined camera is the result's camera
     assert abs(r.summary["camera_refined_dyaw"]) > 0
-    plain = sym3d.invert(img, cam, generator=TinyGenerator3D(), overrides=[*FAST, "latent.steps=2", "tune.steps=0"])
+    plain = sym3d.invert(
+        img, cam, generator=TinyGenerator3D(), overrides=[*FAST, "latent.steps=2", "tune.steps=0"]
+    )
     assert torch.equal(plain.camera, before)
 
 
@@ -41,12 +54,30 @@ def test_stage_one_is_checkpointed_and_resumes_where_it_stopped(side_view, tmp_p
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        sym3d.invert(img, cam, generator=TinyGenerator3D(), overrides=over, checkpoint_dir=tmp_path, callbacks=[stop_at_3])
+        sym3d.invert(
+            img,
+            cam,
+            generator=TinyGenerator3D(),
+            overrides=over,
+            checkpoint_dir=tmp_path,
+            callbacks=[stop_at_3],
+        )
     state = torch.load(tmp_path / "run_state.pt", weights_only=True)
-    assert state["stage"] == "latent" and state["step"] == 2 and set(state["stage_state"]) == {"params", "optimizer"}
+    assert (
+        state["stage"] == "latent"
+        and state["step"] == 2
+        and set(state["stage_state"]) == {"params", "optimizer"}
+    )
     events = []
-    r = sym3d.invert(img, cam, generator=TinyGenerator3D(), overrides=over, checkpoint_dir=tmp_path,
-                     callbacks=[events.append], progress="plain")
+    r = sym3d.invert(
+        img,
+        cam,
+        generator=TinyGenerator3D(),
+        overrides=over,
+        checkpoint_dir=tmp_path,
+        callbacks=[events.append],
+        progress="plain",
+    )
     assert events[0] == Resumed(path=str(tmp_path), stage="latent", step=2)
     assert [e.step for e in events if isinstance(e, StepFinished)] == [2, 3, 4]
     assert [h["step"] for h in r.history] == [0, 1, 2, 3, 4]
@@ -55,11 +86,20 @@ def test_stage_one_is_checkpointed_and_resumes_where_it_stopped(side_view, tmp_p
 
 def _registry_with_plain_generator():
     reg = build_registry(default_plugin_manager())
-    reg.add(ComponentSpec(kind="generator", name="plain", factory=lambda **o: TinyGenerator3D(**o), plugin="thirdparty"))
+    reg.add(
+        ComponentSpec(
+            kind="generator",
+            name="plain",
+            factory=lambda **o: TinyGenerator3D(**o),
+            plugin="thirdparty",
+        )
+    )
     return reg
 
 
-def test_a_third_party_generator_without_optional_members_rebuilds_exactly_in_render(side_view, tmp_path, monkeypatch):
+def test_a_third_party_generator_without_optional_members_rebuilds_exactly_in_render(
+    side_view, tmp_path, monkeypatch
+):
     from sym3d.cli import main
     from sym3d_extras.cli_photos import _load_result
 
@@ -69,16 +109,42 @@ def test_a_third_party_generator_without_optional_members_rebuilds_exactly_in_re
     gen = sym3d.load_generator("plain", registry=reg, resolution=24, near=2.3, far=3.2)
     assert not hasattr(gen, "info")  # nothing optional declared
     r = sym3d.invert(img, cam, generator=gen, overrides=[*FAST, "latent.steps=2", "tune.steps=2"])
-    assert r.generator_name == "plain" and r.generator_options == {"resolution": 24, "near": 2.3, "far": 3.2}
+    assert r.generator_name == "plain" and r.generator_options == {
+        "resolution": 24,
+        "near": 2.3,
+        "far": 3.2,
+    }
     r.save(tmp_path / "res")
     cams = look_at(torch.tensor([-0.5, 0.4]), 0.0)
     expected = r.render(r.apply(gen), cams).image
     loaded, tuned = _load_result(tmp_path / "res", None, "cpu")
     assert torch.equal(loaded.render(tuned, cams).image, expected)
-    assert torch.equal(InversionResult.load(tmp_path / "res").generator(registry=reg).render(r.ws, cams[None]).image, expected)
-    wrong = r.render(r.apply(TinyGenerator3D()), cams).image  # what an unrecorded rebuild would give
+    assert torch.equal(
+        InversionResult.load(tmp_path / "res")
+        .generator(registry=reg)
+        .render(r.ws, cams[None])
+        .image,
+        expected,
+    )
+    wrong = r.render(
+        r.apply(TinyGenerator3D()), cams
+    ).image  # what an unrecorded rebuild would give
     assert wrong.shape != expected.shape
-    assert main(["render", str(tmp_path / "res"), "--views", "3", "--video-frames", "0", "--mesh-resolution", "0"]) == 0
+    assert (
+        main(
+            [
+                "render",
+                str(tmp_path / "res"),
+                "--views",
+                "3",
+                "--video-frames",
+                "0",
+                "--mesh-resolution",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert any((tmp_path / "res" / "render").iterdir())
 
 
@@ -86,12 +152,20 @@ def test_a_result_whose_generator_cannot_be_rebuilt_says_so(side_view, tmp_path,
     from sym3d.cli import main
 
     img, cam = side_view
-    r = sym3d.invert(img, cam, generator=TinyGenerator3D(resolution=24), overrides=[*FAST, "latent.steps=1", "tune.steps=0"])
+    r = sym3d.invert(
+        img,
+        cam,
+        generator=TinyGenerator3D(resolution=24),
+        overrides=[*FAST, "latent.steps=1", "tune.steps=0"],
+    )
     assert r.generator_options is None and "built outside the registry" in r.generator_note
     r.save(tmp_path / "res")
     with pytest.raises(CheckpointError, match="cannot be rebuilt"):
         InversionResult.load(tmp_path / "res").generator()
-    assert main(["render", str(tmp_path / "res"), "--video-frames", "0", "--mesh-resolution", "0"]) == 2
+    assert (
+        main(["render", str(tmp_path / "res"), "--video-frames", "0", "--mesh-resolution", "0"])
+        == 2
+    )
     assert "cannot be rebuilt" in capsys.readouterr().err
     assert not (tmp_path / "res" / "render").exists()
 
@@ -120,8 +194,13 @@ def test_a_photo_without_a_camera_is_posed_by_the_pose_estimator(side_view, tmp_
     pose = FakePose(cam)
     reg.add(ComponentSpec(kind="pose", name="fake", factory=lambda: pose, plugin="test"))
     assert sym3d.load_pose_estimator("fake", registry=reg) is pose
-    r = sym3d.invert(tmp_path / "photo.png", generator=TinyGenerator3D(), pose_estimator="fake", registry=reg,
-                     overrides=[*FAST, "latent.steps=1", "tune.steps=0"])
+    r = sym3d.invert(
+        tmp_path / "photo.png",
+        generator=TinyGenerator3D(),
+        pose_estimator="fake",
+        registry=reg,
+        overrides=[*FAST, "latent.steps=1", "tune.steps=0"],
+    )
     assert pose.calls == 1 and torch.equal(r.input_camera, cam)
     assert r.target.shape == (1, 3, 32, 32)
 
