@@ -15,7 +15,7 @@ from sym3d.checks import check_shape
 from sym3d.config import InversionConfig, apply_overrides, dump_toml, load_toml
 from sym3d.engine.checkpoint import fingerprint
 from sym3d.engine.events import Callback
-from sym3d.engine.inputs import prepare_inputs, resolve_generator
+from sym3d.engine.inputs import build_extra_priors, prepare_inputs, resolve_generator
 from sym3d.engine.presets import get_preset
 from sym3d.engine.result import InversionResult
 from sym3d.engine.runner import Runner
@@ -94,6 +94,16 @@ def resolve_config(
     return apply_overrides(cfg, overrides) if overrides else cfg
 
 
+def _needs_reference(cfg: InversionConfig, extra: Sequence[Prior]) -> bool:
+    """Whether stage 2 needs the frozen pretrained generator (a term or an extra prior reads it)."""
+    if cfg.tune.steps == 0:
+        return False
+    terms = cfg.tune.terms.values()
+    return any(t.enabled and t.needs_reference for t in terms) or any(
+        "generator" in p.stages for p in extra
+    )
+
+
 def _progress(progress: Progress, callbacks: Sequence[Callback]) -> Any:
     """A renderer of :mod:`sym3d.cli.progress` for ``progress``.
 
@@ -160,51 +170,30 @@ def invert(
     reg = _registry(registry)
     base_gen, source = resolve_generator(generator, generator_options, reg)
     info = generator_info(base_gen)
-    if tuple(info.image_range) != (-1.0, 1.0):
-        raise UserInputError(
-            f"generator {base_gen.name!r} renders images in {info.image_range}; "
-            "sym3d needs [-1, 1]."
-        )
     cfg = resolve_config(preset, config, overrides, recommended=info.recommended_overrides)
     dev = torch.device(device) if device is not None else next(base_gen.parameters()).device
-    inputs = prepare_inputs(
-        image, camera, observation, pose_estimator, base_gen.img_resolution, dev, reg
-    )
-    extra = [reg.build("prior", p) if isinstance(p, str) else p for p in priors]
-    for p in extra:
-        if not isinstance(p, Prior):
-            raise UserInputError(
-                f"priors: {type(p).__name__} does not satisfy sym3d.protocols.Prior "
-                "(name, stages, every, views(), __call__)."
-            )
+    size = base_gen.img_resolution
+    inputs = prepare_inputs(image, camera, observation, pose_estimator, size, dev, reg)
+    extra = build_extra_priors(priors, reg)
     if pivot is not None:
         check_shape(pivot, [1, base_gen.num_ws, base_gen.w_dim], "pivot")
 
     losses = build_losses(cfg.perceptual, cfg.perceptual_resize, cfg.contextual_features, reg, dev)
     working = copy.deepcopy(base_gen).to(dev)
-    needs_reference = cfg.tune.steps > 0 and (
-        any(t.enabled and t.needs_reference for t in cfg.tune.terms.values())
-        or any("generator" in p.stages for p in extra)
-    )
-    reference = base_gen.frozen_copy().to(dev) if needs_reference else None
+    reference = base_gen.frozen_copy().to(dev) if _needs_reference(cfg, extra) else None
     rng = torch.Generator().manual_seed(cfg.seed)
-    run = Run(
-        working, reference, inputs.target, inputs.camera, inputs.observation, rng, list(callbacks)
-    )
+    run = Run(working, reference, inputs.target, inputs.camera, inputs.observation, rng, [])
+    options = sorted((source.options or {}).items())
+    names = [type(p).__name__ for p in extra]
+    given = pivot if pivot is not None else ""
     fp = fingerprint(
-        inputs.target,
-        inputs.camera,
-        dump_toml(cfg),
-        source.name,
-        sorted((source.options or {}).items()),
-        [type(p).__name__ for p in extra],
-        pivot if pivot is not None else "",
+        inputs.target, inputs.camera, dump_toml(cfg), source.name, options, names, given
     )
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    runner = Runner(run, cfg, losses, extra, ckpt, fp)
     with _progress(progress, callbacks) as bar:
         run.callbacks = [*callbacks, bar]
-        outcome = runner(resume=resume, pivot=pivot)
+        outcome = Runner(run, cfg, losses, extra, ckpt, fp)(resume=resume, pivot=pivot)
+    summary = {"preset": cfg.preset, "device": str(dev), "generator": source.name}
     return InversionResult(
         ws=outcome.ws,
         camera=outcome.camera,
@@ -217,10 +206,5 @@ def invert(
         history=tuple(run.history),
         config=cfg,
         target=inputs.target.detach().cpu(),
-        summary={
-            "preset": cfg.preset,
-            "device": str(dev),
-            "generator": source.name,
-            **outcome.summary,
-        },
+        summary={**summary, **outcome.summary},
     )

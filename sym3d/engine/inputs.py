@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -16,10 +16,16 @@ from sym3d.camera import yaw_pitch_roll
 from sym3d.checks import check_range, check_shape
 from sym3d.errors import PluginNotFoundError, QualityWarning, UserInputError
 from sym3d.image import load_image
-from sym3d.protocols import FaceObservation, Generator3D, PoseEstimator, generator_info
+from sym3d.protocols import FaceObservation, Generator3D, PoseEstimator, Prior, generator_info
 from sym3d.registry import Registry, build_record
 
-__all__ = ["GeneratorSource", "resolve_generator", "Inputs", "prepare_inputs"]
+__all__ = [
+    "GeneratorSource",
+    "resolve_generator",
+    "build_extra_priors",
+    "Inputs",
+    "prepare_inputs",
+]
 
 
 @attrs.frozen
@@ -57,6 +63,12 @@ def resolve_generator(
         raise UserInputError(
             f"generator: {type(gen).__name__} does not satisfy sym3d.protocols.Generator3D."
         )
+    image_range = tuple(generator_info(gen).image_range)
+    if image_range != (-1.0, 1.0):
+        raise UserInputError(
+            f"generator {gen.name!r} renders images in {image_range}; sym3d needs [-1, 1].",
+            hint="declare info=GeneratorInfo(image_range=(-1.0, 1.0)) and render in [-1, 1].",
+        )
     record = build_record(gen)
     declared = generator_info(gen).build_options
     if record is not None:
@@ -72,6 +84,18 @@ def resolve_generator(
             name, None, f"its factory options {dict(opts)!r} are not JSON values"
         )
     return gen, GeneratorSource(name, exact)
+
+
+def build_extra_priors(priors: Sequence[Prior | str], registry: Registry) -> list[Prior]:
+    """The caller's extra priors (objects, or names built from the registry), checked."""
+    extra = [registry.build("prior", p) if isinstance(p, str) else p for p in priors]
+    for p in extra:
+        if not isinstance(p, Prior):
+            raise UserInputError(
+                f"priors: {type(p).__name__} does not satisfy sym3d.protocols.Prior "
+                "(name, stages, every, views(), __call__)."
+            )
+    return extra
 
 
 def _as_image(image: torch.Tensor | str | os.PathLike) -> torch.Tensor:
