@@ -164,7 +164,7 @@ def run_quality(
                 cfg = apply_overrides(cfg, {"seed": settings.seed})
                 key = _stage1_key(cfg)
                 pivot = pivots.get(key)
-                result = sym3d.invert(observation=obs, generator=world, config=cfg, pivot=pivot)
+                result = sym3d.invert(observation=obs, generator=world, config=cfg, pivot=pivot, progress="off")
                 pivots.setdefault(key, result.ws)
                 tuned = result.apply(world)
                 with torch.no_grad():

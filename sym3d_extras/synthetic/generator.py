@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 
+import attrs
 import torch
 from torch import nn
 
@@ -294,8 +295,11 @@ def build_symheads(**options: object) -> SymHeadsGenerator:
     if isinstance(opts.get("residual"), dict):
         opts["residual"] = ResidualConfig(**opts["residual"])  # type: ignore[arg-type]
     try:
-        return SymHeadsGenerator(**opts)  # type: ignore[arg-type]
+        gen = SymHeadsGenerator(**opts)  # type: ignore[arg-type]
     except TypeError as exc:
         raise ConfigError(
             f"symheads options: {exc}.", hint="see SymHeadsGenerator's arguments."
         ) from exc
+    # Results rebuild it from these options even when it was built without the registry.
+    gen.info = attrs.evolve(gen.info, build_options=dict(options))
+    return gen
