@@ -214,3 +214,37 @@ def test_progress_is_shown_when_asked_and_off_by_default_when_not_interactive(si
     assert "stage 1 latent: 1 steps" in capsys.readouterr().err
     with pytest.raises(UserInputError, match="progress"):
         sym3d.invert(img, cam, generator=TinyGenerator3D(), overrides=over, progress="loud")
+
+
+def test_run_state_round_trips_and_refuses_foreign_or_broken_files(tmp_path):
+    from sym3d.engine.checkpoint import RunState, load_run_state, save_run_state
+
+    rng = torch.Generator().manual_seed(3)
+    state = RunState(
+        fingerprint="abc",
+        stage="generator",
+        step=4,
+        latent=torch.randn(1, 2, 3),
+        camera=torch.randn(1, 25),
+        stage_state={
+            "params": {"planes": torch.ones(2)},
+            "optimizer": {"state": {}, "param_groups": []},
+        },
+        rng=rng.get_state(),
+        history=({"stage": "latent", "step": 0, "total": 1.5},),
+    )
+    save_run_state(tmp_path, state)
+    back = load_run_state(tmp_path, "abc")
+    assert isinstance(back, RunState) and back.stage == "generator" and back.step == 4
+    assert torch.equal(back.latent, state.latent) and torch.equal(back.rng, state.rng)
+    assert (
+        torch.equal(back.stage_state["params"]["planes"], torch.ones(2))
+        and back.history == state.history
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["run_state.pt"]  # atomic: no temporary left
+    with pytest.raises(UserInputError, match="belongs to a different run"):
+        load_run_state(tmp_path, "other")
+    (tmp_path / "run_state.pt").write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError, match="unreadable run state"):
+        load_run_state(tmp_path, "abc")
+    assert load_run_state(tmp_path / "empty", "abc") is None
