@@ -152,6 +152,9 @@ class Registry:
     def build(self, kind: str, name: str, **options: Any) -> Any:
         """Build the component ``(kind, name)`` with ``options``.
 
+        The options are remembered with the component (:func:`build_record`), so that a result
+        made with it records how to rebuild exactly this component.
+
         Raises:
             PluginNotFoundError: unknown name.
             MissingDependencyError: a requirement is not installed (names the pip extra).
