@@ -163,7 +163,7 @@ def latent_stage(
     """Stage 1: the latent with the StyleGAN2 projector's learning-rate schedule, no early stop."""
 
     def schedule(step: int) -> float:
-        t = step / config.steps
+        t = step / max(config.steps, 1)  # steps=0: no step runs; the optimiser still needs an lr
         return projector_lr(t, peak=config.lr, rampup=config.lr_rampup, rampdown=config.lr_rampdown)
 
     params = LatentParams(generator, camera, config, rng)

@@ -248,3 +248,10 @@ def test_run_state_round_trips_and_refuses_foreign_or_broken_files(tmp_path):
     with pytest.raises(CheckpointError, match="unreadable run state"):
         load_run_state(tmp_path, "abc")
     assert load_run_state(tmp_path / "empty", "abc") is None
+
+
+def test_zero_latent_steps_keep_the_camera_conditioned_mean_latent(side_view):
+    img, cam = side_view
+    gen = TinyGenerator3D()
+    r = sym3d.invert(img, cam, generator=gen, preset="w+", overrides=[*FAST, "latent.steps=0"])
+    assert torch.equal(r.ws, gen.mean_latent(cam, num_samples=600, seed=123)) and r.history == ()
