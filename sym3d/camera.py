@@ -24,15 +24,19 @@ Conventions (see ``docs/conventions.md``):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 import torch
 
 from sym3d.checks import check_shape
+from sym3d.errors import CameraLabelError
 
 __all__ = [
     "CameraLabels",
+    "check_camera_labels",
+    "first_bad_camera_label",
+    "label_entry_name",
     "FFHQ_FOCAL",
     "FFHQ_RADIUS",
     "FFHQ_PIVOT",
@@ -63,6 +67,15 @@ FFHQ_PIVOT: tuple[float, float, float] = (0.0, 0.0, 0.2)
 """Point the FFHQ cameras look at."""
 
 _MIRROR = torch.tensor([-1.0, 1.0, 1.0, 1.0])
+
+ROTATION_TOLERANCE: float = 1e-2
+"""Largest accepted ``max |R^T R - I|`` of a label's rotation: labels rounded to 3 decimals pass,
+a scaled, sheared or degenerate (all-zero) rotation fails."""
+MAX_CAMERA_DISTANCE: float = 100.0
+"""Largest accepted distance of a camera from the world origin (EG3D FFHQ: 2.7 units)."""
+FOCAL_RANGE: tuple[float, float] = (0.05, 50.0)
+"""Accepted normalised focal lengths: fields of view from about 1 to 168 degrees. A focal in pixels
+(EG3D FFHQ: 2985) is out of range: normalised intrinsics divide by the image size."""
 
 
 @attrs.frozen
@@ -121,6 +134,161 @@ class CameraLabels:
     def pack(self) -> torch.Tensor:
         """Return the ``[..., 25]`` tensor."""
         return self.data
+
+
+def label_entry_name(index: int) -> str:
+    """Human name of entry ``index`` (0..24) of a camera label, e.g. ``"cam2world[0][3]"``."""
+    if not 0 <= index < 25:
+        raise ValueError(f"index: expected 0..24, got {index}.")
+    if index < 16:
+        return f"cam2world[{index // 4}][{index % 4}]"
+    return f"intrinsics[{(index - 16) // 3}][{(index - 16) % 3}]"
+
+
+def _fmt(values: torch.Tensor) -> str:
+    return "[" + ", ".join(f"{float(v):.4g}" for v in values.reshape(-1)) + "]"
+
+
+def _label_checks(raw: torch.Tensor) -> list[tuple[torch.Tensor, Callable[[int], str]]]:
+    """The checks of :func:`first_bad_camera_label` on ``raw [N, 25]`` float64, in order.
+
+    Each is ``(bad [N] bool, describe(i) -> sentence)``; ``describe(i)`` is only called for the
+    first check that flags label ``i``, so it may assume the earlier checks passed.
+    """
+    n = raw.shape[0]
+    finite = torch.isfinite(raw)
+    c = torch.where(finite, raw, torch.zeros_like(raw))  # non-finite: only the first check fails
+    m, k = c[:, :16].reshape(n, 4, 4), c[:, 16:].reshape(n, 3, 3)
+    rot, pos = m[:, :3, :3], m[:, :3, 3]
+    eye = torch.eye(3, dtype=c.dtype)
+    ortho_err = (rot.transpose(-1, -2) @ rot - eye).abs().amax(dim=(-1, -2))
+    last_row = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=c.dtype)
+    dist = pos.norm(dim=-1)
+    fx, fy, skew, cx, cy = k[:, 0, 0], k[:, 1, 1], k[:, 0, 1], k[:, 0, 2], k[:, 1, 2]
+    lo, hi = FOCAL_RANGE
+    rest = torch.stack([k[:, 1, 0], k[:, 2, 0], k[:, 2, 1], k[:, 2, 2] - 1.0], -1).abs().amax(-1)
+    depth = -(pos * rot[:, :, 2]).sum(-1)  # depth of the world origin along the optical axis
+    uv, _ = project_points(torch.zeros(n, 1, 3, dtype=c.dtype), c)
+    uv = uv[:, 0]
+
+    def non_finite(i: int) -> str:
+        j = int((~finite[i]).nonzero()[0])
+        return f"entry {j} ({label_entry_name(j)}) is {float(raw[i, j])}; expected a finite number."
+
+    def bad_last_row(i: int) -> str:
+        row = _fmt(m[i, 3])
+        return f"the last row of cam2world (entries 12-15) is {row}; expected [0, 0, 0, 1]."
+
+    def bad_rotation(i: int) -> str:
+        what = "all zero (no pose)" if float(rot[i].abs().max()) == 0.0 else "not orthonormal"
+        return (
+            f"the rotation cam2world[:3, :3] is {what}: max |R^T R - I| = "
+            f"{float(ortho_err[i]):.3g}, expected at most {ROTATION_TOLERANCE:g}."
+        )
+
+    def bad_focal(i: int) -> str:
+        name, f = ("fx", float(fx[i])) if not lo <= float(fx[i]) <= hi else ("fy", float(fy[i]))
+        pixels = " (it looks like pixels: divide by the image size)" if f > hi else ""
+        return (
+            f"the normalised focal length {name} = {f:.4g} is outside [{lo:g}, {hi:g}]{pixels}; "
+            f"EG3D FFHQ uses {FFHQ_FOCAL}."
+        )
+
+    def bad_principal(i: int) -> str:
+        name, v = ("cx", float(cx[i])) if not 0.0 <= float(cx[i]) <= 1.0 else ("cy", float(cy[i]))
+        return (
+            f"the principal point {name} = {v:.4g} is outside the image [0, 1]; "
+            "expected 0.5 for a centred crop."
+        )
+
+    def far(i: int) -> str:
+        return (
+            f"the camera is {float(dist[i]):.4g} units from the world origin (cam2world[:3][3] = "
+            f"{_fmt(pos[i])}); expected at most {MAX_CAMERA_DISTANCE:g} (EG3D FFHQ: {FFHQ_RADIUS})."
+        )
+
+    def off_image(i: int) -> str:
+        u, v = float(uv[i, 0]), float(uv[i, 1])
+        return (
+            f"the camera does not look at the head: the world origin appears at ({u:.3g}, {v:.3g}) "
+            "in normalised image coordinates, outside [0, 1]."
+        )
+
+    reflection = "the rotation cam2world[:3, :3] has determinant -1 (a reflection); expected +1."
+    behind = "the head (the world origin) is behind the camera; the camera must look at the head."
+    det = (rot[:, :, 0] * torch.linalg.cross(rot[:, :, 1], rot[:, :, 2], dim=-1)).sum(-1)
+    return [
+        (~finite.all(-1), non_finite),
+        (ortho_err > ROTATION_TOLERANCE, bad_rotation),
+        (det < 0, lambda i: reflection),
+        ((m[:, 3] - last_row).abs().amax(-1) > 1e-3, bad_last_row),
+        (dist > MAX_CAMERA_DISTANCE, far),
+        ((fx < lo) | (fx > hi) | (fy < lo) | (fy > hi), bad_focal),
+        (
+            skew.abs() > 0.01 * fx,
+            lambda i: f"the skew intrinsics[0][1] is {float(skew[i]):.4g}; expected 0 (at most "
+            "1% of fx).",
+        ),
+        ((cx < 0) | (cx > 1) | (cy < 0) | (cy > 1), bad_principal),
+        (
+            rest > 1e-3,
+            lambda i: f"the intrinsics' last two rows are {_fmt(k[i, 1:])}; expected [0, fy, cy] "
+            "and [0, 0, 1].",
+        ),
+        (depth <= 0, lambda i: behind),
+        (((uv < 0) | (uv > 1)).any(-1), off_image),
+    ]
+
+
+def first_bad_camera_label(cameras: torch.Tensor) -> tuple[int, str] | None:
+    """Find the first camera label of ``cameras [..., 25]`` that is not a usable EG3D camera.
+
+    Checked, in this order: every entry finite; the rotation is orthonormal within
+    :data:`ROTATION_TOLERANCE`, with determinant +1; the last row of cam2world is ``0 0 0 1``;
+    the camera is at most :data:`MAX_CAMERA_DISTANCE` from the world origin; the intrinsics are a
+    normalised pinhole matrix (``fx, fy`` in :data:`FOCAL_RANGE`, skew at most 1% of ``fx``,
+    principal point inside the image, last rows ``[0 fy cy]`` and ``[0 0 1]``); the head (the
+    world origin) lies in front of the camera and projects inside the image. Vectorised over the
+    labels.
+
+    Args:
+        cameras: ``[..., 25]`` labels, any float dtype (checked in float64 on the CPU).
+
+    Returns:
+        ``None`` when all are usable, else ``(index, problem)``: the index into the flattened
+        leading dimensions and one sentence naming the entry or part and what was expected.
+    """
+    check_shape(cameras, ["*", 25], "camera labels")
+    raw = cameras.detach().to("cpu", torch.float64).reshape(-1, 25)
+    if raw.shape[0] == 0:
+        return None
+    checks = _label_checks(raw)
+    bad_any = torch.stack([bad for bad, _ in checks]).any(0)
+    if not bool(bad_any.any()):
+        return None
+    i = int(bad_any.nonzero()[0])
+    describe = next(d for bad, d in checks if bool(bad[i]))
+    return i, describe(i)
+
+
+def check_camera_labels(cameras: torch.Tensor, name: str = "camera") -> None:
+    """Raise :class:`~sym3d.errors.CameraLabelError` unless all of ``cameras [..., 25]`` are usable.
+
+    See :func:`first_bad_camera_label` for what is checked. The message names ``name`` (with the
+    flattened index of the bad label when there are several) and the problem.
+    """
+    found = first_bad_camera_label(cameras)
+    if found is None:
+        return
+    i, problem = found
+    where = name if cameras.reshape(-1, 25).shape[0] == 1 else f"{name}[{i}]"
+    raise CameraLabelError(f"{where}: {problem}", hint=CAMERA_LABEL_HINT)
+
+
+CAMERA_LABEL_HINT = (
+    "a camera label is EG3D's 25 numbers: the row-major 4x4 cam2world (OpenCV axes) and the "
+    "normalised 3x3 intrinsics; see docs/conventions.md."
+)
 
 
 def intrinsics_from_focal(

@@ -27,6 +27,7 @@ __all__ = [
     "check_range",
     "check_finite",
     "check_same_device",
+    "check_device",
 ]
 
 
@@ -135,3 +136,42 @@ def check_same_device(*named: tuple[str, torch.Tensor]) -> None:
                 f"{nm} is on {t.device} but {first_name} is on {first.device}; expected one device.",
                 hint="move both with .to(device).",
             )
+
+
+CPU_HINT = "use --device cpu."
+
+
+def check_device(device: str | torch.device, name: str = "--device") -> torch.device:
+    """Parse ``device`` and check it exists on this machine; return it as a ``torch.device``.
+
+    Accepts ``cpu``, ``cuda``, ``cuda:N`` (N below the visible device count) and ``mps`` where
+    available. ``name`` is how messages name the setting (the CLI option by default).
+
+    Raises:
+        UserInputError: not a device name, or a device this machine does not have (e.g.
+            ``cuda`` on a machine without a visible CUDA device).
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UserInputError(
+            f"{name} {device!r}: not a device name; expected cpu, cuda or cuda:N.",
+            hint="use --device cpu.",
+        ) from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserInputError(f"{name} {device}: no CUDA device is visible.", hint=CPU_HINT)
+        if dev.index is not None and dev.index >= count:
+            raise UserInputError(
+                f"{name} {device}: only {count} CUDA device(s) are visible "
+                f"(cuda:0..cuda:{count - 1}).",
+                hint="pick one of those, or use --device cpu.",
+            )
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise UserInputError(f"{name} mps: Apple's MPS device is not available.", hint=CPU_HINT)
+    elif dev.type != "cpu":
+        raise UserInputError(f"{name} {device!r}: sym3d runs on cpu, cuda or mps.", hint=CPU_HINT)
+    return dev

@@ -27,7 +27,8 @@ import tomllib
 from attrs import validators as v
 
 from sym3d.atomic import atomic_write_text
-from sym3d.errors import ConfigError
+from sym3d.errors import ConfigError, InputFileError
+from sym3d.files import read_text
 from sym3d.terms.base import TermConfig, term_config_class
 
 __all__ = [
@@ -289,13 +290,15 @@ def load_toml(path: str | os.PathLike, cls: type[T] = InversionConfig, *, base: 
     Keys present in the file override ``base``; absent keys keep ``base``'s values.
 
     Raises:
-        ConfigError: unreadable file, TOML syntax error, unknown keys or invalid values.
+        ConfigError: missing or unreadable file, not a regular file (a FIFO or a device such as
+            /dev/zero is refused at once), TOML syntax error, unknown keys or invalid values.
     """
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found.") from None
+        data = tomllib.loads(read_text(p, "the config file"))
+    except InputFileError as exc:  # missing, a FIFO or device, over 64 MiB, not UTF-8
+        reason = "config file not found." if exc.reason == "file not found." else exc.reason
+        raise ConfigError(f"{p}: {reason}", hint=exc.hint) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML ({exc}).") from None
     if cls is InversionConfig:

@@ -61,6 +61,10 @@ class NonFiniteError(UserInputError, ValueError):
     """A tensor holds NaN or infinite values."""
 
 
+class CameraLabelError(UserInputError, ValueError):
+    """A camera label is not a usable EG3D camera (non-finite, no rotation, bad intrinsics, ...)."""
+
+
 class InputFileError(UserInputError, OSError):
     """An input file is missing, unreadable, too large or not a regular file (FIFO, device, ...).
 
@@ -115,15 +119,31 @@ class UnsafeCheckpointError(CheckpointError):
 
 
 class MissingDependencyError(Sym3DError, ImportError):
-    """An optional dependency is not installed; the message names the pip extra."""
+    """An optional dependency is not installed; the hint names what to install.
 
-    def __init__(self, what: str, extra: str, *, package: str | None = None) -> None:
-        self.what, self.extra = what, extra
+    Args:
+        what: the feature that needs it (``"generator 'eg3d'"``).
+        extra: the pip extra of ``dist`` that provides it (``None``: no extra declared).
+        package: the missing package or import name(s).
+        dist: the distribution that needs it; ``None`` or ``"sym3d"`` means sym3d itself, so the
+            hint is ``pip install 'sym3d[extra]'``; a plugin's own distribution is named instead.
+    """
+
+    def __init__(
+        self, what: str, extra: str | None, *, package: str | None = None, dist: str | None = None
+    ) -> None:
+        self.what, self.extra, self.package = what, extra, package
+        self.dist = dist or "sym3d"
         pkg = f" ({package})" if package else ""
-        super().__init__(
-            f"{what} needs the optional dependency{pkg} that is not installed.",
-            hint=f"pip install 'sym3d[{extra}]'",
-        )
+        if self.dist == "sym3d":
+            hint = f"pip install 'sym3d[{extra or 'all'}]'"
+        elif extra:
+            hint = f"pip install '{self.dist}[{extra}]'"
+        else:
+            needed = f"the package providing {package}" if package else "its dependencies"
+            hint = f"{self.dist} needs {needed}; pip install --force-reinstall '{self.dist}'"
+        msg = f"{what} needs the optional dependency{pkg} that is not installed."
+        super().__init__(msg, hint=hint)
 
 
 class MissingWeightsError(Sym3DError, FileNotFoundError):
@@ -142,6 +162,18 @@ class KernelBuildError(Sym3DError, RuntimeError):
 
 class ResultExistsError(UserInputError, FileExistsError):
     """An output folder already holds a result and overwriting was not asked for."""
+
+
+class ResultNameError(UserInputError):
+    """An image's name cannot name a result folder (``.``, ``..``, hidden, reserved, too long, not UTF-8)."""
+
+
+class ResultBusyError(UserInputError):
+    """Another sym3d run (``invert`` or ``batch``) is writing the same result folder right now."""
+
+
+class OutputWriteError(Sym3DError, OSError):
+    """Writing an output failed (disk full, read-only, ...) or an output folder is unsafe to write."""
 
 
 class Sym3DWarning(UserWarning):

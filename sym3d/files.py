@@ -31,6 +31,8 @@ __all__ = [
 MAX_TEXT_BYTES: int = 64 * 1024 * 1024
 """Default limit for text inputs (JSON, TOML): 64 MiB, far above any real camera file or config."""
 
+_CHUNK = 1 << 20
+
 
 def _kind(mode: int) -> str:
     if stat.S_ISDIR(mode):
@@ -101,11 +103,16 @@ def read_bytes(path: str | os.PathLike, what: str = "the input", *, max_bytes: i
     The limit is enforced on what is read as well as on the size ``fstat`` reports, so a file that
     grows while it is read cannot exceed it.
     """
+    chunks: list[bytes] = []
+    total = 0
     with open_regular(path, what, max_bytes=max_bytes) as f:
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise InputFileError(Path(path), f"grew past {max_bytes:,} bytes while it was read; {what} may be at most that.")
-    return data
+        # Read in bounded chunks: ``f.read(max_bytes + 1)`` would allocate the whole limit up front.
+        while chunk := f.read(min(_CHUNK, max_bytes + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise InputFileError(Path(path), f"grew past {max_bytes:,} bytes while it was read; {what} may be at most that.")
+    return b"".join(chunks)
 
 
 def read_text(path: str | os.PathLike, what: str = "the input", *, max_bytes: int = MAX_TEXT_BYTES) -> str:

@@ -1,4 +1,4 @@
-"""Plugin hook specifications (pluggy project ``"sym3d"``).
+"""Plugin hook specifications (pluggy project ``"sym3d"``); the guide is ``docs/plugins.md``.
 
 Hooks are for **discovery only**: each one hands the plugin a host-owned ``register`` callable
 to add components to a catalogue. Per-step work never goes through hooks; it goes through plain
@@ -10,10 +10,11 @@ A plugin is a module with ``@sym3d.hookimpl`` functions, exposed by one entry-po
     my_gan = "my_gan_plugin.plugin"
 
 The ``register`` callable has the signature
-``register(name, factory, *, description="", requires=())``: ``name`` matches
-``^[a-z0-9][a-z0-9+_-]*$``; ``factory(**options)`` builds the component and should import its
+``register(name, factory, *, description="", requires=(), extra=None)``: ``name`` matches
+``^[a-z0-9][a-z0-9+_:.-]*$``; ``factory(**options)`` builds the component and should import its
 heavy dependencies only when called; ``requires`` lists import names checked before building
-(a missing one raises :class:`sym3d.errors.MissingDependencyError`).
+(a missing one raises :class:`sym3d.errors.MissingDependencyError` whose hint names ``extra`` of
+the plugin's own distribution).
 """
 
 from __future__ import annotations

@@ -6,19 +6,26 @@ Public images are float tensors ``[B, 3, H, W]`` in ``[0, 1]``; generators work 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from sym3d.atomic import atomic_path
 from sym3d.checks import check_range, check_shape
-from sym3d.errors import ImageLoadError, UserInputError
+from sym3d.errors import ImageLoadError, InputFileError, QualityWarning, UserInputError
+from sym3d.files import open_regular
 
 __all__ = [
     "MAX_PIXELS",
+    "MAX_ASPECT_RATIO",
+    "check_image_file",
     "load_image",
     "save_image",
     "to_model_range",
@@ -28,7 +35,14 @@ __all__ = [
 ]
 
 MAX_PIXELS: int = 100_000_000
-"""Images with more pixels are refused (override with ``max_pixels=`` or ``SYM3D_MAX_PIXELS``)."""
+"""Images with more pixels are refused (override with ``max_pixels=`` or ``SYM3D_MAX_PIXELS``).
+
+The one pixel limit: Pillow's decompression-bomb threshold (89.5 MP) is overridden by it."""
+MAX_ASPECT_RATIO: float = 20.0
+"""Images longer than this many times their width (or wider than this many times their height)
+are refused: no face photo is a strip."""
+
+_PILLOW_LOCK = threading.Lock()
 
 
 def to_model_range(x: torch.Tensor) -> torch.Tensor:
@@ -50,8 +64,16 @@ def mirror_image(x: torch.Tensor) -> torch.Tensor:
 def _max_pixels(max_pixels: int | None) -> int:
     if max_pixels is not None:
         return max_pixels
-    env = os.environ.get("SYM3D_MAX_PIXELS")
-    return int(env) if env else MAX_PIXELS
+    env = os.environ.get("SYM3D_MAX_PIXELS", "").strip()
+    if not env:
+        return MAX_PIXELS
+    try:
+        value = int(env)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise UserInputError(f"SYM3D_MAX_PIXELS: expected a positive pixel count, got {env!r}.")
+    return value
 
 
 def _to_float_rgb(img, path: Path) -> np.ndarray:  # noqa: ANN001 - PIL.Image.Image
@@ -105,6 +127,95 @@ def _read_16bit_rgb(path: Path) -> np.ndarray | None:
     return np.ascontiguousarray(rgb)
 
 
+def _pillow_limit(limit: int) -> contextlib.AbstractContextManager[None]:
+    """Let Pillow open images up to ``limit`` pixels: sym3d's limit is the one that counts.
+
+    Pillow warns above ``Image.MAX_IMAGE_PIXELS`` (89.5 MP by default) and refuses above twice
+    that; sym3d ignores the warning (it checks ``limit`` itself, before decoding) and, only when
+    ``limit`` is above Pillow's hard threshold, raises Pillow's setting for the duration of the
+    call (under a lock; restored afterwards).
+    """
+    from PIL import Image
+
+    @contextlib.contextmanager
+    def ctx() -> Iterator[None]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            pillow = Image.MAX_IMAGE_PIXELS
+            if pillow is None or limit <= 2 * pillow:
+                yield
+                return
+            with _PILLOW_LOCK:
+                Image.MAX_IMAGE_PIXELS = limit
+                try:
+                    yield
+                finally:
+                    Image.MAX_IMAGE_PIXELS = pillow
+
+    return ctx()
+
+
+def _check_size(p: Path, w: int, h: int, limit: int) -> None:
+    if w == 0 or h == 0:
+        raise ImageLoadError(p, f"image has zero size ({w}x{h}).")
+    if w * h > limit:
+        raise ImageLoadError(
+            p,
+            f"image is too large ({w}x{h} = {w * h / 1e6:.1f} MP; limit {limit / 1e6:.1f} MP).",
+            hint="downscale it, or raise the limit with SYM3D_MAX_PIXELS.",
+        )
+    if max(w, h) > MAX_ASPECT_RATIO * min(w, h):
+        raise ImageLoadError(
+            p,
+            f"image is {w}x{h} pixels, an aspect ratio of {max(w, h) / min(w, h):.0f}:1; expected "
+            f"at most {MAX_ASPECT_RATIO:g}:1 (a photo with a face).",
+            hint="crop the photo around the face.",
+        )
+
+
+@contextlib.contextmanager
+def _open_image(path: str | os.PathLike, limit: int) -> Iterator[tuple[Path, Any]]:
+    """Open a regular image file with Pillow (header only), check its size; yield (path, img)."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    try:
+        f = open_regular(p, "an image")
+    except ImageLoadError:
+        raise
+    except InputFileError as exc:  # same message, the image-specific type
+        raise ImageLoadError(p, exc.reason, hint=exc.hint) from None
+    with f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise ImageLoadError(p, "file is empty (0 bytes).")
+        with _pillow_limit(limit):
+            try:
+                img = Image.open(f)
+            except UnidentifiedImageError:
+                unknown = "not a recognised image format (is it really an image?)."
+                raise ImageLoadError(p, unknown) from None
+            except Image.DecompressionBombError as exc:
+                raise ImageLoadError(p, f"image is too large ({exc}).") from None
+            except (OSError, SyntaxError, ValueError) as exc:
+                raise ImageLoadError(p, f"corrupt or truncated image ({exc}).") from None
+            with img:
+                _check_size(p, *img.size, limit)
+                yield p, img
+
+
+def check_image_file(path: str | os.PathLike, *, max_pixels: int | None = None) -> tuple[int, int]:
+    """Check an image file without decoding it; return its ``(width, height)`` in pixels.
+
+    Reads only the header: cheap enough to check every input before a long run starts.
+
+    Raises:
+        ImageLoadError: as :func:`load_image` for a missing, special, empty, unrecognised, too
+            large or too elongated file (a corrupt pixel stream is only found by loading).
+    """
+    with _open_image(path, _max_pixels(max_pixels)) as (_, img):
+        return img.size
+
+
 def load_image(
     path: str | os.PathLike,
     *,
@@ -114,55 +225,43 @@ def load_image(
     """Load an image file as ``[1, 3, H, W]`` float32 in ``[0, 1]``.
 
     Handles PNG, JPEG, WebP, BMP, TIFF, 8/16-bit, grayscale (replicated to RGB), palette, RGBA and
-    LA (composited on white), and applies the EXIF orientation.
+    LA (composited on white), and applies the EXIF orientation. Of an animated image (GIF, APNG,
+    WebP, multi-page TIFF) the first frame is used, with a :class:`~sym3d.errors.QualityWarning`
+    naming the frame count.
 
     Args:
-        path: image file.
+        path: image file (a regular file: FIFOs, devices and directories are refused at once).
         max_pixels: refuse larger images (default :data:`MAX_PIXELS`, env ``SYM3D_MAX_PIXELS``).
+            This is the only pixel limit: Pillow's own decompression-bomb threshold does not apply.
         device: where to put the tensor.
 
     Raises:
-        ImageLoadError: the file is missing, empty, not an image, corrupt, zero-size or too large.
+        ImageLoadError: the file is missing, not a regular file, empty, not an image, corrupt,
+            zero-size, larger than ``max_pixels`` or more elongated than :data:`MAX_ASPECT_RATIO`.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import ImageOps
 
-    p = Path(path)
-    if not p.exists():
-        raise ImageLoadError(p, "file not found.")
-    if p.is_dir():
-        raise ImageLoadError(p, "is a directory, expected an image file.")
-    if p.stat().st_size == 0:
-        raise ImageLoadError(p, "file is empty (0 bytes).")
     limit = _max_pixels(max_pixels)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as img:
-                w, h = img.size
-                if w == 0 or h == 0:
-                    raise ImageLoadError(p, f"image has zero size ({w}x{h}).")
-                if w * h > limit:
-                    raise ImageLoadError(
-                        p,
-                        f"image is too large ({w}x{h} = {w * h / 1e6:.0f} MP; limit {limit / 1e6:.0f} MP).",
-                        hint="downscale it, or raise the limit with SYM3D_MAX_PIXELS.",
-                    )
-                img.load()
-                transposed = ImageOps.exif_transpose(img)
-                needs_deep_read = img.format == "PNG" and img.mode in ("RGB", "RGBA") and _is_16bit_png(p)
-                arr = _read_16bit_rgb(p) if needs_deep_read else None
-                if arr is not None and transposed.size != img.size:
-                    arr = None  # EXIF-rotated 16-bit: fall back to Pillow's 8-bit path
-                if arr is None:
-                    arr = _to_float_rgb(transposed, p)
-    except ImageLoadError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageLoadError(p, f"image is too large ({exc}).") from None
-    except UnidentifiedImageError:
-        raise ImageLoadError(p, "not a recognised image format (is it really an image?).") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageLoadError(p, f"corrupt or truncated image ({exc}).") from None
+    with _open_image(path, limit) as (p, img):
+        try:
+            frames = int(getattr(img, "n_frames", 1) or 1)
+            img.seek(0)
+            img.load()
+            transposed = ImageOps.exif_transpose(img)
+            rgb_png = img.format == "PNG" and img.mode in ("RGB", "RGBA")
+            needs_deep_read = rgb_png and _is_16bit_png(p)
+            arr = _read_16bit_rgb(p) if needs_deep_read else None
+            if arr is not None and transposed.size != img.size:
+                arr = None  # EXIF-rotated 16-bit: fall back to Pillow's 8-bit path
+            if arr is None:
+                arr = _to_float_rgb(transposed, p)
+        except ImageLoadError:
+            raise
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageLoadError(p, f"corrupt or truncated image ({exc}).") from None
+    if frames > 1:
+        msg = f"{p}: an animated image with {frames} frames; only the first frame is used."
+        warnings.warn(msg, QualityWarning, stacklevel=2)
     t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].to(torch.float32)
     return t.to(device) if device is not None else t
 
@@ -170,7 +269,7 @@ def load_image(
 def _is_16bit_png(p: Path) -> bool:
     """True if ``p`` is a PNG whose IHDR declares 16 bits per channel."""
     try:
-        with open(p, "rb") as f:
+        with open_regular(p, "an image") as f:
             head = f.read(26)
     except OSError:
         return False

@@ -107,9 +107,9 @@ class GeneratorInfo:
         mesh_level: iso-level of :meth:`Generator3D.sample_density` for mesh extraction (``None``:
             the exporter's default).
         image_range: value range of ``RenderOutput.image``; the engine supports ``(-1, 1)``.
-        build_options: factory options that rebuild exactly this generator from the registry,
-            for a generator not built by :meth:`sym3d.registry.Registry.build` (which records
-            the options itself).
+        build_options: factory options that rebuild exactly this generator from the registry
+            (e.g. EG3D's checkpoint path and its sha256). Optional: without them, the options a
+            :meth:`sym3d.registry.Registry.build` call received are recorded instead.
     """
 
     recommended_overrides: tuple[str, ...] = attrs.field(default=(), converter=tuple)

@@ -56,6 +56,7 @@ class ComponentSpec:
         extra: the pip extra that provides ``requires`` (for the error hint).
         plugin: name of the plugin that registered it.
         version: version of the distribution providing that plugin (or ``""``).
+        dist: name of that distribution (or ``""``); named in the missing-dependency hint.
     """
 
     kind: str
@@ -66,6 +67,7 @@ class ComponentSpec:
     extra: str | None = None
     plugin: str = ""
     version: str = ""
+    dist: str = ""
 
     def missing_requirements(self) -> list[str]:
         """Import names in :attr:`requires` that cannot be found (without importing them)."""
@@ -162,7 +164,7 @@ class Registry:
         spec = self.get(kind, name)
         missing = spec.missing_requirements()
         if missing:
-            raise MissingDependencyError(f"{kind} {name!r}", spec.extra or "all", package=", ".join(missing))
+            raise MissingDependencyError(f"{kind} {name!r}", spec.extra, package=", ".join(missing), dist=spec.dist)
         component = spec.factory(**options)
         try:  # remembered so that results can rebuild exactly this component
             _BUILT[component] = BuildRecord(kind=kind, name=name, options=dict(options))

@@ -72,6 +72,11 @@ class EG3DGenerator(nn.Module):
             build_options=None if build_options is None else dict(build_options),
         )
 
+    @property
+    def build_options(self) -> dict[str, Any]:
+        """The factory options that rebuild this generator (``info.build_options``)."""
+        return dict(self.info.build_options or {})
+
     # ------------------------------------------------------------------ latents
     def mapping(self, z: torch.Tensor, c: torch.Tensor, *, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> torch.Tensor:
         """``z [B, z_dim]``, conditioning camera ``c [B, 25]`` -> ``ws [B, num_ws, w_dim]``."""
@@ -167,6 +172,7 @@ class EG3DGenerator(nn.Module):
 def build_eg3d(
     network: str | os.PathLike | None = None,
     *,
+    network_sha256: str | None = None,
     init_kwargs: Mapping[str, Any] | None = None,
     seed: int = 0,
     neural_resolution: int | None = None,
@@ -177,6 +183,8 @@ def build_eg3d(
 
     Args:
         network: an official ``.pkl`` or a folder written by ``sym3d eg3d convert``.
+        network_sha256: if given, the checkpoint's sha256 (as recorded in ``build_options``) must
+            equal it.
         init_kwargs: instead of ``network``: build randomly initialised weights from official
             init kwargs (tests, benchmarks), seeded with ``seed``.
         neural_resolution: override of the checkpoint's neural rendering resolution.
@@ -187,15 +195,23 @@ def build_eg3d(
         UserInputError: neither or both of ``network`` and ``init_kwargs``.
     """
     if (network is None) == (init_kwargs is None):
+        given = "neither was given" if network is None else "both were given"
         raise UserInputError(
-            "eg3d: pass network=PATH (an official .pkl or a converted folder) or init_kwargs=... (random weights), not both.",
+            "eg3d: needs its weights: pass network=PATH (an official .pkl or a converted folder) "
+            f"or init_kwargs=... (random weights); {given}.",
             hint="sym3d invert --generator eg3d --network ffhqrebalanced512-128.pkl",
         )
     if network is not None:
         from sym3d_eg3d.checkpoints import load_checkpoint
 
         G = load_checkpoint(network, device=device)
-        options: dict[str, Any] = {"network": str(network)}
+        if network_sha256 is not None and network_sha256 != G.checkpoint_sha256:
+            raise UserInputError(
+                f"eg3d: {network} has sha256 {G.checkpoint_sha256}, "
+                f"not the expected {network_sha256}.",
+                hint="pass the checkpoint the result or run was made with.",
+            )
+        options: dict[str, Any] = {"network": str(network), "network_sha256": G.checkpoint_sha256}
     else:
         with torch.random.fork_rng(devices=[]):  # seeded construction without touching the global RNG
             torch.manual_seed(seed)

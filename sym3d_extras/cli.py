@@ -53,7 +53,7 @@ def bench_quality(
     size: Annotated[int, typer.Option(help="Image side of the world and the generator.")] = 64,
     source_yaws: Annotated[str, typer.Option(help="Comma-separated source yaws (degrees).")] = "0,15,30,45,60",
     methods: Annotated[str, typer.Option(help="Comma-separated presets.")] = "w+,pti,pti-depth-reg,spi,spi-no-mirror,spi-no-warp,spi-no-authentic-mask,spi-no-depth-reg",
-    conditions: Annotated[str, typer.Option(help="Comma-separated asymmetry conditions.")] = "detail+mole,detail+mole+fringe,detail+mole+sidelight",
+    conditions: Annotated[str, typer.Option(help="Comma-separated conditions, each factors joined by '+' (detail, mole, fringe, sidelight, sidelight-right, toplight, lowlight, twolights, colourlight).")] = "detail+mole,detail+mole+fringe,detail+mole+sidelight",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Config overrides for every method.")] = None,
     lpips: Annotated[bool, typer.Option("--lpips/--no-lpips", help="Compute LPIPS (needs the lpips extra).")] = True,
 ) -> None:
@@ -62,14 +62,23 @@ def bench_quality(
 
     import torch
 
-    from sym3d_extras.benchmarks.quality import CONDITIONS, QualitySettings, run_quality, write_summary
+    from sym3d.errors import ConfigError
+    from sym3d_extras.benchmarks.quality import (
+        QualitySettings,
+        parse_condition,
+        run_quality,
+        write_summary,
+    )
 
     if threads:
         torch.set_num_threads(threads)
 
-    unknown = [c for c in conditions.split(",") if c and c not in CONDITIONS]
-    if unknown:
-        raise typer.BadParameter(f"unknown condition(s) {unknown}; known: {', '.join(CONDITIONS)}", param_hint="--conditions")
+    try:
+        for c in conditions.split(","):
+            if c:
+                parse_condition(c)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--conditions") from None
     settings = QualitySettings(
         heads=tuple(int(x) for x in seeds.split(",")) if seeds else tuple(range(heads)),
         source_yaws=tuple(float(x) for x in source_yaws.split(",") if x),

@@ -2,7 +2,8 @@
 
 Needs nothing but the install: the scene is synthetic, so every novel view and depth map has
 ground truth. Writes ``figure.png`` (input; truth, PTI and SPI at yaws -45..45; depth maps; error
-maps), ``metrics.md`` / ``metrics.json`` and both inversion results.
+maps; every tile labelled with its row and yaw, colour bars for depth and error),
+``metrics.md`` / ``metrics.json`` and both inversion results.
 """
 
 from __future__ import annotations
@@ -21,27 +22,12 @@ __all__ = ["DEMO_YAWS", "run_demo"]
 DEMO_YAWS = (-45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0)
 
 
-_TILE = 128  # figure tiles are upsampled to this side before labelling, so labels stay small
-
-
-def _label(img: torch.Tensor, text: str) -> torch.Tensor:
-    """Upsample a ``[3, H, W]`` tile to :data:`_TILE` and write ``text`` on it (top-left, white on black)."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    if img.shape[-1] != _TILE:
-        img = torch.nn.functional.interpolate(img[None].float(), size=(_TILE, _TILE), mode="bilinear", align_corners=False)[0]
-    arr = (img.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
-    pil = Image.fromarray(arr)
-    draw = ImageDraw.Draw(pil)
-    w = draw.textlength(text)
-    draw.rectangle([0, 0, w + 4, 11], fill=(0, 0, 0))
-    draw.text((2, 0), text, fill=(255, 255, 255))
-    return torch.from_numpy(np.array(pil)).permute(2, 0, 1).float() / 255
+_TILE = 128  # figure tiles are shown at this side (pixels), so labels stay small
+_ERR_MAX = 0.25  # error maps saturate here (mean absolute RGB error in [0, 1] units)
 
 
 def _depth_rgb(depth: torch.Tensor, mask: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-    """``[1, H, W]`` depth -> ``[3, H, W]`` colour map over ``[lo, hi]``; background grey."""
+    """``[1, H, W]`` depth -> ``[3, H, W]`` turbo map over ``[lo, hi]`` (near = red), rest grey."""
     import matplotlib
 
     cmap = matplotlib.colormaps["turbo"]
@@ -50,7 +36,8 @@ def _depth_rgb(depth: torch.Tensor, mask: torch.Tensor, lo: float, hi: float) ->
     return rgb * mask + 0.5 * (1 - mask)
 
 
-def _error_rgb(err: torch.Tensor, mask: torch.Tensor, vmax: float = 0.25) -> torch.Tensor:
+def _error_rgb(err: torch.Tensor, mask: torch.Tensor, vmax: float = _ERR_MAX) -> torch.Tensor:
+    """``[1, H, W]`` error -> ``[3, H, W]`` magma map over ``[0, vmax]``; outside ``mask`` grey."""
     import matplotlib
 
     cmap = matplotlib.colormaps["magma"]
@@ -80,9 +67,10 @@ def run_demo(
     """
     import sym3d
     from sym3d.camera import look_at
-    from sym3d.image import from_model_range, save_image
+    from sym3d.image import from_model_range
     from sym3d_extras import metrics
     from sym3d_extras.benchmarks.quality import group_of
+    from sym3d_extras.export.plots import ColourScale, plot_image_grid
     from sym3d_extras.synthetic import SymHeadsScene, build_symheads
 
     out = Path(out_dir)
@@ -130,24 +118,40 @@ def run_demo(
     fg = truth.face_mask
     lo = float(truth.depth[truth.foreground_mask > 0.5].min())
     hi = float(truth.depth[truth.foreground_mask > 0.5].max())
-    rows = [[_label(truth.image[i], f"truth {y:+.0f}") for i, y in enumerate(DEMO_YAWS)]]
+    n = len(DEMO_YAWS)
+    depth_scale = ColourScale("turbo_r", lo, hi, "depth along the ray (world units; near = red)")
+    err_label = f"mean |RGB error| (face; clipped at {_ERR_MAX:g})"
+    err_scale = ColourScale("magma", 0.0, _ERR_MAX, err_label)
+    tiles: list[list[torch.Tensor]] = [[truth.image[i] for i in range(n)]]
+    labels, scales = ["truth"], [None]
     for method in methods:
-        img, _ = renders[method]
-        rows.append([_label(img[i], f"{method} {y:+.0f}") for i, y in enumerate(DEMO_YAWS)])
-    rows.append([_label(_depth_rgb(truth.depth[i], truth.foreground_mask[i], lo, hi), "depth truth") for i in range(len(DEMO_YAWS))])
+        tiles.append(list(renders[method][0]))
+        labels.append(method)
+        scales.append(None)
+    tiles.append([_depth_rgb(truth.depth[i], truth.foreground_mask[i], lo, hi) for i in range(n)])
+    labels.append("depth truth")
+    scales.append(depth_scale)
     for method in methods:
-        _, d = renders[method]
-        rows.append([_label(_depth_rgb(d[i], truth.foreground_mask[i], lo, hi), f"depth {method}") for i in range(len(DEMO_YAWS))])
+        d = renders[method][1]
+        tiles.append([_depth_rgb(d[i], truth.foreground_mask[i], lo, hi) for i in range(n)])
+        labels.append(f"depth {method}")
+        scales.append(depth_scale)
     for method in methods:
-        img, _ = renders[method]
-        err = (img - truth.image).abs().mean(0 if img.dim() == 3 else 1, keepdim=True)
-        rows.append([_label(_error_rgb(err[i], fg[i]), f"|err| {method}") for i in range(len(DEMO_YAWS))])
-    size = _TILE
-    input_col = torch.full((3, size * len(rows), size), 1.0)
-    input_col[:, :size] = _label(obs.image[0], f"input {source_yaw:+.0f}")
-    grid = torch.cat([torch.cat(r, dim=-1) for r in rows], dim=-2)
-    figure = torch.cat([input_col, torch.full((3, grid.shape[1], 4), 1.0), grid], dim=-1)
-    paths = {"figure": save_image(figure, out / "figure.png")}
+        err = (renders[method][0] - truth.image).abs().mean(1, keepdim=True)
+        tiles.append([_error_rgb(err[i], fg[i]) for i in range(n)])
+        labels.append(f"|err| {method}")
+        scales.append(err_scale)
+    paths = {
+        "figure": plot_image_grid(
+            tiles,
+            out / "figure.png",
+            row_labels=labels,
+            col_labels=[f"{y:+.0f}°" for y in DEMO_YAWS],
+            scales=scales,
+            side=(obs.image[0], f"input {source_yaw:+.0f}°"),
+            tile_px=_TILE,
+        )
+    }
 
     # ---- metrics
     groups = sorted({k.split("_", 1)[1] for row in table.values() for k in row if k.startswith("psnr_")})

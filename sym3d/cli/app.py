@@ -61,11 +61,6 @@ def _add_optional_commands(app: typer.Typer) -> None:
 def _add_plugin_commands(app: typer.Typer) -> None:
     from sym3d.plugins import default_plugin_manager
 
-    pm = default_plugin_manager()
-    for impl in reversed(pm.hook.register_commands.get_hookimpls()):
-        try:
-            impl.function(app=app)
-        except Exception as exc:  # a broken plugin must not break the CLI
-            from sym3d.plugins import BrokenPlugin
-
-            pm.broken.append(BrokenPlugin(impl.plugin_name, "", f"register_commands failed: {type(exc).__name__}: {exc}"))
+    # Each plugin on its own: one whose hook raises is reported by `sym3d plugins`/`doctor`.
+    for _ in default_plugin_manager().call_each("register_commands", app=app):
+        pass

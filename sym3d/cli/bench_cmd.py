@@ -24,14 +24,29 @@ def engine(
     tune_steps: Annotated[int, typer.Option(help="Stage-2 steps per preset (first is warm-up).")] = 9,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch default).")] = 0,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Config overrides, e.g. --set perceptual=mse.")] = None,
+    progress: Annotated[
+        str,
+        typer.Option(help="rich, plain, json (one JSON object per event) or off; on stderr."),
+    ] = "rich",
 ) -> None:
-    """Milliseconds per step for each stage and preset, and the SPI/PTI cost ratios."""
+    """Milliseconds per step for each stage and preset, and the SPI/PTI cost ratios.
+
+    The table goes to stdout; progress (per preset, after a short warm-up run) to stderr.
+    """
+    import sys
+
     import torch
     from rich.console import Console
     from rich.table import Table
 
+    from sym3d.cli.progress import make_progress
     from sym3d.engine.api import load_generator
     from sym3d.engine.bench import bench_engine
+
+    if progress not in ("rich", "plain", "json", "off"):
+        raise typer.BadParameter(
+            f"expected one of rich, plain, json, off; got {progress!r}", param_hint="--progress"
+        )
 
     if threads:
         torch.set_num_threads(threads)
@@ -44,6 +59,12 @@ def engine(
         tune_steps=tune_steps,
         overrides=set_ or [],
         device=device,
+        # the table is the product on stdout: every kind of progress goes to stderr
+        progress=lambda label: make_progress(
+            progress,  # type: ignore[arg-type]  (checked above)
+            prefix=label,
+            stream=sys.stderr,
+        ),
     )
     table = Table(title=f"engine ms/step: generator={generator} device={device} threads={torch.get_num_threads()}")
     for col in ("preset", "stage-1 views", "stage 1", "stage 2 plain", "stage 2 aux", "stage 2 mean"):

@@ -5,10 +5,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-from typing import Annotated
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Annotated
 
 import attrs
 import typer
+
+if TYPE_CHECKING:
+    from sym3d.plugins import BrokenPlugin
 
 
 @attrs.frozen
@@ -21,6 +25,7 @@ class DoctorCheck:
         detail: what was found.
         fix: how to fix it when not ok ("" when ok or nothing to do).
         required: a failure makes ``sym3d doctor`` exit 1 (optional features only warn).
+        broken: a plugin (or one of its components) failed and was skipped.
     """
 
     name: str
@@ -28,6 +33,7 @@ class DoctorCheck:
     detail: str
     fix: str = ""
     required: bool = False
+    broken: bool = False
 
 
 def _has(module: str) -> bool:
@@ -82,18 +88,35 @@ def core_checks() -> list[DoctorCheck]:
     return checks
 
 
+def plugin_checks(broken: Iterable[BrokenPlugin]) -> list[DoctorCheck]:
+    """One ``broken`` line per plugin or component that was skipped, naming its distribution."""
+    checks = []
+    for b in broken:
+        what = f"{b.component} of plugin {b.name}" if b.component else f"plugin {b.name}"
+        checks.append(
+            DoctorCheck(
+                f"{what} ({b.source})",
+                False,
+                b.error,
+                "fix, reinstall or remove the plugin; SYM3D_STRICT_PLUGINS=1 raises instead",
+                broken=True,
+            )
+        )
+    return checks
+
+
 def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Check the environment: torch, CUDA, build tools, optional extras and plugin health."""
-    from sym3d.plugins import default_plugin_manager
+    from sym3d.plugins import default_plugin_manager, default_registry
 
     checks = core_checks()
     pm = default_plugin_manager()
-    for result in pm.hook.doctor_checks():
+    for _, result in pm.call_each("doctor_checks"):
         checks.extend(result or [])
-    for b in pm.broken:
-        checks.append(DoctorCheck(f"plugin {b.name}", False, b.error, "reinstall or remove the plugin; SYM3D_STRICT_PLUGINS=1 shows the full error"))
+    default_registry()  # calls every register_* hook, so that broken hooks are listed too
+    checks.extend(plugin_checks(pm.broken))
     if as_json:
         import json
 
@@ -106,7 +129,8 @@ def doctor(
         for col in ("check", "status", "found", "fix"):
             table.add_column(col, overflow="fold")
         for c in checks:
-            status = "[green]ok[/]" if c.ok else ("[red]FAIL[/]" if c.required else "[yellow]missing[/]")
+            status = "[green]ok[/]" if c.ok else "[red]FAIL[/]" if c.required else ""
+            status = status or ("[red]broken[/]" if c.broken else "[yellow]missing[/]")
             table.add_row(c.name, status, c.detail, c.fix)
         Console().print(table)
     if any(c.required and not c.ok for c in checks):

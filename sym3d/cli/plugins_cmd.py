@@ -12,10 +12,10 @@ def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List installed plugins, the components they register, and plugins that failed to load."""
-    from sym3d.plugins import build_registry, default_plugin_manager
+    from sym3d.plugins import default_plugin_manager, default_registry
 
     pm = default_plugin_manager()
-    registry = build_registry(pm)
+    registry = default_registry()
     specs = registry.specs()
     if as_json:
         data = {
@@ -26,13 +26,14 @@ def plugins(
                     "name": s.name,
                     "plugin": s.plugin,
                     "version": s.version,
+                    "dist": s.dist,
                     "available": s.available,
                     "missing": s.missing_requirements(),
                     "description": s.description,
                 }
                 for s in specs
             ],
-            "broken": [{"name": b.name, "dist": b.dist, "error": b.error} for b in pm.broken],
+            "broken": [b.as_dict() for b in pm.broken],
         }
         typer.echo(json.dumps(data, indent=2))
         return
@@ -45,10 +46,13 @@ def plugins(
         table.add_column(col, overflow="fold")
     for s in specs:
         missing = s.missing_requirements()
-        status = "[green]ok[/]" if not missing else f"[yellow]needs {', '.join(missing)}" + (f" (pip install 'sym3d[{s.extra}]')" if s.extra else "") + "[/]"
+        fix = f" (pip install '{s.dist or 'sym3d'}[{s.extra}]')" if s.extra else ""
+        status = f"[yellow]needs {', '.join(missing)}{fix}[/]" if missing else "[green]ok[/]"
         table.add_row(s.kind, s.name, s.plugin, s.version, status, s.description)
     console.print(table)
     if pm.broken:
-        console.print("[bold red]Broken plugins[/] (skipped):")
+        # Plain lines (no wrapping) so that each broken plugin stays greppable on one line.
+        typer.echo("Broken plugins (skipped; the others work):")
         for b in pm.broken:
-            console.print(f"  [red]{b.name}[/] ({b.dist or 'unknown distribution'}): {b.error}", markup=True)
+            what = f"{b.component} of plugin {b.name}" if b.component else f"plugin {b.name}"
+            typer.echo(f"  {what} ({b.source}): {b.error}")

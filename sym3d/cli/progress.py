@@ -98,7 +98,8 @@ class _Rich:
         self._last = 0.0
 
     def __call__(self, event: Any) -> None:
-        label = f"{self.prefix} {_STAGE_LABEL.get(getattr(event, 'stage', ''), '')}".strip()
+        stage = getattr(event, "stage", "")
+        label = f"{self.prefix} {_STAGE_LABEL.get(stage, stage)}".strip()
         if isinstance(event, StageStarted):
             self.tasks[event.stage] = self.progress.add_task(label, total=max(event.num_steps, 1), completed=event.start_step, losses="")
         elif isinstance(event, StepFinished) and event.stage in self.tasks:

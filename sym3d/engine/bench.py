@@ -7,8 +7,10 @@ The first step of each stage is a warm-up and is excluded.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import attrs
@@ -46,9 +48,19 @@ def bench_engine(
     yaw: float = 0.5,
     overrides: Sequence[str] = (),
     device: str | torch.device | None = None,
+    progress: Callable[[str], AbstractContextManager[Callable[[Any], None]]] | None = None,
 ) -> list[EngineTiming]:
-    """Time the stages of each preset on ``generator`` (see module docstring)."""
+    """Time the stages of each preset on ``generator`` (see module docstring).
+
+    Args:
+        progress: ``progress(label)`` returns a context manager that is an engine callback (e.g.
+            ``lambda label: sym3d.cli.progress.make_progress("plain", prefix=label)``); it is
+            entered around each run, labelled ``"warm-up"`` or the preset's name.
+    """
     import sym3d
+
+    def watch(label: str) -> AbstractContextManager[Callable[[Any], None] | None]:
+        return progress(label) if progress is not None else contextlib.nullcontext(None)
 
     dev = torch.device(device) if device is not None else next(generator.parameters()).device
     cam = look_at(yaw, 0.0, device=dev)[None]
@@ -59,12 +71,22 @@ def bench_engine(
     rows = []
     # Warm-up (allocator, lazy weight loading, first-call overheads), not timed.
     warm = ["latent.steps=2", "tune.steps=2", "tune.early_stop=0", *overrides]
-    sym3d.invert(target, cam, generator=generator, preset=presets[0], overrides=warm, device=dev, progress="off")
+    with watch("warm-up") as cb:
+        cbs = [cb] if cb is not None else []
+        sym3d.invert(
+            target, cam, generator=generator, preset=presets[0], overrides=warm, device=dev,
+            callbacks=cbs, progress="off",
+        )
     for preset in presets:
         over: list[Any] = [f"latent.steps={latent_steps}", f"tune.steps={tune_steps}", "tune.early_stop=0", *overrides]
         if preset in ("w", "w+"):
             over.append("tune.steps=0")
-        r = sym3d.invert(target, cam, generator=generator, preset=preset, overrides=over, device=dev, progress="off")
+        with watch(preset) as cb:
+            cbs = [cb] if cb is not None else []
+            r = sym3d.invert(
+                target, cam, generator=generator, preset=preset, overrides=over, device=dev,
+                callbacks=cbs, progress="off",
+            )
         every = r.config.tune.aux_every
         lat = [h["seconds"] for h in r.history if h["stage"] == "latent"][1:]
         tune = [h for h in r.history if h["stage"] == "generator"][1:]

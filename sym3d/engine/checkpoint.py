@@ -107,9 +107,10 @@ def load_run_state(directory: str | os.PathLike, expected_fingerprint: str) -> R
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(
-            f"{path}: unreadable run state ({type(exc).__name__}: {exc}).",
-            hint="delete it to start the run over.",
+        raise CheckpointError(  # torch's own text advises weights_only=False: never relay it
+            f"{path}: the resumable checkpoint of this run cannot be read ({type(exc).__name__}); it is "
+            "damaged or was not written by this sym3d.",
+            hint="run again with --no-resume (resume=False) to start over, or delete it.",
         ) from None
     if not isinstance(data, dict) or data.get("format") != RUN_STATE_FORMAT:
         raise CheckpointError(

@@ -12,7 +12,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from sym3d.camera import yaw_pitch_roll
+from sym3d.camera import check_camera_labels, yaw_pitch_roll
 from sym3d.checks import check_range, check_shape
 from sym3d.errors import PluginNotFoundError, QualityWarning, UserInputError
 from sym3d.image import load_image
@@ -53,7 +53,8 @@ def resolve_generator(
 ) -> tuple[Generator3D, GeneratorSource]:
     """Build ``generator`` when it is a name, and find how to rebuild it.
 
-    The registry's record of the build comes first, then the generator's ``info.build_options``.
+    The generator's own ``info.build_options`` come first, then the registry's record of the
+    factory options it was built with.
     """
     if isinstance(generator, str):
         gen = registry.build("generator", generator, **dict(options or {}))
@@ -71,10 +72,10 @@ def resolve_generator(
         )
     record = build_record(gen)
     declared = generator_info(gen).build_options
-    if record is not None:
-        name, opts = record.name, record.options
-    elif declared is not None:
+    if declared is not None:  # the generator's own statement (e.g. EG3D adds its checkpoint hash)
         name, opts = gen.name, declared
+    elif record is not None:
+        name, opts = record.name, record.options
     else:
         reason = "it was built outside the registry and declares no info.build_options"
         return gen, GeneratorSource(gen.name, None, reason)
@@ -189,6 +190,7 @@ def prepare_inputs(
     target = _as_image(image)
     cam = camera[None] if camera.dim() == 1 else camera
     check_shape(cam, [1, 25], "camera")
+    check_camera_labels(cam, "camera")
     _quality_warnings(cam, target, size)
     obs = None
     if observation is not None:

@@ -101,14 +101,18 @@ def contextual_loss(
         center: ``"batch"`` (SPI parity; the batch's samples then influence each other) or
             ``"sample"`` (each sample on its own).
         target_weights: optional ``[B, 1, Ht, Wt]`` (or ``[B, Ht*Wt]``) weights in ``[0, 1]`` of
-            the target positions, read as multiplicities: a weight of 0 removes the position from
-            the target set (the centring mean, the min, the normalisation and the final mean);
-            fractional weights count fractionally. A sample whose weights are all zero gives a
-            loss of 0 with zero gradient.
+            the target positions: a weight of 0 removes the position from the target set (the
+            centring mean, the min, the normalisation and the final mean), a weight of 1 keeps
+            it as it is, and fractional weights count fractionally: step 4 becomes
+            :math:`CX_{ij} = m_j w_{ij} / \sum_k m_k w_{ik}` and step 5 the ``m``-weighted mean
+            over targets. Only the ratios of the weights matter (uniform weights give the
+            unweighted loss). A sample whose weights are all zero gives a loss of 0 with zero
+            gradient.
         reduction: ``"none"`` returns ``[B]``; ``"mean"`` / ``"sum"`` a scalar.
 
     Returns:
-        ``[B]`` or a scalar; values in ``[-log(1 + eps), -log(eps)]`` (about 0 to 11.5).
+        ``[B]`` or a scalar; values in ``[-log(1 + eps), -log(eps)]`` (about 0 to 11.5), with or
+        without ``target_weights``: every :math:`CX_{ij}` is in ``[0, 1]``, and so is ``CX``.
 
     Raises:
         sym3d.errors.ShapeError: if the maps are not 4D, or batch/channel sizes differ.
@@ -159,8 +163,12 @@ def contextual_loss(
         cx = torch.softmax(logits, dim=2)  # [B, Np, Nt]
         score = cx.max(dim=1).values.mean(dim=1)  # max over pred, mean over targets
     else:
-        log_den = torch.logsumexp(logits + torch.log(m)[:, None], dim=2, keepdim=True)
-        cx = torch.exp(logits - log_den)  # CX of one copy of target j
+        # CX_ij is target j's share of pred i's affinity mass, each target's affinity scaled by
+        # its weight, so CX_ij <= 1 and the weighted mean over targets stays in [0, 1]. (Reading
+        # weights as multiplicities, i.e. the share of *one copy* of j, lets a target of weight
+        # m < 1 reach CX = 1 / m: a uniform weight of 0.5 used to halve the loss's argument.)
+        log_m = torch.log(m)[:, None]
+        cx = torch.exp(logits + log_m - torch.logsumexp(logits + log_m, dim=2, keepdim=True))
         score = (cx.max(dim=1).values * m).sum(dim=1) / m.sum(dim=1)
     loss = -torch.log(score + eps)
     if m is not None:

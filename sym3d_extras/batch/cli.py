@@ -101,10 +101,12 @@ def batch(
         report = run_batch(settings, progress=bar)
     if progress != "json":
         print_summary(summarize(out), console)
+    for line in report.refused:  # not in the manifest: their names cannot name a result
+        console.print(f"skipped {line}", markup=False, highlight=False)
     if report.interrupted:
         console.print(f"interrupted: {report.counts['done']} done, {report.counts['pending'] + report.counts['running']} pending. Re-run the same command to resume.", markup=False, highlight=False)
         raise typer.Exit(130)
-    if report.counts["failed"]:
+    if report.counts["failed"] or report.refused:
         raise typer.Exit(1)
 
 

@@ -8,12 +8,16 @@ has loaded the generator); the other workers are not disturbed (unlike a ``Proce
 which breaks as a whole).
 
 Workers ignore SIGINT: a Ctrl-C in the terminal reaches the whole process group, and it is the
-coordinator that decides what happens to the images in flight.
+coordinator that decides what happens to the images in flight. Workers die with the coordinator
+(a parent-death signal and a watchdog, :func:`~sym3d_extras.batch.worker.bind_to_parent`), and a
+worker renames a result into place only while its coordinator is alive, so a killed coordinator
+leaves no orphan that writes into the next run's folder.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import socket
 import time
@@ -25,17 +29,18 @@ import attrs
 
 from sym3d_extras.batch.backend import WorkerStartError, error_info, start_error
 from sym3d_extras.batch.tasks import Completion, JobSpec, Placement, Task
-from sym3d_extras.batch.worker import Worker, set_thread_env
+from sym3d_extras.batch.worker import Worker, bind_to_parent, set_thread_env
 
 __all__ = ["LocalPool"]
 
 
-def _worker_main(spec: JobSpec, placement: Placement, conn: Any) -> None:
+def _worker_main(spec: JobSpec, placement: Placement, conn: Any, parent_pid: int) -> None:
     """Entry point of a worker process: build the worker, then serve tasks until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    bind_to_parent(parent_pid)
     set_thread_env(placement.threads)
     try:
-        worker = Worker(spec, placement)
+        worker = Worker(spec, placement, parent_pid=parent_pid)
     except Exception as exc:
         conn.send(("fatal", error_info(exc)))
         return
@@ -109,7 +114,8 @@ class LocalPool:
 
     def _spawn(self, slot: _Slot) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=_worker_main, args=(self.spec, slot.placement, child), daemon=True, name="sym3d-batch-worker")
+        args = (self.spec, slot.placement, child, os.getpid())
+        proc = self._ctx.Process(target=_worker_main, args=args, daemon=True, name="sym3d-batch-worker")
         proc.start()
         child.close()
         slot.process, slot.conn, slot.task, slot.info = proc, parent, None, {}

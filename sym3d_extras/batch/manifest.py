@@ -14,6 +14,7 @@ manifest says, and ``running`` rows of a crashed run go back to ``pending``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -24,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from sym3d.errors import UserInputError
+from sym3d.errors import OutputWriteError, UserInputError
 
 __all__ = ["MANIFEST_NAME", "SCHEMA_VERSION", "STATUSES", "ImageRow", "Manifest", "SyncReport"]
 
@@ -99,6 +100,18 @@ class SyncReport:
     added: tuple[str, ...] = ()
 
 
+def _write_error(path: Path, exc: sqlite3.OperationalError) -> OutputWriteError:
+    """One line for a manifest that cannot be written."""
+    full = "full" in str(exc).lower()
+    what = "the disk is full" if full else f"it cannot be written ({exc})"
+    return OutputWriteError(
+        f"{path}: the batch manifest was not updated: {what}. Finished results are kept and the "
+        "manifest holds its last consistent state.",
+        hint=("free disk space" if full else "check the folder's disk and permissions")
+        + ", then run the same command again to continue.",
+    )
+
+
 def _row(r: sqlite3.Row) -> ImageRow:
     data = dict(r)
     data["metrics"] = json.loads(data["metrics"]) if data["metrics"] else {}
@@ -143,16 +156,37 @@ class Manifest:
     # -- plumbing -------------------------------------------------------------------------
 
     def _tx(self) -> Any:
-        """A write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on an exception)."""
-        db = self._db
+        """A write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on an exception).
+
+        A database that cannot be written (full disk, read-only folder) raises
+        :class:`~sym3d.errors.OutputWriteError`; the transaction is rolled back, so the manifest
+        keeps its last committed state.
+        """
+        db, path = self._db, self.path
+
+        def rollback() -> None:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
 
         class _Tx:
             def __enter__(self) -> sqlite3.Connection:
-                db.execute("BEGIN IMMEDIATE")
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    raise _write_error(path, exc) from None
                 return db
 
-            def __exit__(self, exc_type: object, *rest: object) -> None:
-                db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+            def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+                if exc_type is not None:
+                    rollback()
+                    if isinstance(exc, sqlite3.OperationalError):
+                        raise _write_error(path, exc) from None
+                    return
+                try:
+                    db.execute("COMMIT")
+                except sqlite3.OperationalError as exc:
+                    rollback()
+                    raise _write_error(path, exc) from None
 
         return _Tx()
 

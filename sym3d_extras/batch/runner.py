@@ -4,8 +4,11 @@ Only this process writes the manifest. One loop hands pending images to idle wor
 each completion as it arrives: ``done`` once the worker has renamed the result folder into place,
 ``failed`` with the error, or, when the worker died, back to ``pending`` (the attempt counted)
 until ``max_attempts``. SIGINT/SIGTERM stop the loop: no more submissions, the images in flight
-are cancelled and go back to ``pending`` (their ``.partial`` folders resume), the manifest is
-consistent, and a re-run continues. A second signal interrupts at once.
+are cancelled and go back to ``pending`` (their work folders ``OUT/.work/<key>`` resume), the
+manifest is consistent, and a re-run continues. A second signal interrupts at once. When the
+manifest cannot be written (a full disk), the run stops with one clear error; the last committed
+state stays valid and a re-run continues. An image whose name cannot name a result folder is
+reported and skipped; the others run.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from sym3d.errors import UserInputError
+from sym3d.errors import ResultNameError, Sym3DError, UserInputError
 from sym3d_extras.batch.backend import Backend
 from sym3d_extras.batch.manifest import MANIFEST_NAME, Manifest, SyncReport
 from sym3d_extras.batch.progress import (
@@ -35,8 +38,19 @@ from sym3d_extras.batch.progress import (
 )
 from sym3d_extras.batch.tasks import Completion, JobSpec, Task
 from sym3d_extras.batch.worker import finished_outcome
+from sym3d_extras.outdir import check_key, exclusive_lock
 
-__all__ = ["IMAGE_SUFFIXES", "BatchSettings", "BatchReport", "ItemRecord", "discover_images", "make_backend", "run_batch", "StopFlag"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "BatchSettings",
+    "BatchReport",
+    "ItemRecord",
+    "discover_images",
+    "discover_inputs",
+    "make_backend",
+    "run_batch",
+    "StopFlag",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 LOCK_NAME = ".manifest.lock"
@@ -98,6 +112,7 @@ class BatchReport:
         backend: the backend's description (empty when there was nothing to do).
         sync: what reconciling the manifest with the disk changed.
         notes: warnings for the user (changed settings, images out of attempts, ...).
+        refused: one line per image skipped because its name cannot name a result folder.
     """
 
     counts: Mapping[str, int]
@@ -108,6 +123,7 @@ class BatchReport:
     backend: Mapping[str, Any] = attrs.field(factory=dict)
     sync: SyncReport = attrs.field(factory=SyncReport)
     notes: tuple[str, ...] = ()
+    refused: tuple[str, ...] = ()
 
 
 class StopFlag:
@@ -144,31 +160,36 @@ class StopFlag:
         self._previous.clear()
 
 
-@contextlib.contextmanager
-def _exclusive(out_dir: Path) -> Iterator[None]:
+def _exclusive(out_dir: Path) -> contextlib.AbstractContextManager[None]:
     """One coordinator per output folder (an advisory ``flock``; a no-op where fcntl is missing)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with open(out_dir / LOCK_NAME, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserInputError(f"{out_dir}: another `sym3d batch` is writing to this folder.", hint="wait for it, or choose another --out.") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return exclusive_lock(
+        out_dir / LOCK_NAME,
+        f"{out_dir}: another `sym3d batch` is writing to this folder.",
+        "wait for it, or choose another --out.",
+    )
 
 
 def discover_images(input_dir: str | os.PathLike) -> dict[str, Path]:
     """Image files of ``input_dir`` by key (the stem, which names the result folder), sorted.
 
+    Images whose name cannot name a result folder are left out (see :func:`discover_inputs`).
+
     Raises:
         UserInputError: no such folder, no images, or two images with the same stem
             (``a.png`` and ``a.jpg`` would share a result folder).
+    """
+    return discover_inputs(input_dir)[0]
+
+
+def discover_inputs(input_dir: str | os.PathLike) -> tuple[dict[str, Path], list[str]]:
+    """``(images by key, refused)``: the images of ``input_dir`` and one line per refused file.
+
+    Hidden files are skipped. A file is refused when its stem cannot name a result folder (not
+    valid UTF-8, reserved, too long: :func:`sym3d_extras.outdir.check_key`); the batch runs the
+    others and reports these.
+
+    Raises:
+        UserInputError: no such folder, no images, or two images with the same stem.
     """
     folder = Path(input_dir)
     if not folder.is_dir():
@@ -178,13 +199,19 @@ def discover_images(input_dir: str | os.PathLike) -> dict[str, Path]:
         raise UserInputError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}).")
     by_key: dict[str, Path] = {}
     clashes: list[str] = []
+    refused: list[str] = []
     for p in files:
+        try:
+            check_key(p.stem, p)
+        except ResultNameError as exc:
+            refused.append(str(exc))
+            continue
         if p.stem in by_key:
             clashes.append(f"{by_key[p.stem].name} / {p.name}")
         by_key[p.stem] = p.resolve()
     if clashes:
         raise UserInputError(f"{folder}: images share a name and would share a result folder: {'; '.join(clashes[:5])}.", hint="rename them.")
-    return by_key
+    return by_key, refused
 
 
 def make_backend(settings: BatchSettings) -> Backend:
@@ -284,6 +311,28 @@ class _Coordinator:
         self.inflight.clear()
 
 
+def _close_run(
+    m: Manifest, coord: _Coordinator, stopped: list[Task], *, interrupted: bool, errored: bool
+) -> dict[str, int]:
+    """Settle the images that were in flight and log the run's end; returns the final counts.
+
+    When the manifest cannot be written (a full disk) while another error is already on its way
+    out, that error is the one reported: the manifest keeps its last committed state, which a
+    re-run reconciles with the disk.
+    """
+    try:
+        if stopped:
+            coord.settle_inflight(stopped, "interrupted" if interrupted else "the run stopped")
+        final = m.counts()
+        event = "run_interrupted" if interrupted else "run_failed" if errored else "run_finished"
+        m.log(event, {"counts": final})
+    except Sym3DError:
+        if not errored:
+            raise
+        final = m.counts()
+    return final
+
+
 def run_batch(
     settings: BatchSettings,
     *,
@@ -305,18 +354,19 @@ def run_batch(
     Raises:
         UserInputError: bad input folder, camera file or settings; another run holds the folder.
         sym3d_extras.batch.backend.WorkerStartError: the workers could not load the generator.
+        OutputWriteError: the manifest cannot be written (disk full); a re-run continues.
     """
     from sym3d_extras.cli_photos import _read_cameras
 
     t0 = time.monotonic()
     emit = progress or (lambda event: None)
-    images = discover_images(settings.input_dir)
+    images, refused = discover_inputs(settings.input_dir)
     labels = _read_cameras(settings.cameras) if settings.cameras is not None else None
     if settings.max_attempts < 1:
         raise UserInputError(f"--max-attempts: expected a positive number, got {settings.max_attempts}.")
     out = settings.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
+    notes: list[str] = [f"skipped {line}" for line in refused]
     with _exclusive(out), Manifest(out / MANIFEST_NAME) as m:
         described = settings.spec.describe()
         previous = m.meta("settings")
@@ -337,7 +387,13 @@ def run_batch(
                 emit(event)
             counts = m.counts()
             emit(BatchFinished(done=counts["done"], failed=counts["failed"], pending=counts["pending"], seconds=time.monotonic() - t0))
-            return BatchReport(counts=counts, seconds=time.monotonic() - t0, sync=sync, notes=tuple(notes))
+            return BatchReport(
+                counts=counts,
+                seconds=time.monotonic() - t0,
+                sync=sync,
+                notes=tuple(notes),
+                refused=tuple(refused),
+            )
         pool = backend or make_backend(settings)
         interrupted = errored = False
         startup = 0.0
@@ -378,13 +434,16 @@ def run_batch(
                 errored = True
                 raise
             finally:
-                if coord.inflight:
-                    cancelled = list(pool.cancel())
-                    leftover = [t for k, t in coord.inflight.items() if k not in {c.key for c in cancelled}]
-                    coord.settle_inflight(cancelled + leftover, "interrupted" if interrupted else "the run stopped")
-                pool.close()
-                final = m.counts()
-                m.log("run_interrupted" if interrupted else "run_failed" if errored else "run_finished", {"counts": final})
+                stopped: list[Task] = []
+                try:
+                    if coord.inflight:
+                        cancelled = list(pool.cancel())
+                        keys = {c.key for c in cancelled}
+                        leftover = [t for k, t in coord.inflight.items() if k not in keys]
+                        stopped = cancelled + leftover
+                finally:
+                    pool.close()
+                final = _close_run(m, coord, stopped, interrupted=interrupted, errored=errored)
                 emit(BatchFinished(done=final["done"], failed=final["failed"], pending=final["pending"] + final["running"], seconds=time.monotonic() - t0, interrupted=interrupted))
         return BatchReport(
             counts=final,
@@ -395,4 +454,5 @@ def run_batch(
             backend=described_pool,
             sync=sync,
             notes=tuple(notes),
+            refused=tuple(refused),
         )

@@ -15,9 +15,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from sym3d.errors import Sym3DError
 from sym3d_extras.batch.tasks import JobSpec, Placement, Task, TaskResult
 
-__all__ = ["Worker", "worker_id", "finished_outcome", "set_thread_env"]
+__all__ = [
+    "Worker",
+    "worker_id",
+    "finished_outcome",
+    "set_thread_env",
+    "bind_to_parent",
+    "CoordinatorGoneError",
+]
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -31,6 +39,44 @@ def set_thread_env(threads: int) -> None:
     """Set the BLAS/OpenMP thread variables before torch is imported in a fresh worker."""
     for name in _THREAD_ENV:
         os.environ[name] = str(max(1, int(threads)))
+
+
+class CoordinatorGoneError(Sym3DError):
+    """The batch coordinator that started this worker is gone: nothing may be committed any more."""
+
+
+def _parent_alive(parent_pid: int) -> bool:
+    return os.getppid() == parent_pid
+
+
+def bind_to_parent(parent_pid: int, interval: float = 0.5) -> None:
+    """Make this worker process die with its coordinator ``parent_pid``.
+
+    Linux delivers SIGKILL when the parent exits (``prctl(PR_SET_PDEATHSIG)``); a watchdog thread
+    that checks the parent's pid every ``interval`` seconds covers other systems and the moment
+    before the ``prctl``. Exits at once when the parent is already gone.
+    """
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc
+            pass
+    if not _parent_alive(parent_pid):
+        os._exit(1)
+
+    def watch() -> None:
+        while _parent_alive(parent_pid):
+            time.sleep(interval)
+        os._exit(1)  # no cleanup: an orphan must not write anything more
+
+    threading.Thread(target=watch, name="sym3d-parent-watchdog", daemon=True).start()
 
 
 def finished_outcome(out_dir: str | os.PathLike) -> tuple[float | None, dict[str, Any]]:
@@ -64,20 +110,22 @@ class Worker:
     Args:
         spec: the batch's settings.
         placement: device and CPU threads of this worker.
+        parent_pid: the coordinator's pid (local workers): a result is renamed into place only
+            while it is still this process's parent.
 
     Raises:
         sym3d.errors.Sym3DError: the generator or the pose estimator cannot be built (the
             coordinator stops the batch: every image would fail the same way).
     """
 
-    def __init__(self, spec: JobSpec, placement: Placement) -> None:
+    def __init__(self, spec: JobSpec, placement: Placement, parent_pid: int | None = None) -> None:
         import torch
 
         from sym3d_extras.cli_photos import load_generator_for
 
         t0 = time.perf_counter()
         torch.set_num_threads(max(1, placement.threads))
-        self.spec, self.placement = spec, placement
+        self.spec, self.placement, self.parent_pid = spec, placement, parent_pid
         network = Path(spec.network) if spec.network else None
         self.generator = load_generator_for(spec.generator, network, placement.device, dict(spec.generator_options))
         self.pose_estimator = None
@@ -97,21 +145,19 @@ class Worker:
 
         return {"worker": self.id, "device": self.placement.device, "threads": torch.get_num_threads(), "init_seconds": self.init_seconds}
 
-    @staticmethod
-    def _drop_empty_partial(task: Task) -> None:
-        """Remove the ``.partial`` folder of an attempt that failed before writing anything (kept otherwise: it resumes)."""
-        from sym3d_extras.pipeline import partial_dir
-
-        try:
-            partial_dir(Path(task.out_dir)).rmdir()
-        except OSError:
-            pass
+    def _before_commit(self) -> None:
+        if self.parent_pid is not None and not _parent_alive(self.parent_pid):
+            raise CoordinatorGoneError(
+                "the batch coordinator is gone; this result was not renamed into place.",
+                hint="run the same `sym3d batch` command again: it resumes this image.",
+            )
 
     def run(self, task: Task) -> TaskResult:
         """Process one image into ``task.out_dir``; every exception becomes a failed result."""
         import torch
 
-        from sym3d.errors import Sym3DError, UserInputError
+        from sym3d.errors import ResultExistsError, Sym3DError, UserInputError
+        from sym3d_extras.outdir import describe_failure
         from sym3d_extras.pipeline import process_photo
 
         self.images += 1
@@ -138,11 +184,15 @@ class Worker:
                     export=self.spec.export,
                     export_options=dict(self.spec.export_options),
                     resume=self.spec.resume,
+                    before_commit=self._before_commit,
                 )
             notes.extend(outcome.notes)
             notes.extend(sorted({f"{w.category.__name__}: {w.message}" for w in caught}))
+        except ResultExistsError:  # finished meanwhile by another run (`sym3d invert`, same --out)
+            seconds, metrics = finished_outcome(task.out_dir)
+            seconds = seconds or 0.0
+            return TaskResult(ok=True, seconds=seconds, metrics=metrics, already_done=True, **common)
         except Sym3DError as exc:
-            self._drop_empty_partial(task)
             return TaskResult(
                 ok=False,
                 seconds=time.perf_counter() - t0,
@@ -152,11 +202,10 @@ class Worker:
                 **common,
             )
         except Exception as exc:  # an unexpected error fails this image, not the worker
-            self._drop_empty_partial(task)
             return TaskResult(
                 ok=False,
                 seconds=time.perf_counter() - t0,
-                error=f"{type(exc).__name__}: {exc}",
+                error=describe_failure(exc, task.image, "the manifest's detail column has the traceback"),
                 error_type=type(exc).__name__,
                 detail=traceback.format_exc(limit=20),
                 **common,

@@ -28,9 +28,12 @@ import torch
 
 __all__ = [
     "CONDITIONS",
+    "CONDITION_TOKENS",
     "DEFAULT_METHODS",
     "QualitySettings",
+    "condition_asymmetry",
     "group_of",
+    "parse_condition",
     "run_quality",
     "summarize",
     "write_summary",
@@ -39,17 +42,88 @@ __all__ = [
 DEFAULT_METHODS = ("w+", "pti", "pti-depth-reg", "spi", "spi-no-mirror", "spi-no-warp", "spi-no-authentic-mask", "spi-no-depth-reg")
 
 
-def _conditions() -> dict[str, dict[str, Any]]:
-    return {
-        "detail+mole": {},
-        "detail+mole+fringe": {"fringe_amount": 0.6},
-        "detail+mole+sidelight": {"light_azimuth": 0.6},
-    }
+CONDITION_TOKENS: Mapping[str, Mapping[str, Any]] = {
+    "detail": {"detail_amplitude": 1.0},
+    "mole": {"mole_contrast": 0.75},
+    "fringe": {"fringe_amount": 0.6},
+    "sidelight": {"light_azimuth": 0.6},
+    "sidelight-right": {"light_azimuth": -0.6},
+    "toplight": {"light_elevation": 0.5},
+    "lowlight": {"light_elevation": -0.6},
+    "twolights": {"fill_strength": 0.6, "fill_azimuth": -0.9},
+    "colourlight": {"light_colour": (1.0, 0.8, 0.55)},
+}
+"""The factors a condition name composes with ``+`` (fields of
+:class:`~sym3d_extras.synthetic.AsymmetryConfig`; a factor not named is off): ``detail`` symmetric
+fine detail, ``mole`` a mole on the subject's left cheek, ``fringe`` a one-sided fringe,
+``sidelight``/``sidelight-right`` the light turned 0.6 rad toward the subject's left/right,
+``toplight``/``lowlight`` the light raised by 0.5 rad/lowered by 0.6 rad, ``twolights`` a second
+white light (0.6 of the key) 0.9 rad toward the subject's right, ``colourlight`` a warm key light
+(RGB 1, 0.8, 0.55) under white ambient light."""
 
 
-CONDITIONS: Mapping[str, Mapping[str, Any]] = _conditions()
-"""Asymmetry conditions (fields of :class:`~sym3d_extras.synthetic.AsymmetryConfig` over its defaults:
-symmetric fine detail plus a mole on the subject's left cheek)."""
+def parse_condition(name: str) -> dict[str, Any]:
+    """Fields of :class:`~sym3d_extras.synthetic.AsymmetryConfig` for a condition name.
+
+    A name is factors of :data:`CONDITION_TOKENS` joined by ``+``, e.g.
+    ``detail+mole+sidelight-right+colourlight``; factors not named are off (no detail, no mole).
+
+    Raises:
+        ConfigError: an unknown, repeated or conflicting factor, or an empty name.
+    """
+    from sym3d.errors import ConfigError
+
+    tokens = [t.strip() for t in name.split("+")]
+    known = ", ".join(CONDITION_TOKENS)
+    if not name.strip() or any(not t for t in tokens):
+        raise ConfigError(
+            f"condition {name!r}: expected factors joined by '+', e.g. 'detail+mole+sidelight'; "
+            f"known factors: {known}."
+        )
+    fields: dict[str, Any] = {"detail_amplitude": 0.0, "mole_contrast": 0.0}
+    owner: dict[str, str] = {}
+    for token in tokens:
+        if token not in CONDITION_TOKENS:
+            raise ConfigError(
+                f"condition {name!r}: unknown factor {token!r}; known factors: {known}."
+            )
+        for key, value in CONDITION_TOKENS[token].items():
+            if key in owner:
+                raise ConfigError(
+                    f"condition {name!r}: factors {owner[key]!r} and {token!r} both set {key}; "
+                    "name each factor once."
+                )
+            owner[key] = token
+            fields[key] = value
+    return fields
+
+
+def condition_asymmetry(name: str) -> Any:
+    """The :class:`~sym3d_extras.synthetic.AsymmetryConfig` of a condition name.
+
+    See :func:`parse_condition`.
+    """
+    from sym3d_extras.synthetic import AsymmetryConfig
+
+    return AsymmetryConfig(**parse_condition(name))
+
+
+CONDITIONS: Mapping[str, Mapping[str, Any]] = {
+    name: parse_condition(name)
+    for name in (
+        "detail+mole",
+        "detail+mole+fringe",
+        "detail+mole+sidelight",
+        "detail+mole+sidelight-right",
+        "detail+mole+toplight",
+        "detail+mole+lowlight",
+        "detail+mole+twolights",
+        "detail+mole+colourlight",
+        "detail+mole+sidelight+colourlight",
+    )
+}
+"""Named conditions (fields of :class:`~sym3d_extras.synthetic.AsymmetryConfig`); any other
+``+``-composition of :data:`CONDITION_TOKENS` is accepted too (:func:`parse_condition`)."""
 
 FIELDS = (
     "condition", "head", "source_yaw", "method", "target_yaw", "group",
@@ -67,7 +141,7 @@ class QualitySettings:
         source_yaws: degrees.
         target_yaws: degrees.
         methods: preset names.
-        conditions: names from :data:`CONDITIONS`.
+        conditions: condition names (:func:`parse_condition`, e.g. from :data:`CONDITIONS`).
         size: image side of the generator and the scene.
         overrides: config overrides applied to every method (on top of the generator's recommendations).
         seed: engine seed.
@@ -127,7 +201,7 @@ def run_quality(
     from sym3d.image import from_model_range
     from sym3d.protocols import generator_info
     from sym3d_extras import metrics
-    from sym3d_extras.synthetic import AsymmetryConfig, SymHeadsScene, build_symheads
+    from sym3d_extras.synthetic import SymHeadsScene, build_symheads
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -149,7 +223,7 @@ def run_quality(
         if new_file:
             writer.writeheader()
         for cond, head, src in jobs:
-            asym = AsymmetryConfig(**dict(CONDITIONS[cond]))
+            asym = condition_asymmetry(cond)
             scene = SymHeadsScene(head, asym, world=world, resolution=settings.size)
             cam = look_at(math.radians(src), 0.0)[None]
             obs = scene.face_observation(cam)

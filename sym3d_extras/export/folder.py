@@ -14,7 +14,8 @@ Written next to the files :meth:`sym3d.engine.result.InversionResult.save` write
     metrics.json              PSNR/SSIM/LPIPS of the input and mirror views, mesh stats, timings
     report.html               everything above in one self-contained page
 
-Every file is written atomically. Existing files are replaced.
+Every file is written atomically. Existing files are replaced (a link in their place is replaced,
+never followed); a folder or ``views/`` that is a symbolic link is refused.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from sym3d_extras.export._common import (
     save_png,
 )
 from sym3d_extras.export.views import generator_device, novel_view_grid, render_views, yaw_labels
+from sym3d_extras.outdir import check_not_linked
 
 __all__ = ["export_result", "ALL_OUTPUTS", "tuned_generator", "novel_view_cameras"]
 
@@ -149,6 +151,21 @@ def _image_metrics(pred: torch.Tensor, target: torch.Tensor, use_lpips: bool | N
     return out
 
 
+def _read_pose(path: Path, notes: list[str]) -> dict[str, Any] | None:
+    """``pose.json`` of the folder (written by the photo pipeline) for the report, if any."""
+    if not path.exists():
+        return None
+    from sym3d.errors import InputFileError
+    from sym3d.files import read_text
+
+    try:
+        data = json.loads(read_text(path, "pose.json"))
+    except (InputFileError, ValueError):
+        notes.append("pose.json could not be read.")
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def export_result(
     result: Any,
     generator: torch.nn.Module,
@@ -194,7 +211,8 @@ def export_result(
         render_batch: views per render call.
         mesh_colors: colour the mesh's vertices from rendered views.
         video_format: ``"auto"`` (MP4, GIF fallback), ``"mp4"`` or ``"gif"``.
-        title: the report's title (default: the folder name).
+        title: the report's title (default: the folder name; the photo pipeline passes the
+            result's name).
         strict: raise when the mesh cannot be made (no surface at the iso-level, or trimesh /
             scikit-image missing). By default that part is skipped with an
             :class:`~sym3d_extras.export._common.ExportWarning` and a note in ``metrics.json``
@@ -207,6 +225,7 @@ def export_result(
 
     Raises:
         sym3d.errors.UserInputError: an unknown ``what`` item or bad arguments.
+        sym3d.errors.OutputWriteError: ``out_dir`` or its ``views/`` is a symbolic link.
         sym3d.errors.MissingDependencyError: ``lpips=True`` without the ``lpips`` extra; with
             ``strict``, the mesh without the ``export`` extra.
         ExportError: with ``strict``, the density has no surface at the iso-level.
@@ -228,6 +247,7 @@ def export_result(
     if video_format not in ("auto", "mp4", "gif"):
         raise UserInputError(f"video_format: expected 'auto', 'mp4' or 'gif', got {video_format!r}.")
     od = Path(out_dir)
+    check_not_linked(od / "views", od.parent)  # the folder or views/ linked elsewhere: refuse
     od.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     notes: list[str] = []
@@ -390,6 +410,7 @@ def export_result(
         with _Stage("report", progress, timings) as st:
             st(0, 1)
             candidates = {
+                "photo": "views/photo.jpg",
                 "input": "views/input.png",
                 "reconstruction": "views/reconstruction.png",
                 "mirror": "views/mirror.png",
@@ -405,6 +426,7 @@ def export_result(
                     metrics_shown = json.loads((od / "metrics.json").read_text())
                 except (OSError, ValueError):
                     notes.append("metrics.json could not be read.")
+            pose_shown = _read_pose(od / "pose.json", notes)
             metrics_shown.pop("notes", None)
             timings_shown = metrics_shown.pop("timings", {})
             files = [f for f in ("mesh.ply", "depth.npy", "metrics.json", *_RESULT_FILES) if (od / f).is_file()]
@@ -426,6 +448,7 @@ def export_result(
                 summary=summary,
                 notes=notes,
                 files=files,
+                pose=pose_shown,
             )
             st(1, 1)
     return written

@@ -1,4 +1,9 @@
-"""Loss curves of an inversion, one panel per stage, as one PNG (Matplotlib, Agg, no pyplot state)."""
+"""Figures as PNGs (Matplotlib, Agg, no pyplot state).
+
+:func:`plot_history`: the loss curves of an inversion, one panel per stage.
+:func:`plot_image_grid`: a labelled grid of image tiles (rows of methods, columns of views) with
+colour bars for the rows that show colour-mapped values (depth, errors).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from sym3d.errors import UserInputError
 from sym3d_extras.export._common import atomic_write_bytes, require
 
-__all__ = ["plot_history", "loss_terms"]
+__all__ = ["plot_history", "loss_terms", "plot_image_grid", "ColourScale"]
 
 _META = ("stage", "step", "lr", "seconds")
 
@@ -131,4 +138,159 @@ def plot_history(
         fig.suptitle(title, fontsize=11)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
+    return atomic_write_bytes(Path(path), buf.getvalue())
+
+
+@attrs.frozen
+class ColourScale:
+    """How the tiles of a row were colour-mapped, for its colour bar.
+
+    Attributes:
+        cmap: Matplotlib colour-map name (e.g. ``"turbo_r"``: the low end is red).
+        vmin: the value at the low end of the map.
+        vmax: the value at the high end (values beyond it were clipped).
+        label: the bar's caption (quantity and units).
+    """
+
+    cmap: str
+    vmin: float
+    vmax: float
+    label: str
+
+
+def _tile_array(tile: Any) -> Any:
+    """``[3, H, W]`` tensor or ``[H, W, 3]`` array in ``[0, 1]`` -> ``[H, W, 3]`` float array."""
+    import numpy as np
+
+    if hasattr(tile, "detach"):
+        arr = tile.detach().float().cpu().numpy()
+    else:
+        arr = np.asarray(tile, dtype=np.float32)
+    if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[-1] != 3:
+        arr = arr.transpose(1, 2, 0)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise UserInputError(
+            f"tiles: expected [3, H, W] images, got an array of shape {list(arr.shape)}."
+        )
+    return np.clip(arr, 0.0, 1.0)
+
+
+def plot_image_grid(
+    tiles: Sequence[Sequence[Any]],
+    path: str | os.PathLike,
+    *,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    scales: Sequence[ColourScale | None] | None = None,
+    side: tuple[Any, str] | None = None,
+    tile_px: int = 128,
+    dpi: int = 100,
+) -> Path:
+    """Write a grid of image tiles with row and column labels and colour bars as one PNG.
+
+    Every tile is labelled with its row's and its column's label in its top-left corner (so a
+    cropped or zoomed figure stays readable); the column labels also head the columns and the
+    row labels sit left of the rows. Consecutive rows with the same :class:`ColourScale` share
+    one colour bar right of them.
+
+    Args:
+        tiles: rows of tiles, each ``[3, H, W]`` (tensor or array) in ``[0, 1]``; every row has
+            ``len(col_labels)`` tiles.
+        path: the PNG to write (atomically).
+        row_labels: one label per row (e.g. ``"SPI"``, ``"depth SPI"``).
+        col_labels: one label per column (e.g. ``"+15°"``).
+        scales: per row, the colour scale its tiles were mapped with, or ``None`` for plain
+            images (default: all ``None``).
+        side: an optional ``(tile, caption)`` shown left of the first row (e.g. the input).
+        tile_px: the side of a tile in the PNG, in pixels.
+        dpi: resolution (text sizes are in points, so this scales the text with the tiles).
+
+    Returns:
+        The written file.
+
+    Raises:
+        sym3d.errors.UserInputError: ragged rows, or label/scale counts that do not match.
+        sym3d.errors.MissingDependencyError: Matplotlib is missing.
+    """
+    require("matplotlib", "figures")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    n_rows, n_cols = len(tiles), len(col_labels)
+    scales = list(scales) if scales is not None else [None] * n_rows
+    if n_rows == 0 or n_cols == 0:
+        raise UserInputError("tiles: expected at least one row and one column, got none.")
+    if len(row_labels) != n_rows or len(scales) != n_rows:
+        raise UserInputError(
+            f"row_labels/scales: expected {n_rows} each (one per row), "
+            f"got {len(row_labels)}/{len(scales)}."
+        )
+    bad = [i for i, row in enumerate(tiles) if len(row) != n_cols]
+    if bad:
+        raise UserInputError(
+            f"tiles: row {bad[0]} has {len(tiles[bad[0]])} tiles, expected {n_cols} (one a column)."
+        )
+
+    t = tile_px / dpi  # inches per tile
+    gap, head, left_text = 0.04 * t, 0.28 * t, 0.9 * t
+    side_w = (t + 0.12 * t) if side is not None else 0.0
+    bar_w = 1.1 * t if any(s is not None for s in scales) else 0.1 * t
+    width = left_text + side_w + n_cols * (t + gap) + bar_w
+    height = head + n_rows * (t + gap) + 0.05 * t
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(fig)
+    fs = max(6.0, 9.0 * tile_px / 128)
+
+    def box(x0: float, y_top: float, w: float, h: float) -> list[float]:
+        """Axes rectangle in figure fractions from inches measured from the top-left corner."""
+        return [x0 / width, 1.0 - (y_top + h) / height, w / width, h / height]
+
+    def show(ax: Any, tile: Any, text: str) -> None:
+        ax.imshow(_tile_array(tile), interpolation="bilinear" if tile_px > 64 else "nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.text(
+            0.02, 0.98, text, transform=ax.transAxes, ha="left", va="top", fontsize=fs * 0.8,
+            color="white",
+            bbox={"facecolor": "black", "alpha": 0.6, "pad": 1.5, "linewidth": 0},
+        )
+
+    x_grid = left_text + side_w
+    if side is not None:
+        ax = fig.add_axes(box(left_text * 0.15, head, t, t))
+        show(ax, side[0], side[1])
+    for c, label in enumerate(col_labels):
+        fig.text(
+            (x_grid + c * (t + gap) + t / 2) / width, 1.0 - head * 0.5 / height, label,
+            ha="center", va="center", fontsize=fs,
+        )
+    for r, row in enumerate(tiles):
+        y = head + r * (t + gap)
+        fig.text(
+            (x_grid - 0.08 * t) / width, 1.0 - (y + t / 2) / height, row_labels[r],
+            ha="right", va="center", fontsize=fs,
+        )
+        for c, tile in enumerate(row):
+            ax = fig.add_axes(box(x_grid + c * (t + gap), y, t, t))
+            show(ax, tile, f"{row_labels[r]} {col_labels[c]}")
+    r = 0
+    while r < n_rows:
+        scale, r_end = scales[r], r
+        while r_end + 1 < n_rows and scales[r_end + 1] == scale:
+            r_end += 1
+        if scale is not None:
+            y0 = head + r * (t + gap) + 0.05 * t
+            span = (r_end - r + 1) * (t + gap) - gap - 0.1 * t
+            cax = fig.add_axes(box(x_grid + n_cols * (t + gap) + 0.08 * t, y0, 0.12 * t, span))
+            mappable = ScalarMappable(norm=Normalize(scale.vmin, scale.vmax), cmap=scale.cmap)
+            bar = fig.colorbar(mappable, cax=cax)
+            bar.set_label(scale.label, fontsize=fs * 0.8)
+            bar.ax.tick_params(labelsize=fs * 0.75)
+        r = r_end + 1
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
     return atomic_write_bytes(Path(path), buf.getvalue())

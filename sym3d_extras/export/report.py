@@ -5,8 +5,9 @@ so the file can be moved or mailed alone; each one is also linked by its relativ
 full-size files open from the output folder. The page has no scripts and loads no external CSS,
 JavaScript or fonts. All text (title, notes, metric names, config) is HTML-escaped.
 
-Known image names get a fixed place and caption: ``input`` and ``reconstruction`` side by side,
-``mirror``, ``novel_grid``, ``depth``, ``orbit`` (``.mp4``/``.webm`` become a ``<video>``,
+Known image names get a fixed place and caption: ``photo`` (the original photo) first, beside
+the estimated pose (angles and notes, from ``pose``), then ``input`` and ``reconstruction`` side by
+side, ``mirror``, ``novel_grid``, ``depth``, ``orbit`` (``.mp4``/``.webm`` become a ``<video>``,
 ``.gif`` an image), ``loss``; any other names follow under "More images".
 """
 
@@ -25,9 +26,13 @@ from urllib.parse import quote
 from sym3d.errors import UserInputError
 from sym3d_extras.export._common import atomic_write_bytes
 
-__all__ = ["write_report", "KNOWN_IMAGES"]
+__all__ = ["write_report", "KNOWN_IMAGES", "pose_angles"]
 
 KNOWN_IMAGES: dict[str, tuple[str, str]] = {
+    "photo": (
+        "Photo",
+        "The photo as given (downscaled for this page); the input below was cropped from it.",
+    ),
     "input": ("Input", "The aligned input image the inversion saw."),
     "reconstruction": ("Reconstruction", "The inverted model rendered from the input camera."),
     "mirror": (
@@ -271,6 +276,68 @@ class _Media:
         return f'<figure id="{_esc(name)}">{media}<figcaption>{_esc(cap)} File: {link}</figcaption></figure>'
 
 
+def pose_angles(pose: Mapping[str, Any]) -> tuple[dict[str, float], str]:
+    """Yaw, pitch and roll in degrees from a ``pose.json`` mapping, and where they come from.
+
+    ``pose["angles_degrees"]`` (the pose estimator's angles) when present; otherwise the angles
+    of the viewing direction of ``pose["camera"]`` (a 25-number EG3D label, e.g. one given with
+    ``--cameras``), see :func:`sym3d.camera.yaw_pitch_roll`. Positive yaw shows the subject's
+    left cheek. Returns ``({}, "")`` when neither is usable.
+    """
+    angles = pose.get("angles_degrees")
+    if isinstance(angles, Mapping) and angles:
+        out = {
+            k: float(angles[k])
+            for k in ("yaw", "pitch", "roll")
+            if isinstance(angles.get(k), (int, float))
+        }
+        if out:
+            return out, "estimated from the photo"
+    camera = pose.get("camera")
+    if isinstance(camera, Sequence) and len(camera) == 25:
+        try:
+            import torch
+
+            from sym3d.camera import yaw_pitch_roll
+
+            angs = yaw_pitch_roll(torch.tensor([float(v) for v in camera], dtype=torch.float64))
+        except Exception:  # noqa: BLE001 - an unreadable label gets no angles, not a failed report
+            return {}, ""
+        names = ("yaw", "pitch", "roll")
+        out = {k: math.degrees(float(a)) for k, a in zip(names, angs, strict=True)}
+        if all(math.isfinite(v) for v in out.values()):
+            return out, "of the given camera label"
+    return {}, ""
+
+
+def _pose_section(
+    media: _Media, images: Mapping[str, str | os.PathLike], pose: Mapping[str, Any] | None
+) -> str:
+    """The original photo beside the pose table and the pose notes; ``""`` when neither exists."""
+    fig = media.figure("photo", images["photo"]) if "photo" in images else ""
+    facts = ""
+    if pose is not None:
+        angles, source = pose_angles(pose)
+        if angles:
+            rows = "".join(
+                f'<tr><th scope="row">{_esc(k)}</th><td class="num">{v:+.1f}°</td></tr>'
+                for k, v in angles.items()
+            )
+            facts += f"<h3>Head pose ({_esc(source)}, degrees)</h3><table>{rows}</table>"
+        source_name = pose.get("image")
+        if source_name and source_name != "<tensor>":
+            facts += f"<p>Photo: {_esc(Path(str(source_name)).name)}</p>"
+        pose_notes = [str(n) for n in pose.get("notes") or ()]
+        if pose_notes:
+            items = "".join(f"<li>{_esc(n)}</li>" for n in pose_notes)
+            facts += f'<h3>Pose notes</h3><ul class="notes">{items}</ul>'
+    if not fig and not facts:
+        return ""
+    heading = "Photo and pose" if fig and facts else ("Photo" if fig else "Pose")
+    body = f"{fig}<div>{facts}</div>" if facts else fig
+    return f'<section><h2>{heading}</h2><div class="row">{body}</div></section>'
+
+
 def write_report(
     out_dir: str | os.PathLike,
     *,
@@ -281,6 +348,7 @@ def write_report(
     summary: Mapping[str, Any],
     notes: Sequence[str] = (),
     files: Sequence[str | os.PathLike] = (),
+    pose: Mapping[str, Any] | None = None,
     filename: str = "report.html",
     embed: bool = True,
     max_embed_bytes: int = 25_000_000,
@@ -297,6 +365,10 @@ def write_report(
         summary: run facts (steps, seconds, early stop, ...), shown as a table.
         notes: remarks shown as a list (warnings, fallbacks, ...).
         files: other relative paths to link under "Files" (mesh, latent, weights, ...).
+        pose: the content of ``pose.json``: ``angles_degrees`` (yaw/pitch/roll), ``camera`` (the
+            25-number label, used for the angles when there are none), ``notes`` (the pose
+            estimator's remarks) and optionally ``image`` (the photo's name); shown with the
+            ``photo`` image in the first section. See :func:`pose_angles`.
         filename: the report's file name inside ``out_dir``.
         embed: embed pictures and the video as data URIs (``False``: link them only).
         max_embed_bytes: files larger than this are linked, not embedded.
@@ -312,6 +384,9 @@ def write_report(
     images = dict(images)
     parts: list[str] = []
 
+    pose_html = _pose_section(media, images, pose)
+    if pose_html:
+        parts.append(pose_html)
     pair = [n for n in ("input", "reconstruction") if n in images]
     if pair:
         figs = "".join(media.figure(n, images[n]) for n in pair)

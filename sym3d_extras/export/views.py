@@ -11,7 +11,9 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,50 @@ from sym3d.checks import check_range, check_shape
 from sym3d.errors import UserInputError
 from sym3d.protocols import Generator3D, RenderOutput
 
-__all__ = ["render_views", "novel_view_grid", "yaw_labels", "generator_device"]
+__all__ = [
+    "render_views",
+    "novel_view_grid",
+    "yaw_labels",
+    "generator_device",
+    "save_photo_preview",
+]
+
+
+def save_photo_preview(
+    photo: torch.Tensor, path: str | os.PathLike, *, max_side: int = 1024, quality: int = 90
+) -> Path:
+    """Write a JPEG copy of a photo for the report, at most ``max_side`` pixels on its long side.
+
+    Args:
+        photo: ``[1, 3, H, W]`` or ``[3, H, W]`` in ``[0, 1]`` (the photo as loaded).
+        path: the file to write (atomically); its parent folder is created.
+        max_side: the long side of the copy; smaller photos keep their size.
+        quality: JPEG quality (1-95).
+
+    Returns:
+        ``path``.
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from sym3d_extras.export._common import atomic_write_bytes
+
+    img = photo.detach().float().cpu()
+    img = img[0] if img.dim() == 4 else img
+    check_shape(img, [3, "H", "W"], "photo")
+    h, w = img.shape[-2:]
+    scale = min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        img = F.interpolate(
+            img[None], size=size, mode="bilinear", align_corners=False, antialias=True
+        )[0]
+    arr = (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=quality)
+    return atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def generator_device(generator: Generator3D) -> torch.device:

@@ -6,7 +6,8 @@
   bumps (0.05..0.1). It stays symmetric, so the mirror prior is right about it.
 * :class:`SceneField` composes the analytic head with that detail, a one-sided mole (a dark
   Gaussian spot in the skin albedo at a known world position), a one-sided fringe of hair over
-  the forehead, and a light turned off the symmetry plane.
+  the forehead, and the light: turned off the symmetry plane, raised or lowered, coloured, and an
+  optional second light.
 """
 
 from __future__ import annotations
@@ -35,6 +36,26 @@ def _non_negative(_inst: object, attribute: attrs.Attribute, value: float) -> No
         raise ConfigError(f"{attribute.name}: expected a value >= 0, got {value}.")
 
 
+def _rgb(value: object) -> tuple[float, float, float]:
+    try:
+        rgb = tuple(float(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"light_colour: expected three numbers (R, G, B), got {value!r}."
+        ) from None
+    if len(rgb) != 3 or min(rgb) < 0:
+        raise ConfigError(f"light_colour: expected three numbers >= 0 (R, G, B), got {value!r}.")
+    return rgb  # type: ignore[return-value]
+
+
+def _elevation(_inst: object, attribute: attrs.Attribute, value: float) -> None:
+    if not -1.2 <= value <= 1.2:
+        raise ConfigError(
+            f"{attribute.name}: expected radians in [-1.2, 1.2] (the light stays in front of the "
+            f"face), got {value}."
+        )
+
+
 @attrs.frozen(kw_only=True)
 class AsymmetryConfig:
     """Detail the latent cannot express, as separate factors.
@@ -49,6 +70,13 @@ class AsymmetryConfig:
         fringe_side: the subject's side the fringe covers.
         light_azimuth: radians the light is turned about the vertical axis toward the subject's
             left (world +x); 0 keeps the light in the symmetry plane.
+        light_elevation: radians added to the head's light elevation (about 0.25 rad above the
+            horizon): > 0 raises the light (toward a top light), < 0 lowers it (light from below).
+        light_colour: RGB multiplier of the (key) light's diffuse term; the ambient term stays
+            white, so a coloured key light tints lit and shadowed sides differently.
+        fill_strength: a second, white light with this fraction of the key's diffuse strength at
+            the key's elevation; 0 = none.
+        fill_azimuth: radians the second light is turned toward the subject's left.
 
     """
 
@@ -63,6 +91,10 @@ class AsymmetryConfig:
         default="right", validator=attrs.validators.in_(("left", "right"))
     )
     light_azimuth: float = 0.0
+    light_elevation: float = attrs.field(default=0.0, validator=_elevation)
+    light_colour: tuple[float, float, float] = attrs.field(default=(1.0, 1.0, 1.0), converter=_rgb)
+    fill_strength: float = attrs.field(default=0.0, validator=_non_negative)
+    fill_azimuth: float = 0.0
 
     @classmethod
     def none(cls) -> AsymmetryConfig:
@@ -75,9 +107,36 @@ class AsymmetryConfig:
         return cls(detail_amplitude=detail_amplitude, mole_contrast=0.0)
 
     @property
+    def light_is_symmetric(self) -> bool:
+        """Whether the lights are mirror-symmetric about ``x = 0``.
+
+        True when every light lies in the symmetry plane (elevation and colour do not matter), or
+        when the second light is the exact mirror image of the key (opposite azimuth, equal
+        strength, both white).
+        """
+        if self.fill_strength == 0.0:
+            return self.light_azimuth == 0.0
+        if self.light_azimuth == 0.0 and self.fill_azimuth == 0.0:
+            return True
+        return (
+            self.fill_azimuth == -self.light_azimuth
+            and self.fill_strength == 1.0
+            and self.light_colour == (1.0, 1.0, 1.0)
+        )
+
+    @property
+    def has_extra_light(self) -> bool:
+        """Whether the scene's light differs from the head's own beyond its azimuth."""
+        return (
+            self.light_elevation != 0.0
+            or self.light_colour != (1.0, 1.0, 1.0)
+            or self.fill_strength != 0.0
+        )
+
+    @property
     def is_symmetric(self) -> bool:
-        """Whether the scene stays mirror-symmetric (no mole, fringe or side light)."""
-        return self.mole_contrast == 0.0 and self.fringe_amount == 0.0 and self.light_azimuth == 0.0
+        """Whether the scene stays mirror-symmetric (no mole or fringe, symmetric lights)."""
+        return self.mole_contrast == 0.0 and self.fringe_amount == 0.0 and self.light_is_symmetric
 
 
 def _even_waves(
@@ -161,6 +220,19 @@ def surface_point(
         return torch.tensor([x, y, 0.5 * (lo + hi)])
 
 
+def _turn(direction: torch.Tensor, azimuth: float) -> torch.Tensor:
+    """``[B, 3]`` directions turned by ``azimuth`` radians about world y, toward world +x."""
+    az = torch.tensor(azimuth, dtype=direction.dtype)
+    return torch.stack(
+        [
+            direction[:, 0] * torch.cos(az) + direction[:, 2] * torch.sin(az),
+            direction[:, 1],
+            -direction[:, 0] * torch.sin(az) + direction[:, 2] * torch.cos(az),
+        ],
+        dim=-1,
+    )
+
+
 class SceneField(HeadField):
     """A ground-truth head: analytic head + symmetric detail + the configured asymmetry.
 
@@ -197,16 +269,33 @@ class SceneField(HeadField):
                 torch.tensor([[[x, cy, float(surf[2]) + 0.004]]]),
                 torch.tensor([[[0.07, ry, 0.012]]]),
             )
-        az = torch.tensor(config.light_azimuth, dtype=geometry.light_dir.dtype)
         ld = geometry.light_dir
-        self.light_dir = torch.stack(
-            [
-                ld[:, 0] * torch.cos(az) + ld[:, 2] * torch.sin(az),
-                ld[:, 1],
-                -ld[:, 0] * torch.sin(az) + ld[:, 2] * torch.cos(az),
-            ],
-            dim=-1,
-        )
+        if config.light_elevation != 0.0:
+            # About the world x axis: for a light in the x = 0 plane this adds to its elevation.
+            el = torch.tensor(config.light_elevation, dtype=ld.dtype)
+            ld = torch.stack(
+                [
+                    ld[:, 0],
+                    ld[:, 1] * torch.cos(el) + ld[:, 2] * torch.sin(el),
+                    ld[:, 2] * torch.cos(el) - ld[:, 1] * torch.sin(el),
+                ],
+                dim=-1,
+            )
+        self.light_dir = _turn(ld, config.light_azimuth)
+        self.fill_dir = _turn(ld, config.fill_azimuth)
+        self.light_colour = torch.tensor(config.light_colour, dtype=ld.dtype)
+
+    def shade(self, normal: torch.Tensor) -> torch.Tensor:
+        """Light at normals ``[B, N, 3]``: ``[B, N, 1]`` (the head's own light) or ``[B, N, 3]``.
+
+        ``ambient + diffuse * (colour * max(0, n . l_key) + fill * max(0, n . l_fill))``.
+        """
+        if not self.config.has_extra_light:
+            return super().shade(normal)
+        key = (normal * self.light_dir[:, None, :]).sum(-1).clamp_min(0.0)[..., None]
+        fill = (normal * self.fill_dir[:, None, :]).sum(-1).clamp_min(0.0)[..., None]
+        direct = self.light_colour.to(normal) * key + self.config.fill_strength * fill
+        return self.ambient[:, None, None] + self.diffuse[:, None, None] * direct
 
     def _fringe_sdf(self, p: torch.Tensor) -> torch.Tensor | None:
         if self._fringe is None:

@@ -32,6 +32,11 @@ class HeadField:
         self.ambient = geometry.ambient
         self.diffuse = geometry.diffuse
 
+    def shade(self, normal: torch.Tensor) -> torch.Tensor:
+        """``[B, N, 1]`` light ``ambient + diffuse * max(0, n . l)`` at normals ``[B, N, 3]``."""
+        lambert = (normal * self.light_dir[:, None, :]).sum(-1).clamp_min(0.0)
+        return (self.ambient[:, None] + self.diffuse[:, None] * lambert)[..., None]
+
     def head(self, p: torch.Tensor, *, with_colour: bool) -> HeadValues:
         """Raw head values at ``p [B, N, 3]``."""
         return evaluate_head(p, self.geometry, with_colour=with_colour)

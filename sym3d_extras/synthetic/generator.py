@@ -101,9 +101,15 @@ class SymHeadsGenerator(nn.Module):
         self.residual = TriPlaneResidual(residual)
         self._scopes = {k: [f"residual.{n}" for n in v] for k, v in self.residual.scopes().items()}
         self.tunable_scopes: tuple[str, ...] = tuple(self._scopes)
+        scalars = dict(w_dim=self.w_dim, z_dim=self.z_dim, img_resolution=self.img_resolution,
+                       neural_resolution=self.neural_resolution, layout_seed=layout_seed,
+                       mapping_seed=mapping_seed)
+        defaults = render_settings == RenderSettings() and residual == ResidualConfig()
         self.info = GeneratorInfo(
             recommended_overrides=self.recommended_overrides,
             ray_range=(render_settings.ray_start, render_settings.ray_end),
+            # how `symheads` rebuilds it; settings objects are recorded by build_symheads only
+            build_options=scalars if defaults else None,
         )
         with torch.no_grad():
             z = torch.randn(10000, self.z_dim, generator=torch.Generator().manual_seed(12345))

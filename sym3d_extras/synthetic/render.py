@@ -9,7 +9,10 @@ it and alpha-composites their density into opacity and expected depth. Colour is
 albedo, the additive radiance residual, labels and the shading normal (central differences of the
 field's ``sdf``) are evaluated once per ray at the expected surface point ``o + depth * d``::
 
-    rgb = opacity * (albedo * (ambient + diffuse * max(0, n . l)) + radiance) + (1 - opacity) * background
+    rgb = opacity * (albedo * shade(n) + radiance) + (1 - opacity) * background
+
+where ``shade(n) = ambient + diffuse * max(0, n . l)`` for the analytic head (one white light;
+ground-truth scenes may add a coloured key light and a second light, ``Field.shade``).
 
 With the sharp density used here the surface is where almost all of a ray's weight lies, so this
 equals compositing per-sample colour up to silhouette pixels, at a fraction of the cost.
@@ -87,9 +90,12 @@ class FieldSample:
 class Field(Protocol):
     """What :func:`volume_render` needs from a head field (``B`` heads)."""
 
-    light_dir: torch.Tensor  # [B, 3] unit direction toward the light
-    ambient: torch.Tensor  # [B]
-    diffuse: torch.Tensor  # [B]
+    def shade(self, normal: torch.Tensor) -> torch.Tensor:
+        """Light reaching unit normals ``[B, N, 3]``: ``[B, N, 1]`` (white) or ``[B, N, 3]`` (RGB).
+
+        The analytic head's is ``ambient + diffuse * max(0, n . l)``; scenes may add lights.
+        """
+        ...
 
     def sdf(self, p: torch.Tensor) -> torch.Tensor:
         """``[B, N]`` signed distance at points ``p [B, N, 3]``."""
@@ -261,9 +267,7 @@ def volume_render(
     hit_points = (origins[:, :, None, :] + depth[..., None] * dirs).reshape(b, -1, 3)
     sample = field.evaluate(hit_points)
     normal = _normals(field, hit_points, s.normal_step)  # [B,VR,3]
-    lambert = (normal * field.light_dir[:, None, :]).sum(-1).clamp_min(0.0)
-    shade = field.ambient[:, None] + field.diffuse[:, None] * lambert  # [B,VR]
-    colour = sample.albedo * shade[..., None]
+    colour = sample.albedo * field.shade(normal)
     if sample.radiance is not None:
         colour = colour + sample.radiance
     op = opacity.reshape(b, -1, 1)

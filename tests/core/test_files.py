@@ -67,3 +67,18 @@ def test_error_types_are_user_errors():
     assert issubclass(InputFileError, UserInputError)
     assert issubclass(InputFileError, OSError)
     assert issubclass(ImageLoadError, InputFileError)
+
+
+def test_read_bytes_does_not_allocate_the_limit(tmp_path):
+    # A 4 GiB limit must not allocate 4 GiB for a 10-byte file.
+    import subprocess
+    import sys
+
+    p = tmp_path / "small.bin"
+    p.write_bytes(b"0123456789")
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30));"
+        "from sym3d.files import read_bytes;"
+        f"assert read_bytes({str(p)!r}, max_bytes=4 << 30) == b'0123456789'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -4,9 +4,21 @@ import types
 
 import pytest
 
-from sym3d.errors import MissingDependencyError, PluginConflictError, PluginLoadError, PluginNotFoundError
+from sym3d.errors import (
+    MissingDependencyError,
+    PluginConflictError,
+    PluginLoadError,
+    PluginNotFoundError,
+)
 from sym3d.hookspecs import hookimpl
 from sym3d.plugins import build_registry, get_plugin_manager
+
+
+class FakeDist:
+    """The two attributes of importlib.metadata.Distribution that discovery reads."""
+
+    def __init__(self, name: str, version: str) -> None:
+        self.name, self.version = name, version
 
 
 def _module(name: str, **attrs) -> types.ModuleType:
@@ -85,10 +97,24 @@ def test_misspelled_hook_is_caught_by_check_pending(fake_plugins, monkeypatch):
     pm = get_plugin_manager(entry_points=[fake_plugins["typo"], fake_plugins["good"]])
     assert [b.name for b in pm.broken] == ["typo"]
     assert "register_genrators" in pm.broken[0].error
+    assert "did you mean 'register_generators'?" in pm.broken[0].error
     assert "typo-gen" not in build_registry(pm).names("generator")
 
 
-def test_duplicate_names_error_names_both(fake_plugins):
+def test_duplicate_names_are_reported_naming_both_and_first_is_kept(fake_plugins, monkeypatch):
+    monkeypatch.delenv("SYM3D_STRICT_PLUGINS", raising=False)
+    pm = get_plugin_manager(entry_points=[fake_plugins["good"], fake_plugins["dup"]])
+    reg = build_registry(pm)
+    assert reg.get("generator", "good-gen").plugin == "good"
+    [broken] = pm.broken
+    assert broken.name == "dup" and broken.component == "generator 'good-gen'"
+    assert "'good'" in broken.error and "'dup'" in broken.error
+    build_registry(pm)  # building again does not report it twice
+    assert len(pm.broken) == 1
+
+
+def test_duplicate_names_raise_in_strict_mode(fake_plugins, monkeypatch):
+    monkeypatch.setenv("SYM3D_STRICT_PLUGINS", "1")
     pm = get_plugin_manager(entry_points=[fake_plugins["good"], fake_plugins["dup"]])
     with pytest.raises(PluginConflictError) as info:
         build_registry(pm)
@@ -111,6 +137,16 @@ def test_missing_requirement_names_extra(fake_plugins):
     assert not spec.available
     with pytest.raises(MissingDependencyError, match=r"sym3d\[faces\]"):
         reg.build("generator", "needs-gen")
+
+
+def test_missing_requirement_of_third_party_names_its_distribution(fake_plugins):
+    ep = fake_plugins["needs"]
+    vars(ep).update(dist=FakeDist("acme-gan", "2.1"))
+    reg = build_registry(get_plugin_manager(entry_points=[ep]))
+    with pytest.raises(MissingDependencyError) as info:
+        reg.build("generator", "needs-gen")
+    assert "pip install 'acme-gan[faces]'" in str(info.value) and "sym3d[" not in str(info.value)
+    assert "definitely_not_installed_mod" in str(info.value)
 
 
 def test_autoload_switches(fake_plugins, monkeypatch):

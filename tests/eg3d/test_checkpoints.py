@@ -22,6 +22,7 @@ from sym3d_eg3d import checkpoints as ck
 from sym3d_eg3d.safe_pickle import (
     ALLOWED_GLOBALS,
     RestrictedUnpickler,
+    TensorRecord,
     decode_storage_blob,
     unpickle_official,
 )
@@ -162,7 +163,8 @@ def test_storage_decoder_matches_torch_for_various_tensors() -> None:
     data = pickle.dumps(tensors, protocol=4)
     restored = RestrictedUnpickler(io.BytesIO(data), source="<test>").load()
     for name, ref in tensors.items():
-        got = restored[name]
+        assert isinstance(restored[name], TensorRecord), name  # never a live tensor in the stream
+        got = restored[name].tensor()
         assert type(got) is torch.Tensor and got.dtype == ref.dtype and got.shape == ref.shape, name
         assert got.stride() == ref.stride() and torch.equal(got, ref.detach()), name
 

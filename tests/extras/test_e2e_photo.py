@@ -72,7 +72,7 @@ def test_every_output_is_written(inverted):
     missing = [f for f in expected if not (inverted / f).exists()]
     assert not missing, missing
     assert any((inverted / f).exists() for f in ("orbit.mp4", "orbit.gif"))
-    assert not (inverted.parent / "astronaut.partial").exists()  # assembled, then renamed
+    assert not (inverted.parent / ".work" / "astronaut").exists()  # assembled there, then renamed
     pose = json.loads((inverted / "pose.json").read_text())
     assert len(pose["camera"]) == 25 and set(pose["angles_degrees"]) == {"yaw", "pitch", "roll"}
     metrics = json.loads((inverted / "metrics.json").read_text())
@@ -87,16 +87,24 @@ def test_rerun_refuses_to_overwrite_then_overwrites(inverted, astronaut, small_p
     assert "already there" in capsys.readouterr().err
 
 
-def test_render_and_edit_from_saved_result(inverted, tmp_path):
-    code = main(["render", str(inverted), "--out", str(tmp_path / "r"), "--views", "3", "--video-frames", "0", "--mesh-resolution", "0"])
+def test_render_and_edit_from_saved_result(inverted, small_pkl, tmp_path):
+    # The result records its checkpoint's path and sha256; --network names the weights again.
+    no_media = ["--video-frames", "0", "--mesh-resolution", "0"]
+    assert main(["render", str(inverted), "--out", str(tmp_path / "r0"), *no_media]) == 2
+    net = ["--network", str(small_pkl)]
+    out = ["--out", str(tmp_path / "r")]
+    code = main(["render", str(inverted), *net, *out, "--views", "3", *no_media])
     assert code == 0 and (tmp_path / "r" / "views" / "novel_grid.png").exists()
     direction = tmp_path / "d.npy"
     np.save(direction, np.random.default_rng(0).standard_normal(512).astype(np.float32))
-    code = main(["edit", str(inverted), "--direction", str(direction), "--strength", "1", "--views", "2", "--out", str(tmp_path / "e")])
+    edit_args = ["--direction", str(direction), "--strength", "1", "--views", "2"]
+    code = main(["edit", str(inverted), *net, *edit_args, "--out", str(tmp_path / "e")])
     assert code == 0 and (tmp_path / "e" / "grid.png").exists()
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros(7, np.float32))
-    assert main(["edit", str(inverted), "--direction", str(bad), "--out", str(tmp_path / "e2")]) == 2
+    out = ["--out", str(tmp_path / "e2")]
+    code = main(["edit", str(inverted), *net, "--direction", str(bad), *out])
+    assert code == 2
 
 
 def _chromium() -> str | None:

@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sym3d.errors import ConfigError, ShapeError, UserInputError
 from sym3d.losses import (
@@ -104,6 +106,42 @@ class TestContextualLoss:
         torch.testing.assert_close(got, want)
         ones = contextual_loss(x, y, target_weights=torch.ones(2, 1, 4, 4), reduction="none")
         torch.testing.assert_close(ones, contextual_loss(x, y, reduction="none"))
+
+    def test_fractional_weights_keep_the_bound(self):
+        # Reading weights as multiplicities let a weight m < 1 push CX to 1 / m: identical maps
+        # with a uniform weight of 0.5 gave -log(2) (negative) instead of the minimum -log(1+eps).
+        f = torch.randn(2, 8, 5, 5)
+        half = contextual_loss(f, f, target_weights=torch.full((2, 1, 5, 5), 0.5), reduction="none")
+        torch.testing.assert_close(half, torch.full((2,), MIN_LOSS), atol=1e-6, rtol=0)
+        # one target of weight 0.1 among zeros: the set is that one target, matched exactly
+        one = torch.zeros(2, 1, 5, 5)
+        one[..., 2, 2] = 0.1
+        got = contextual_loss(f, f, target_weights=one, reduction="none")
+        torch.testing.assert_close(got, torch.full((2,), MIN_LOSS), atol=1e-6, rtol=0)
+
+    def test_uniform_weights_equal_unweighted(self):
+        x, y = torch.randn(2, 8, 4, 4), torch.randn(2, 8, 4, 4)
+        base = contextual_loss(x, y, reduction="none")
+        for c in (0.05, 0.3, 1.0):
+            got = contextual_loss(x, y, target_weights=torch.full((2, 16), c), reduction="none")
+            torch.testing.assert_close(got, base, rtol=1e-5, atol=1e-6)
+
+    @settings(max_examples=80, deadline=None)
+    @given(
+        st.integers(0, 2**31 - 1),
+        st.floats(0.0, 3.0),
+        st.lists(st.floats(0.0, 1.0), min_size=18, max_size=18),
+        st.sampled_from(["batch", "sample"]),
+    )
+    def test_bound_holds_for_any_weights(self, seed, noise, weights, center):
+        g = torch.Generator().manual_seed(seed)
+        y = torch.randn(2, 4, 3, 3, generator=g)
+        x = y + noise * torch.randn(2, 4, 3, 3, generator=g)
+        w = torch.tensor(weights).reshape(2, 9)
+        out = contextual_loss(x, y, target_weights=w, center=center, reduction="none")
+        # float32 rounding of CX near 1 is ~1e-7 on any CPU, far below eps = 1e-5
+        assert (out >= MIN_LOSS - 1e-6).all(), out
+        assert (out <= -math.log(EPS) + 1e-4).all(), out
 
     def test_empty_weights(self):
         x = torch.randn(2, 8, 4, 4, requires_grad=True)
@@ -243,6 +281,15 @@ class TestRegionContextualLoss:
         )
         zeros = torch.zeros(1, 1, 48, 48)
         assert region_contextual_loss(x, y, self.boxes, ext, weight_mask=zeros, **kw).item() == 0
+
+    def test_soft_weight_mask_keeps_the_bound(self):
+        # an area-averaged authentic mask is fractional at its edges; a uniform 0.3 gave < 0
+        x = torch.rand(2, 3, 48, 48)
+        ext = GaussianDerivativeFeatures()
+        kw = {"crop_size": 16, "resize_to": None, "reduction": "none"}
+        soft = torch.full((2, 1, 48, 48), 0.3)
+        same = region_contextual_loss(x, x, self.boxes, ext, weight_mask=soft, **kw)
+        torch.testing.assert_close(same, torch.full((2,), 3 * MIN_LOSS), atol=1e-5, rtol=0)
 
     def test_spi_quirk_feeds_minus_one_one(self):
         x = torch.rand(1, 3, 32, 32) * 0.5

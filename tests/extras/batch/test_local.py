@@ -18,8 +18,9 @@ def test_one_result_folder_per_image_laid_out_like_invert(local_batch):
     for key in ("head0", "head1", "head2"):
         missing = [f for f in INVERT_FILES if not (out / key / f).exists()]
         assert not missing, (key, missing)
-    assert not list(out.glob("*.partial")), "assembled in .partial, then renamed"
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["head0", "head1", "head2"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [".work", "head0", "head1", "head2"]
+    # assembled in .work/<key>, then renamed; the failed images (corrupt, killed) left no folder behind
+    assert all(p.suffix == ".lock" and p.is_file() for p in (out / ".work").iterdir())
 
 
 def test_manifest_records_status_timings_metrics_and_errors(local_batch):

@@ -109,3 +109,17 @@ def test_readonly_needs_an_existing_manifest(tmp_path):
 def test_meta_round_trip(manifest):
     manifest.set_meta({"settings": {"a": [1, 2]}, "input_dir": "/in"})
     assert json.loads(manifest.meta("settings")) == {"a": [1, 2]} and manifest.meta("input_dir") == "/in"
+
+
+def test_full_disk_is_one_clear_error_and_the_write_is_rolled_back(manifest, tmp_path):
+    from sym3d.errors import OutputWriteError
+
+    manifest.sync({"a": "a.png"}, tmp_path / "out", max_attempts=3)
+    with pytest.raises(OutputWriteError, match=r"manifest.sqlite: the batch manifest was not updated: the disk is full") as info:
+        with manifest._tx() as db:
+            db.execute("UPDATE images SET status = 'done' WHERE key = 'a'")
+            raise sqlite3.OperationalError("database or disk is full")
+    assert "run the same command again" in str(info.value)
+    assert manifest.row("a").status == "pending"
+    manifest.mark_running("a", "h:1", 1)  # the connection is usable again once space is back
+    assert manifest.row("a").status == "running"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import Counter
 from pathlib import Path
@@ -19,7 +20,7 @@ from sym3d_extras.batch import (
     run_batch,
 )
 from sym3d_extras.batch.backend import Backend
-from sym3d_extras.batch.runner import _exclusive
+from sym3d_extras.batch.runner import _exclusive, discover_inputs
 from sym3d_extras.batch.tasks import Completion
 
 
@@ -183,7 +184,10 @@ def test_stop_cancels_in_flight_images_back_to_pending_and_a_rerun_resumes(tmp_p
 
 def test_images_without_a_camera_label_fail_without_a_worker(tmp_path):
     settings = _settings(tmp_path, names=("a", "b"))
-    (tmp_path / "cams.json").write_text(json.dumps({"labels": [["a.png", [0.0] * 25]]}))
+    from sym3d.camera import look_at
+
+    label = look_at(0.0, 0.0).tolist()  # a usable camera: an all-zero label is refused
+    (tmp_path / "cams.json").write_text(json.dumps({"labels": [["a.png", label]]}))
     backend = ScriptedBackend()
     run_batch(attrs_evolve(settings, cameras=tmp_path / "cams.json"), backend=backend)
     assert [(t.key, len(t.camera)) for t in backend.submitted] == [("a", 25)]
@@ -217,3 +221,51 @@ def test_discover_images(tmp_path):
         discover_images(tmp_path / "missing")
     with pytest.raises(UserInputError, match="no images"):
         discover_images(tmp_path / "sub.png")
+
+
+def test_result_names_that_cannot_be_folders_are_refused_per_file(tmp_path):
+    """A name that is not UTF-8 once failed the whole batch (UnicodeEncodeError in the manifest)."""
+    settings = _settings(tmp_path, names=("a", "a.partial"))
+    (settings.input_dir / os.fsdecode(b"bad\xff.png")).write_bytes(b"x")
+    (settings.input_dir / "manifest.sqlite.png").write_bytes(b"x")
+    images, refused = discover_inputs(settings.input_dir)
+    assert sorted(images) == ["a", "a.partial"]
+    assert len(refused) == 2
+    assert any("bad\\xff.png" in r and "not valid UTF-8" in r for r in refused)
+    assert any("manifest.sqlite.png" in r and "reserved" in r for r in refused)
+    report = run_batch(settings, backend=ScriptedBackend())
+    assert report.counts["done"] == 2 and report.refused == tuple(refused)
+    assert sum("skipped" in n for n in report.notes) == 2
+    _, rows = _events(settings)
+    assert set(rows) == {"a", "a.partial"}
+
+
+def test_full_disk_stops_the_run_clearly_and_a_rerun_continues(tmp_path, monkeypatch):
+    import sqlite3
+
+    from sym3d.errors import OutputWriteError
+
+    settings = _settings(tmp_path)
+    real_mark_done = Manifest.mark_done
+
+    def full(self, key, **kw):
+        if key == "b":
+            with self._tx() as db:
+                db.execute("UPDATE images SET status = 'done' WHERE key = ?", (key,))
+                raise sqlite3.OperationalError("database or disk is full")
+        return real_mark_done(self, key, **kw)
+
+    monkeypatch.setattr(Manifest, "mark_done", full)
+    backend = ScriptedBackend(capacity=1)
+    with pytest.raises(OutputWriteError, match="the disk is full"):
+        run_batch(settings, backend=backend)
+    assert backend.closed
+    _, rows = _events(settings)
+    assert rows["a"].status == "done" and rows["b"].status == "running"  # the last committed state
+    assert (settings.out_dir / "b").is_dir()  # the worker had finished it
+
+    monkeypatch.setattr(Manifest, "mark_done", real_mark_done)
+    backend = ScriptedBackend(capacity=1)
+    report = run_batch(settings, backend=backend)
+    assert report.counts["done"] == 3 and report.sync.found_done == ("b",)
+    assert [t.key for t in backend.submitted] == ["c"]

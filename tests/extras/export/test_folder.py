@@ -224,3 +224,38 @@ def test_mesh_failure_is_skipped_unless_strict(tiny, tiny_result, tmp_path):
     assert any("never crosses" in n for n in json.loads(files["metrics"].read_text())["notes"])
     with pytest.raises(ExportError, match="never crosses"):
         export_result(tiny_result, flat, tmp_path, what=("mesh",), strict=True, **SMALL)
+
+
+@pytest.mark.parametrize("linked", ["folder", "views"])
+def test_symlinked_destination_is_refused_and_its_target_untouched(tiny, tiny_result, tmp_path, linked):
+    from sym3d.errors import OutputWriteError
+
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    out = tmp_path / "result"
+    if linked == "folder":
+        out.symlink_to(target, target_is_directory=True)
+    else:
+        out.mkdir()
+        (out / "views").symlink_to(target, target_is_directory=True)
+    with pytest.raises(OutputWriteError, match="symbolic link"):
+        export_result(tiny_result, tiny, out, what=("views",), **SMALL)
+    assert list(target.iterdir()) == []
+
+
+def test_render_refuses_a_symlinked_render_folder(tiny_result, tmp_path, capsys):
+    """`sym3d render RESULT` once wrote through a symlinked RESULT/render into its target."""
+    from sym3d.cli import main
+
+    result = tmp_path / "result"
+    tiny_result.save(result)
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (result / "render").symlink_to(target, target_is_directory=True)
+    code = main(["render", str(result), "--views", "2", "--video-frames", "0", "--mesh-resolution", "0"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "render: is a symbolic link; sym3d never writes through links" in err and "Hint: remove the link" in err
+    assert list(target.iterdir()) == []
+    code = main(["render", str(result), "--views", "2", "--video-frames", "0", "--mesh-resolution", "0", "-o", str(tmp_path / "r2")])
+    assert code == 0 and (tmp_path / "r2" / "views" / "novel_grid.png").is_file()

@@ -156,3 +156,59 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert img.std() > 10  # not blank: text, tables and pictures
     # the embedded random-noise pictures are drawn (many distinct colours somewhere on the page)
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 1000
+
+
+def _section(page, heading: str) -> str:
+    """The text of the section whose ``<h2>`` is ``heading`` (up to the next ``<h2>``)."""
+    text = "\x00".join(page.text)
+    start = text.index(heading)
+    return text[start : text.find("Input vs reconstruction", start)]
+
+
+def test_photo_angles_and_pose_notes_are_shown(tmp_path):
+    images = _folder(tmp_path)
+    save_png(torch.rand(3, 30, 40), tmp_path / "views" / "photo.png")
+    pose = {
+        "image": "/home/someone/photos/anna.jpg",
+        "camera": [0.0] * 25,
+        "angles_degrees": {"yaw": 12.34, "pitch": -5.0, "roll": 1.5},
+        "notes": ["the head is turned 12 degrees (yaw)", EVIL],
+    }
+    page = parse(_write(tmp_path, {"photo": "views/photo.png", **images}, pose=pose))
+    heads = [t for t, _ in page.tags if t == "h2"]
+    assert heads and page.text.index("Photo and pose") < page.text.index("Input vs reconstruction")
+    section = _section(page, "Photo and pose")
+    assert "+12.3°" in section and "-5.0°" in section and "+1.5°" in section
+    assert "estimated from the photo" in section
+    assert "the head is turned 12 degrees (yaw)" in section and EVIL in section
+    assert "anna.jpg" in section and "/home/someone" not in section  # the name, not the path
+    photo = [a for t, a in page.tags if t == "img" and a.get("data-file") == "views/photo.png"]
+    assert len(photo) == 1 and photo[0]["src"].startswith("data:image/png;base64,")
+    payloads = [b for t, _, b in data_uris(page) if t == "img"]
+    assert (tmp_path / "views" / "photo.png").read_bytes() in payloads
+
+
+def test_angles_of_a_given_camera_label(tmp_path):
+    import math
+
+    from sym3d.camera import look_at
+
+    # orbit_center=None: the camera orbits its look-at point, so its view angles are the inputs
+    cam = look_at(math.radians(20.0), math.radians(-10.0), orbit_center=None).reshape(-1).tolist()
+    notes = ["camera label given; no pose estimation"]
+    pose = {"camera": cam, "angles_degrees": {}, "notes": notes}
+    page = parse(_write(tmp_path, {}, pose=pose))
+    assert "Pose" in page.text  # the section's heading (no photo given)
+    section = _section(page, "Pose")
+    assert "of the given camera label" in section
+    i = page.text.index("yaw")
+    rows = dict(zip(page.text[i : i + 6 : 2], page.text[i + 1 : i + 6 : 2], strict=True))
+    assert float(rows["yaw"].rstrip("°")) == pytest.approx(20.0, abs=0.05)
+    assert float(rows["pitch"].rstrip("°")) == pytest.approx(-10.0, abs=0.05)
+    assert float(rows["roll"].rstrip("°")) == pytest.approx(0.0, abs=0.05)
+    assert "camera label given; no pose estimation" in section
+
+
+def test_no_pose_no_photo_no_section(tmp_path):
+    page = parse(_write(tmp_path, _folder(tmp_path)))
+    assert not any(t in ("Photo and pose", "Pose", "Photo") for t in page.text)
