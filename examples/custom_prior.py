@@ -1,7 +1,7 @@
 """A custom prior composed into the inversion: keep the head's depth near a target value at a frontal view.
 
 A prior is any object with ``name``, ``stages``, ``every``, ``views(ctx)`` and ``__call__(ctx, views)``
-(see ``sym3d.protocols.Prior``); ``sym3d.priors.BasePrior`` supplies the defaults. The engine renders
+(see ``sym3d.protocols.Prior``); ``sym3d.terms.BasePrior`` supplies the defaults. The engine renders
 the views a prior asks for together with the input view, in one call.
 
 Run: python examples/custom_prior.py
@@ -14,7 +14,7 @@ import torch
 import sym3d
 from sym3d.camera import look_at
 from sym3d.image import from_model_range
-from sym3d.priors import BasePrior
+from sym3d.terms import BasePrior
 from sym3d.testing import TinyGenerator3D
 
 

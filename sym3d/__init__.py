@@ -2,8 +2,10 @@
 
 Public API (imported lazily so that ``import sym3d`` stays light):
 
-* :func:`invert` — one photo + camera -> :class:`InversionResult`.
+* :func:`invert` — one photo (with its camera, or posed by a pose estimator) ->
+  :class:`InversionResult`.
 * :func:`load_generator` — build a registered generator (``"eg3d"``, ``"symheads"``, ...).
+* :func:`load_pose_estimator` — build a registered pose estimator (photo -> crop + camera).
 * :data:`hookimpl` — decorator for plugin hook implementations.
 * the protocols in :mod:`sym3d.protocols` and the configs in :mod:`sym3d.config`.
 """
@@ -15,11 +17,20 @@ from typing import Any
 from sym3d._version import __version__
 from sym3d.hookspecs import hookimpl
 
-__all__ = ["__version__", "hookimpl", "invert", "load_generator", "InversionResult", "InversionConfig"]
+__all__ = [
+    "__version__",
+    "hookimpl",
+    "invert",
+    "load_generator",
+    "load_pose_estimator",
+    "InversionResult",
+    "InversionConfig",
+]
 
 _LAZY = {
     "invert": ("sym3d.engine.api", "invert"),
     "load_generator": ("sym3d.engine.api", "load_generator"),
+    "load_pose_estimator": ("sym3d.engine.api", "load_pose_estimator"),
     "InversionResult": ("sym3d.engine.result", "InversionResult"),
     "InversionConfig": ("sym3d.config", "InversionConfig"),
 }

@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -24,19 +23,18 @@ from typing import Any, Literal, TypeVar
 import attrs
 import cattrs
 import tomli_w
+import tomllib
 from attrs import validators as v
 
 from sym3d.atomic import atomic_write_text
 from sym3d.errors import ConfigError, InputFileError
 from sym3d.files import read_text
+from sym3d.terms.base import TermConfig, term_config_class
 
 __all__ = [
-    "MirrorWeightConfig",
     "LatentStageConfig",
-    "WarpConfig",
-    "MirrorPseudoConfig",
-    "DepthRegConfig",
     "TuneStageConfig",
+    "Terms",
     "InversionConfig",
     "structure",
     "unstructure",
@@ -57,18 +55,33 @@ def _float_field(default: float, *validators: Any) -> Any:
     return attrs.field(default=default, converter=float, validator=[v.instance_of(float), *validators])
 
 
-@attrs.frozen(kw_only=True)
-class MirrorWeightConfig:
-    """SPI's yaw-dependent weight of the mirrored view in stage 1 (see :func:`sym3d.camera.mirror_weight`)."""
+Terms = dict[str, TermConfig]
+"""A stage's objective terms by name (``latent.terms``, ``tune.terms``); see :mod:`sym3d.terms`."""
 
-    enabled: bool = attrs.field(default=True, validator=v.instance_of(bool))
-    """Render the mirrored image at the mirrored camera as a second target."""
-    threshold: float = _float_field(0.2, v.ge(0.0))
-    """Below this |yaw| (radians) the weight is 0: a frontal face's mirror adds nothing."""
-    sigma: float = _float_field(0.29, v.gt(0.0))
-    """Std of the Gaussian in the weight formula (radians)."""
-    scale: float = _float_field(2.7, v.gt(0.0))
-    """Divisor of the Gaussian pdf in the weight formula."""
+
+def _terms(*names: str, **settings: dict[str, Any]) -> Any:
+    """A factory of the default terms table (term classes are imported on first use)."""
+
+    def make() -> Terms:
+        return {n: term_config_class(n)(**settings.get(n, {})) for n in names}
+
+    return attrs.Factory(make)
+
+
+def _terms_validator(stage: str) -> Any:
+    def check(_inst: Any, _attr: Any, terms: Terms) -> None:
+        if not isinstance(terms, dict):
+            raise TypeError(f"terms: expected a table of term settings, got {terms!r}")
+        for name, cfg in terms.items():
+            if not isinstance(cfg, TermConfig) or cfg.name != name:
+                raise ValueError(f"terms.{name}: expected the settings of term {name!r}, got {cfg!r}")
+            if stage not in cfg.stages:
+                raise ValueError(
+                    f"term {name!r} does not run in the {stage} stage (it runs in: "
+                    f"{', '.join(cfg.stages)})"
+                )
+
+    return check
 
 
 @attrs.frozen(kw_only=True)
@@ -97,12 +110,6 @@ class LatentStageConfig:
     """z samples averaged for the camera-conditioned mean latent."""
     mean_seed: int = attrs.field(default=123, validator=v.instance_of(int))
     """Seed of those samples."""
-    perceptual_weight: float = _float_field(1.0, v.ge(0.0))
-    """Weight of the perceptual loss on each target view."""
-    mse_weight: float = _float_field(0.0, v.ge(0.0))
-    """Weight of the MSE on each target view (SPI: 0)."""
-    mirror: MirrorWeightConfig = attrs.field(factory=MirrorWeightConfig)
-    """The mirrored pseudo view."""
     refine_camera: bool = attrs.field(default=False, validator=v.instance_of(bool))
     """Also optimise yaw and pitch offsets of the input camera (rotations about the look-at
     pivot), as in "3D GAN Inversion with Pose Optimization"; stage 2 uses the refined camera."""
@@ -110,66 +117,10 @@ class LatentStageConfig:
     """Learning rate of the yaw/pitch offsets (radians), same schedule as the latent."""
     camera_max_offset: float = _float_field(0.35, v.gt(0.0))
     """Bound of each offset (radians), applied with tanh."""
-
-
-@attrs.frozen(kw_only=True)
-class WarpConfig:
-    """Stage 2 (a): the input image warped by depth into cameras around the input camera."""
-
-    enabled: bool = attrs.field(default=True, validator=v.instance_of(bool))
-    weight: float = _float_field(0.4, v.ge(0.0))
-    """Weight of the masked perceptual loss (SPI: lambda_rot 0.1 x 4 views)."""
-    yaw_range: float = _float_field(0.2, v.ge(0.0))
-    """Half-width of the yaw offsets (radians)."""
-    pitch_range: float = _float_field(0.1, v.ge(0.0))
-    """Half-width of the pitch offsets (radians)."""
-    occlusion_threshold: float = _float_field(0.05, v.gt(0.0))
-    """Max |z_point - z_surface| in the source view for a pixel to count as visible (world units)."""
-    depth_mode: Literal["camera_z", "spi"] = attrs.field(default="camera_z", validator=v.in_(("camera_z", "spi")))
-    """``camera_z``: convert ray distance to camera z (correct); ``spi``: use ray distance as z (official quirk)."""
-    use_face_mask: bool = attrs.field(default=True, validator=v.instance_of(bool))
-    """Restrict pseudo labels to the source face mask (when known)."""
-
-
-@attrs.frozen(kw_only=True)
-class MirrorPseudoConfig:
-    """Stage 2 (b): the mirrored image warped into cameras around the mirrored camera, compared
-    with a contextual loss inside facial-feature regions, gated by yaw."""
-
-    enabled: bool = attrs.field(default=True, validator=v.instance_of(bool))
-    weight: float = _float_field(0.02, v.ge(0.0))
-    """Weight of the summed region contextual losses (SPI: 0.1 x 0.05 x 4)."""
-    gate_threshold: float = _float_field(0.2, v.ge(0.0))
-    """The term is used only when the input |yaw| (radians) is at least this."""
-    regions: tuple[str, ...] = attrs.field(
-        default=("left_eye", "right_eye", "mouth"),
-        converter=tuple,
-        validator=v.deep_iterable(v.instance_of(str), v.instance_of(tuple)),
+    terms: Terms = attrs.field(
+        default=_terms("mirror_view", "reconstruction"), validator=_terms_validator("latent")
     )
-    """Facial-feature regions the mirror pseudo label acts in; a one-sided cheek mark is not copied."""
-    region_padding: float = _float_field(0.0, v.ge(0.0))
-    """Extra padding around each region box (fraction of the image side). Regions from the pose
-    estimator already carry SPI's padding (15/256 around the eyes, 8/256 around the mouth)."""
-    crop_size: int = attrs.field(default=80, validator=[v.instance_of(int), v.gt(0)])
-    """Side of the region crops fed to the feature extractor."""
-    bandwidth: float = _float_field(0.5, v.gt(0.0))
-    """Contextual-loss bandwidth h."""
-    authentic_mask: bool = attrs.field(default=True, validator=v.instance_of(bool))
-    """Drop pixels where the warped mirror disagrees with the warped input (conflict filtering)."""
-    conflict_threshold: float = _float_field(0.12, v.gt(0.0))
-    """Mean absolute RGB difference (in [0,1]) above which a pixel is a conflict."""
-
-
-@attrs.frozen(kw_only=True)
-class DepthRegConfig:
-    """Stage 2 (c): depth of the tuned generator kept close to the frozen one at random views."""
-
-    enabled: bool = attrs.field(default=True, validator=v.instance_of(bool))
-    weight: float = _float_field(1.0, v.ge(0.0))
-    yaw_range: float = _float_field(0.7, v.ge(0.0))
-    pitch_range: float = _float_field(0.2, v.ge(0.0))
-    symmetric: bool = attrs.field(default=True, validator=v.instance_of(bool))
-    """Yaw in [-range, range]; the official code samples only [0, range] (a bug we fix)."""
+    """The stage's objective terms, in the order they are summed."""
 
 
 @attrs.frozen(kw_only=True)
@@ -181,17 +132,20 @@ class TuneStageConfig:
     lr: float = _float_field(3e-4, v.gt(0.0))
     scope: str = attrs.field(default="all", validator=v.instance_of(str))
     """Named tunable-parameter scope of the generator."""
-    mse_weight: float = _float_field(1.0, v.ge(0.0))
-    perceptual_weight: float = _float_field(1.0, v.ge(0.0))
     early_stop: float = _float_field(0.05, v.ge(0.0))
-    """Stop once the reconstruction perceptual loss is at most this (0 disables)."""
+    """Stop once the reconstruction's unweighted perceptual loss is at most this (0 disables)."""
     aux_every: int = attrs.field(default=4, validator=[v.instance_of(int), v.gt(0)])
     """Auxiliary (pseudo-view, mirror, depth) terms run on every k-th step."""
     num_views: int = attrs.field(default=4, validator=[v.instance_of(int), v.gt(0)])
     """Cameras sampled per auxiliary term."""
-    warp: WarpConfig = attrs.field(factory=WarpConfig)
-    mirror: MirrorPseudoConfig = attrs.field(factory=MirrorPseudoConfig)
-    depth_reg: DepthRegConfig = attrs.field(factory=DepthRegConfig)
+    terms: Terms = attrs.field(
+        default=_terms(
+            "warp_views", "mirror_regions", "depth_reg", "reconstruction",
+            reconstruction={"mse_weight": 1.0, "mse_range": "model"},
+        ),
+        validator=_terms_validator("generator"),
+    )
+    """The stage's objective terms, in the order they are summed."""
 
 
 @attrs.frozen(kw_only=True)
@@ -207,10 +161,14 @@ class InversionConfig:
     """Resize images to this side before the perceptual loss (SPI: 256); 0 keeps the size."""
     contextual_features: str = attrs.field(default="vgg16", validator=v.instance_of(str))
     """Registry name of the feature extractor for the contextual loss."""
+    mirror_min_yaw: float = _float_field(0.2, v.ge(0.0))
+    """Below this input |yaw| (radians) no mirror term runs in either stage: a frontal face's
+    mirror adds nothing."""
     latent: LatentStageConfig = attrs.field(factory=LatentStageConfig)
     tune: TuneStageConfig = attrs.field(factory=TuneStageConfig)
-    checkpoint_every: int = attrs.field(default=0, validator=_pos_int)
-    """Save a resumable checkpoint every N steps (0: only at stage ends)."""
+    checkpoint_every: int = attrs.field(default=100, validator=_pos_int)
+    """Save a resumable checkpoint every N steps of either stage, and at stage ends (0: only at
+    stage ends). Used only when a checkpoint folder is given."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,6 +208,26 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(float, _strict_float)
     conv.register_structure_hook(bool, _strict_bool)
     conv.register_structure_hook(str, _strict_str)
+
+    def structure_terms(data: Any, _t: Any) -> Terms:
+        if not isinstance(data, Mapping):
+            raise TypeError(f"expected a table of terms, got {data!r}")
+        out: Terms = {}
+        for name, settings in data.items():
+            cls = term_config_class(name)
+            try:
+                out[name] = conv.structure(dict(settings), cls)
+            except (cattrs.BaseValidationError, cattrs.errors.ForbiddenExtraKeysError) as exc:
+                raise ValueError("; ".join(_format_errors(exc, f"terms.{name}"))) from None
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"terms.{name}: {exc}") from None
+        return out
+
+    def unstructure_terms(terms: Terms) -> dict[str, Any]:
+        return {name: conv.unstructure(cfg, type(cfg)) for name, cfg in terms.items()}
+
+    conv.register_structure_hook_func(lambda t: t == Terms, structure_terms)
+    conv.register_unstructure_hook_func(lambda t: t == Terms, unstructure_terms)
     return conv
 
 
@@ -323,6 +301,8 @@ def load_toml(path: str | os.PathLike, cls: type[T] = InversionConfig, *, base: 
         raise ConfigError(f"{p}: {reason}", hint=exc.hint) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML ({exc}).") from None
+    if cls is InversionConfig:
+        data = rename_deprecated(data)
     merged = _deep_merge(unstructure(base if base is not None else cls()), data)
     return structure(merged, cls, root=p.name)
 
@@ -346,13 +326,25 @@ def _parse_value(text: str) -> Any:
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any, *, root: str = "config") -> None:
-    """Set ``data[a][b]... = value`` for ``dotted = "a.b..."``; unknown keys raise with suggestions."""
+    """Set ``data[a][b]... = value`` for ``dotted = "a.b..."``; unknown keys raise with suggestions.
+
+    A term not yet in a ``terms`` table is added with its defaults (``tune.terms.<name>...``);
+    a deprecated key (see :data:`DEPRECATED_KEYS`) sets its new keys with a warning.
+    """
+    if dotted in DEPRECATED_KEYS:
+        _warn_deprecated(dotted)
+        for new_key in DEPRECATED_KEYS[dotted]:
+            set_dotted(data, new_key, value, root=root)
+        return
     keys = dotted.split(".")
     node: Any = data
     path = root
     for i, key in enumerate(keys):
         if not isinstance(node, dict):
             raise ConfigError(f"{path} is a value, not a section; cannot set {dotted!r}.")
+        if key not in node and path.endswith(".terms") and i < len(keys) - 1:
+            cls = term_config_class(key)  # raises ConfigError naming the known terms
+            node[key] = _CONVERTER.unstructure(cls(), cls)
         if key not in node:
             close = difflib.get_close_matches(key, list(node), n=1)
             hint = f"did you mean {'.'.join([*keys[:i], close[0]])!r}?" if close else None
@@ -391,3 +383,81 @@ def apply_overrides(cfg: T, overrides: Iterable[str] | Mapping[str, Any]) -> T:
     for key, val in items:
         set_dotted(data, key, val)
     return structure(data, type(cfg))
+
+
+# ---------------------------------------------------------------------------------------------
+# keys of configs written before the terms were modules (results store config.resolved.toml)
+# ---------------------------------------------------------------------------------------------
+
+_SHARED_WARP = ("yaw_range", "pitch_range", "occlusion_threshold", "depth_mode", "use_face_mask")
+_REGIONS = (
+    "enabled", "weight", "regions", "region_padding", "crop_size", "bandwidth", "authentic_mask",
+    "conflict_threshold",
+)
+
+DEPRECATED_KEYS: dict[str, tuple[str, ...]] = {
+    "latent.mirror.enabled": ("latent.terms.mirror_view.enabled",),
+    "latent.mirror.threshold": ("mirror_min_yaw",),
+    "latent.mirror.sigma": ("latent.terms.mirror_view.sigma",),
+    "latent.mirror.scale": ("latent.terms.mirror_view.scale",),
+    "latent.perceptual_weight": (
+        "latent.terms.reconstruction.perceptual_weight",
+        "latent.terms.mirror_view.perceptual_weight",
+    ),
+    "latent.mse_weight": (
+        "latent.terms.reconstruction.mse_weight",
+        "latent.terms.mirror_view.mse_weight",
+    ),
+    "tune.perceptual_weight": ("tune.terms.reconstruction.perceptual_weight",),
+    "tune.mse_weight": ("tune.terms.reconstruction.mse_weight",),
+    "tune.warp.enabled": ("tune.terms.warp_views.enabled",),
+    "tune.warp.weight": ("tune.terms.warp_views.weight",),
+    **{
+        f"tune.warp.{k}": (f"tune.terms.warp_views.{k}", f"tune.terms.mirror_regions.{k}")
+        for k in _SHARED_WARP
+    },
+    **{f"tune.mirror.{k}": (f"tune.terms.mirror_regions.{k}",) for k in _REGIONS},
+    "tune.mirror.gate_threshold": ("mirror_min_yaw",),
+    **{
+        f"tune.depth_reg.{k}": (f"tune.terms.depth_reg.{k}",)
+        for k in ("enabled", "weight", "yaw_range", "pitch_range", "symmetric")
+    },
+}
+"""Old dotted keys (before sym3d 0.2's terms) -> the keys they set now. Accepted with a
+:class:`DeprecationWarning` in ``--set`` overrides and in TOML files."""
+
+
+def _warn_deprecated(old: str) -> None:
+    import warnings
+
+    new = " and ".join(DEPRECATED_KEYS[old])
+    warnings.warn(f"config key {old!r} is deprecated; use {new!r}.", DeprecationWarning, stacklevel=4)
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, val in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(val, Mapping) and dotted not in DEPRECATED_KEYS:
+            out.update(_flatten(val, f"{dotted}."))
+        else:
+            out[dotted] = val
+    return out
+
+
+def rename_deprecated(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested config data with every deprecated key moved to its new keys (with a warning)."""
+    flat = _flatten(data)
+    if not any(k in DEPRECATED_KEYS for k in flat):
+        return dict(data)
+    out: dict[str, Any] = {}
+    for key, val in flat.items():
+        for new_key in DEPRECATED_KEYS.get(key, (key,)):
+            node = out
+            *parents, leaf = new_key.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = val
+        if key in DEPRECATED_KEYS:
+            _warn_deprecated(key)
+    return out

@@ -16,13 +16,15 @@ Conventions (all enforced at public boundaries, see ``docs/conventions.md``):
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 import torch
 
 __all__ = [
     "RenderOutput",
+    "GeneratorInfo",
+    "generator_info",
     "Generator3D",
     "FaceObservation",
     "PoseEstimator",
@@ -89,6 +91,40 @@ class RenderOutput:
         )
 
 
+@attrs.frozen(kw_only=True)
+class GeneratorInfo:
+    """Optional facts about a generator, declared as its ``info`` attribute (all have defaults).
+
+    Config precedence, lowest to highest: the defaults (SPI's hyperparameters) <
+    ``recommended_overrides`` < the preset < a config file < explicit overrides (``--set``,
+    ``overrides=``). The recommendations set the scale of a run for this generator (steps, loss
+    resolution); a preset then says which method runs, so a recommendation never re-enables a
+    term a preset turned off.
+
+    Attributes:
+        recommended_overrides: dotted settings suited to this generator, e.g. ``"tune.steps=100"``.
+        ray_range: ``(near, far)`` of the renderer's rays, world units from the camera centre.
+        mesh_level: iso-level of :meth:`Generator3D.sample_density` for mesh extraction (``None``:
+            the exporter's default).
+        image_range: value range of ``RenderOutput.image``; the engine supports ``(-1, 1)``.
+        build_options: factory options that rebuild exactly this generator from the registry
+            (e.g. EG3D's checkpoint path and its sha256). Optional: without them, the options a
+            :meth:`sym3d.registry.Registry.build` call received are recorded instead.
+    """
+
+    recommended_overrides: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    ray_range: tuple[float, float] | None = None
+    mesh_level: float | None = None
+    image_range: tuple[float, float] = (-1.0, 1.0)
+    build_options: Mapping[str, Any] | None = None
+
+
+def generator_info(generator: object) -> GeneratorInfo:
+    """The generator's declared :class:`GeneratorInfo` (its ``info`` attribute), else the defaults."""
+    info = getattr(generator, "info", None)
+    return info if isinstance(info, GeneratorInfo) else GeneratorInfo()
+
+
 @runtime_checkable
 class Generator3D(Protocol):
     """A 3D-aware generator the inversion engine can drive (an ``nn.Module`` in practice).
@@ -99,6 +135,9 @@ class Generator3D(Protocol):
         img_resolution: side of ``RenderOutput.image``.
         neural_resolution: side of ``image_raw``/``depth`` (the volume-rendering resolution).
         tunable_scopes: names accepted by :meth:`tunable_parameters`; must include ``"all"``.
+
+    Optional: an ``info`` attribute holding a :class:`GeneratorInfo` (read through
+    :func:`generator_info`; nothing else optional is read).
     """
 
     name: str
@@ -194,9 +233,13 @@ class Generator3D(Protocol):
         """
         ...
 
-    # nn.Module methods the engine relies on
+    # nn.Module methods the engine relies on (an nn.Module has them all)
     def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...  # noqa: D102
-    def state_dict(self, *args, **kwargs) -> dict: ...  # noqa: D102
+    def named_parameters(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, torch.nn.Parameter]]: ...  # noqa: D102
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict: ...  # noqa: D102
+    def to(self, *args: Any, **kwargs: Any) -> Any: ...  # noqa: D102
+    def eval(self) -> Any: ...  # noqa: D102
+    def requires_grad_(self, requires_grad: bool = True) -> Any: ...  # noqa: D102
 
 
 @attrs.frozen(kw_only=True)

@@ -10,14 +10,20 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import re
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
 
-from sym3d.errors import MissingDependencyError, PluginConflictError, PluginError, PluginNotFoundError
+from sym3d.errors import (
+    MissingDependencyError,
+    PluginConflictError,
+    PluginError,
+    PluginNotFoundError,
+)
 
-__all__ = ["KINDS", "ComponentSpec", "Registry", "RegisterFn"]
+__all__ = ["KINDS", "ComponentSpec", "Registry", "RegisterFn", "BuildRecord", "build_record"]
 
 KINDS: tuple[str, ...] = ("generator", "pose", "prior", "loss")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9+_:.-]*$")
@@ -81,6 +87,26 @@ class ComponentSpec:
         return not self.missing_requirements()
 
 
+@attrs.frozen(kw_only=True)
+class BuildRecord:
+    """How a component was built: ``registry.build(kind, name, **options)``."""
+
+    kind: str
+    name: str
+    options: Mapping[str, Any]
+
+
+_BUILT: weakref.WeakKeyDictionary[Any, BuildRecord] = weakref.WeakKeyDictionary()
+
+
+def build_record(component: object) -> BuildRecord | None:
+    """The :class:`BuildRecord` of an object a :class:`Registry` built, else ``None``."""
+    try:
+        return _BUILT.get(component)
+    except TypeError:  # not weak-referenceable or not hashable: never recorded
+        return None
+
+
 @attrs.define
 class Registry:
     """All components by kind and name."""
@@ -128,6 +154,9 @@ class Registry:
     def build(self, kind: str, name: str, **options: Any) -> Any:
         """Build the component ``(kind, name)`` with ``options``.
 
+        The options are remembered with the component (:func:`build_record`), so that a result
+        made with it records how to rebuild exactly this component.
+
         Raises:
             PluginNotFoundError: unknown name.
             MissingDependencyError: a requirement is not installed (names the pip extra).
@@ -136,4 +165,9 @@ class Registry:
         missing = spec.missing_requirements()
         if missing:
             raise MissingDependencyError(f"{kind} {name!r}", spec.extra, package=", ".join(missing), dist=spec.dist)
-        return spec.factory(**options)
+        component = spec.factory(**options)
+        try:  # remembered so that results can rebuild exactly this component
+            _BUILT[component] = BuildRecord(kind=kind, name=name, options=dict(options))
+        except TypeError:
+            pass
+        return component

@@ -12,14 +12,31 @@ All functions are pure and differentiable (``grid_sample``); depths must be **ca
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 import attrs
 import torch
 import torch.nn.functional as F
 
-from sym3d.camera import project_points, unproject_depth
+from sym3d.camera import mirror_camera, project_points, unproject_depth
 from sym3d.checks import check_shape
+from sym3d.image import mirror_image
 
-__all__ = ["WarpResult", "warp_to_views", "conflict_mask"]
+if TYPE_CHECKING:
+    from sym3d.protocols import PriorContext, RenderOutput
+
+__all__ = [
+    "WarpResult",
+    "warp_to_views",
+    "conflict_mask",
+    "DepthMode",
+    "warp_depth",
+    "source_mask",
+    "warp_photo",
+]
+
+DepthMode = Literal["camera_z", "spi"]
+"""``camera_z``: the renderer's camera z (correct); ``spi``: ray distance used as z (SPI's quirk)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -126,3 +143,64 @@ def conflict_mask(
     both = warped_a.mask * warped_b.mask
     diff = (warped_a.image - warped_b.image).abs().mean(dim=2, keepdim=True)
     return ((diff > threshold) & (both > 0.5)).to(diff.dtype)
+
+
+def warp_depth(render: RenderOutput, mode: DepthMode) -> torch.Tensor:
+    """Detached depth ``[B, V, 1, h, w]`` of a render for warping (see :data:`DepthMode`)."""
+    return (render.depth_z if mode == "camera_z" else render.depth).detach()
+
+
+def source_mask(ctx: PriorContext, use_face_mask: bool) -> torch.Tensor:
+    """Where pseudo labels may come from in the input view.
+
+    The face mask when known (and ``use_face_mask``), else the rendered foreground (the opacity
+    of ``ctx.render``).
+
+    Returns:
+        ``[1, 1, H, W]`` in ``[0, 1]`` at the target image resolution.
+    """
+    size = ctx.target.shape[-1]
+    obs = ctx.observation
+    if use_face_mask and obs is not None and obs.face_mask is not None:
+        m = obs.face_mask
+    else:
+        assert ctx.render is not None, "the input-view render is needed for its opacity"
+        m = ctx.render.opacity[:, 0].detach()
+    if m.shape[-1] != size:
+        m = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)
+    return m.clamp(0.0, 1.0)
+
+
+def warp_photo(
+    ctx: PriorContext,
+    target_render: RenderOutput,
+    target_cameras: torch.Tensor,
+    *,
+    depth_mode: DepthMode,
+    use_face_mask: bool,
+    occlusion_threshold: float,
+    mirrored: bool = False,
+) -> WarpResult:
+    """Warp the photo into ``target_cameras [1, V, 25]`` with the depth of this step's renders.
+
+    The photo is ``ctx.target`` seen from ``ctx.camera``; every input is detached (pseudo labels
+    are targets).
+
+    ``mirrored=True`` warps the *flipped* photo from the mirrored camera, using the flipped depth
+    and mask of the input view (a symmetric head is assumed, as SPI does).
+    """
+    assert ctx.render is not None, "warping needs the input-view render"
+    image, depth = ctx.target, warp_depth(ctx.render, depth_mode)[:, 0]
+    camera, mask = ctx.camera, source_mask(ctx, use_face_mask)
+    if mirrored:
+        image, depth, mask = mirror_image(image), mirror_image(depth), mirror_image(mask)
+        camera = mirror_camera(camera)
+    return warp_to_views(
+        image,
+        depth,
+        camera,
+        warp_depth(target_render, depth_mode),
+        target_cameras,
+        source_mask=mask,
+        occlusion_threshold=occlusion_threshold,
+    )

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -26,10 +27,13 @@ from torch import nn
 from sym3d.camera import ray_distance_to_z
 from sym3d.checks import check_shape
 from sym3d.errors import ConfigError, UserInputError
-from sym3d.protocols import RenderOutput
+from sym3d.protocols import GeneratorInfo, RenderOutput
 from sym3d_eg3d.networks import TriPlaneGenerator, build_generator
 
-__all__ = ["EG3DGenerator", "build_eg3d"]
+__all__ = ["EG3DGenerator", "build_eg3d", "EG3D_DENSITY_LEVEL"]
+
+EG3D_DENSITY_LEVEL: float = math.log1p(math.exp(9.0))
+"""EG3D's mesh iso-level, raw sigma 10, after the renderer's ``softplus(sigma - 1)``: softplus(9)."""
 
 _SCOPES = {
     "all": ("backbone.synthesis.", "decoder.", "superresolution."),
@@ -46,7 +50,8 @@ class EG3DGenerator(nn.Module):
         G: the EG3D generator (official state_dict names).
         neural_resolution: rays per side of the volume rendering (default: the checkpoint's,
             128 for ffhq512-128).
-        build_options: how to rebuild it from the registry (recorded in results).
+        build_options: how to rebuild it from the registry (``info.build_options``; used when
+            the adapter is built outside the registry, which records its own options).
     """
 
     name = "eg3d"
@@ -60,7 +65,17 @@ class EG3DGenerator(nn.Module):
         self.img_resolution = int(G.img_resolution)
         self.neural_resolution = int(neural_resolution or G.neural_rendering_resolution)
         self.tunable_scopes = tuple(_SCOPES)
-        self.build_options = dict(build_options or {})
+        rk = getattr(G, "rendering_kwargs", None) or {}
+        self.info = GeneratorInfo(
+            ray_range=(float(rk["ray_start"]), float(rk["ray_end"])) if "ray_start" in rk else None,
+            mesh_level=EG3D_DENSITY_LEVEL,
+            build_options=None if build_options is None else dict(build_options),
+        )
+
+    @property
+    def build_options(self) -> dict[str, Any]:
+        """The factory options that rebuild this generator (``info.build_options``)."""
+        return dict(self.info.build_options or {})
 
     # ------------------------------------------------------------------ latents
     def mapping(self, z: torch.Tensor, c: torch.Tensor, *, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> torch.Tensor:

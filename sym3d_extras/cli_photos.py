@@ -307,7 +307,8 @@ def _load_result(result_dir: Path, network: Path | None, device: str) -> tuple[A
 
     check_device(device)  # before reading anything
     result = InversionResult.load(result_dir)
-    stored = dict(result.generator_options)  # data: checked, and a network path is never opened
+    stored = result.generator_factory_options()  # refuses a generator it cannot rebuild
+    # data: checked, and a network path is never opened
     options = check_stored_options(
         result.generator_name, stored, result_dir=result_dir, network_given=network is not None
     )

@@ -23,10 +23,18 @@ _STAGE_LABEL = {"latent": "stage 1 latent", "generator": "stage 2 tune"}
 
 
 def format_losses(losses: Mapping[str, float], limit: int = 4) -> str:
-    """``"total 0.123 rec/perceptual 0.101 ..."`` with the total first and diagnostics omitted."""
+    """``"total 0.123 reconstruction/perceptual 0.101 ..."`` with the total first and diagnostics omitted."""
     items = [(k, v) for k, v in losses.items() if not k.rsplit("/", 1)[-1].startswith("_")]
     items.sort(key=lambda kv: (kv[0] != "total", kv[0]))
     return " ".join(f"{k} {v:.4g}" for k, v in items[:limit])
+
+
+def describe_resumed(event: Resumed) -> str:
+    """One line saying where an interrupted run continues."""
+    if event.stage == "done":
+        return f"resumed: the run had finished; its state is reused from {event.path}"
+    label = _STAGE_LABEL.get(event.stage, event.stage)
+    return f"resumed {label} at step {event.step} (from {event.path})"
 
 
 @attrs.define
@@ -47,7 +55,7 @@ class _Plain(NoOpContext):
             stop = " (early stop)" if event.early_stopped else ""
             print(f"{p}{_STAGE_LABEL.get(event.stage, event.stage)} done: {event.steps_run} steps in {event.seconds:.1f}s{stop}", file=self.stream, flush=True)
         elif isinstance(event, Resumed):
-            print(f"{p}resumed {event.stage} at step {event.step} from {event.path}", file=self.stream, flush=True)
+            print(f"{p}{describe_resumed(event)}", file=self.stream, flush=True)
 
 
 @attrs.define
@@ -65,7 +73,14 @@ class _Json(NoOpContext):
 class _Rich:
     def __init__(self, prefix: str = "") -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.prefix = prefix
         self.progress = Progress(
@@ -96,6 +111,8 @@ class _Rich:
             self.progress.update(self.tasks[event.stage], **update)
         elif isinstance(event, StageFinished) and event.stage in self.tasks:
             self.progress.update(self.tasks[event.stage], completed=self.progress.tasks[self.tasks[event.stage]].total)
+        elif isinstance(event, Resumed):
+            self.progress.console.print(f"{self.prefix} {describe_resumed(event)}".strip(), markup=False)
         elif isinstance(event, CheckpointSaved):
             pass
 

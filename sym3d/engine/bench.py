@@ -75,7 +75,7 @@ def bench_engine(
         cbs = [cb] if cb is not None else []
         sym3d.invert(
             target, cam, generator=generator, preset=presets[0], overrides=warm, device=dev,
-            callbacks=cbs,
+            callbacks=cbs, progress="off",
         )
     for preset in presets:
         over: list[Any] = [f"latent.steps={latent_steps}", f"tune.steps={tune_steps}", "tune.early_stop=0", *overrides]
@@ -85,14 +85,15 @@ def bench_engine(
             cbs = [cb] if cb is not None else []
             r = sym3d.invert(
                 target, cam, generator=generator, preset=preset, overrides=over, device=dev,
-                callbacks=cbs,
+                callbacks=cbs, progress="off",
             )
         every = r.config.tune.aux_every
         lat = [h["seconds"] for h in r.history if h["stage"] == "latent"][1:]
         tune = [h for h in r.history if h["stage"] == "generator"][1:]
         plain = [h["seconds"] for h in tune if h["step"] % every != 0]
         aux = [h["seconds"] for h in tune if h["step"] % every == 0]
-        mirror = r.config.latent.mirror.enabled and abs(yaw) >= r.config.latent.mirror.threshold
+        mirror_view = r.config.latent.terms.get("mirror_view")
+        mirror = mirror_view is not None and mirror_view.enabled and abs(yaw) >= r.config.mirror_min_yaw
         rows.append(
             EngineTiming(
                 preset=preset,

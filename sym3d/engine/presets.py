@@ -21,7 +21,6 @@ priors (``--set latent.space=w`` restores the original).
 
 from __future__ import annotations
 
-
 import attrs
 
 from sym3d.config import InversionConfig, apply_overrides
@@ -29,19 +28,27 @@ from sym3d.errors import PluginNotFoundError
 
 __all__ = ["PRESETS", "preset_names", "get_preset"]
 
-_NO_TUNE_PRIORS = {"tune.warp.enabled": False, "tune.mirror.enabled": False, "tune.depth_reg.enabled": False}
+_OFF = False
+_NO_TUNE_TERMS = {
+    "tune.terms.warp_views.enabled": _OFF,
+    "tune.terms.mirror_regions.enabled": _OFF,
+    "tune.terms.depth_reg.enabled": _OFF,
+}
+_NO_MIRROR_VIEW = {"latent.terms.mirror_view.enabled": _OFF}
 
 PRESETS: dict[str, dict[str, object]] = {
-    "w": {"latent.space": "w", "latent.mirror.enabled": False, "tune.steps": 0, **_NO_TUNE_PRIORS},
-    "w+": {"latent.space": "w+", "latent.mirror.enabled": False, "tune.steps": 0, **_NO_TUNE_PRIORS},
-    "pti": {"latent.mirror.enabled": False, **_NO_TUNE_PRIORS},
-    "pti-depth-reg": {"latent.mirror.enabled": False, **_NO_TUNE_PRIORS, "tune.depth_reg.enabled": True},
+    "w": {"latent.space": "w", **_NO_MIRROR_VIEW, "tune.steps": 0, **_NO_TUNE_TERMS},
+    "w+": {"latent.space": "w+", **_NO_MIRROR_VIEW, "tune.steps": 0, **_NO_TUNE_TERMS},
+    "pti": {**_NO_MIRROR_VIEW, **_NO_TUNE_TERMS},
+    "pti-depth-reg": {**_NO_MIRROR_VIEW, **_NO_TUNE_TERMS, "tune.terms.depth_reg.enabled": True},
     "spi": {},
-    "spi-no-mirror": {"latent.mirror.enabled": False, "tune.mirror.enabled": False},
-    "spi-no-warp": {"tune.warp.enabled": False},
-    "spi-no-authentic-mask": {"tune.mirror.authentic_mask": False},
-    "spi-no-depth-reg": {"tune.depth_reg.enabled": False},
+    "spi-no-mirror": {**_NO_MIRROR_VIEW, "tune.terms.mirror_regions.enabled": _OFF},
+    "spi-no-warp": {"tune.terms.warp_views.enabled": _OFF},
+    "spi-no-authentic-mask": {"tune.terms.mirror_regions.authentic_mask": _OFF},
+    "spi-no-depth-reg": {"tune.terms.depth_reg.enabled": _OFF},
 }
+"""Preset name -> dotted settings applied on the defaults. A new term is one line here, e.g.
+``"spi-center": {"tune.terms.center_depth.weight": 0.1}`` (the term's table is created)."""
 
 
 def preset_names() -> list[str]:

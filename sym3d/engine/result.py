@@ -12,10 +12,8 @@ Folder layout (the CLI adds views, video, depth, mesh and a report next to these
 from __future__ import annotations
 
 import copy
-import io
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,13 +23,20 @@ import torch
 
 from sym3d.atomic import atomic_path, atomic_write_bytes
 from sym3d.config import InversionConfig, dump_toml, load_toml
+from sym3d.engine.result_files import (
+    MAX_JSON_BYTES,
+    RESULT_FORMAT,
+    read_json,
+    read_latent,
+    read_tuned,
+)
 from sym3d.errors import CheckpointError
-from sym3d.files import check_regular_file, open_regular, read_bytes, read_text
+from sym3d.files import check_regular_file
 from sym3d.image import load_image, save_image
+from sym3d.protocols import Generator3D
 
 __all__ = ["InversionResult", "RESULT_FORMAT"]
 
-RESULT_FORMAT = "sym3d-result/1"
 
 
 @attrs.frozen(kw_only=True)
@@ -40,9 +45,14 @@ class InversionResult:
 
     Attributes:
         ws: ``[1, num_ws, w_dim]`` pivot latent (CPU).
-        camera: ``[1, 25]`` input camera.
+        camera: ``[1, 25]`` camera of the input view as inverted: the refined camera when
+            ``latent.refine_camera`` is on, else the input camera.
+        input_camera: ``[1, 25]`` the camera that was given (or estimated); ``None`` in results
+            written before sym3d kept it.
         generator_name: registry name of the generator family.
-        generator_options: options to rebuild it from the registry (e.g. the checkpoint path).
+        generator_options: factory options that rebuild it exactly from the registry (e.g. the
+            checkpoint path); ``None`` when it cannot be rebuilt (``generator_note`` says why).
+        generator_note: why the generator cannot be rebuilt (empty when it can).
         scope: the tunable-parameter scope of stage 2.
         tuned: tuned parameter values by name (CPU, empty when stage 2 did not run).
         history: per step: ``{"stage", "step", "lr", "seconds", <term>: value}``.
@@ -54,7 +64,9 @@ class InversionResult:
     ws: torch.Tensor
     camera: torch.Tensor
     generator_name: str
-    generator_options: Mapping[str, Any] = attrs.field(factory=dict)
+    generator_options: Mapping[str, Any] | None = attrs.field(factory=dict)
+    generator_note: str = ""
+    input_camera: torch.Tensor | None = None
     scope: str = "all"
     tuned: Mapping[str, torch.Tensor] = attrs.field(factory=dict)
     history: tuple[Mapping[str, Any], ...] = ()
@@ -63,7 +75,7 @@ class InversionResult:
     summary: Mapping[str, Any] = attrs.field(factory=dict)
 
     # ------------------------------------------------------------------ use
-    def apply(self, generator: torch.nn.Module) -> torch.nn.Module:
+    def apply(self, generator: Generator3D) -> Generator3D:
         """A copy of ``generator`` with the tuned parameters loaded (eval mode, frozen).
 
         Raises:
@@ -83,6 +95,37 @@ class InversionResult:
                 params[name].copy_(value.to(params[name]))
         g.requires_grad_(False)
         return g
+
+    def generator_factory_options(self) -> dict[str, Any]:
+        """The factory options that rebuild this result's generator from the registry.
+
+        Raises:
+            CheckpointError: the generator cannot be rebuilt (built outside the registry, or
+                with options JSON cannot hold); pass it to :meth:`apply` instead.
+        """
+        if self.generator_options is None:
+            raise CheckpointError(
+                f"this result's generator {self.generator_name!r} cannot be rebuilt from the registry: "
+                f"{self.generator_note or 'its factory options were not recorded'}.",
+                hint="build the same generator yourself and call result.apply(generator), or invert "
+                "with a generator made by sym3d.load_generator(name, **options).",
+            )
+        return dict(self.generator_options)
+
+    def generator(self, device: str | torch.device | None = None, **kwargs: Any) -> Generator3D:
+        """The tuned generator, rebuilt from the registry with the recorded options.
+
+        The rebuilt generator goes through :meth:`apply`; ``kwargs`` go to
+        :func:`sym3d.load_generator` (e.g. ``registry=``).
+
+        Raises:
+            CheckpointError: the generator cannot be rebuilt (see :meth:`generator_factory_options`).
+        """
+        from sym3d.engine.api import load_generator
+
+        options = self.generator_factory_options()
+        base = load_generator(self.generator_name, device=device, **kwargs, **options)
+        return self.apply(base)
 
     def render(self, generator: torch.nn.Module, cameras: torch.Tensor, **kwargs: Any) -> Any:
         """Render the result from ``cameras [V, 25]`` or ``[1, V, 25]`` with the tuned ``generator``.
@@ -104,9 +147,14 @@ class InversionResult:
             "ws": self.ws.detach().cpu(),
             "camera": self.camera.detach().cpu(),
             "generator": self.generator_name,
-            "generator_options": json.dumps(dict(self.generator_options), default=str),
+            "generator_options": json.dumps(
+                None if self.generator_options is None else dict(self.generator_options)
+            ),
+            "generator_note": self.generator_note,
             "scope": self.scope,
         }
+        if self.input_camera is not None:
+            meta["input_camera"] = self.input_camera.detach().cpu()
         with atomic_path(d / "latent.pt") as tmp:
             torch.save(meta, tmp)
         if self.tuned:
@@ -142,28 +190,30 @@ class InversionResult:
             raise CheckpointError(f"{d}: not a sym3d result folder (no latent.pt).", hint="pass the output folder of `sym3d invert`.")
         # Every file is read through sym3d.files: regular files only (a FIFO or /dev/zero is
         # refused, never read), each within a size limit.
-        meta = _read_latent(latent)
+        meta = read_latent(latent)
         tuned: dict[str, torch.Tensor] = {}
         if (d / "tuned.safetensors").exists():
-            tuned = _read_tuned(d / "tuned.safetensors")
+            tuned = read_tuned(d / "tuned.safetensors")
         history: tuple = ()
         if (d / "history.json").exists():
-            history = tuple(_read_json(d / "history.json", list))
-        summary = _read_json(d / "summary.json", dict) if (d / "summary.json").exists() else {}
+            history = tuple(read_json(d / "history.json", list))
+        summary = read_json(d / "summary.json", dict) if (d / "summary.json").exists() else {}
         config = InversionConfig()
         if (d / "config.resolved.toml").exists():
             toml = d / "config.resolved.toml"
-            check_regular_file(toml, "config.resolved.toml", max_bytes=_MAX_JSON_BYTES)
+            check_regular_file(toml, "config.resolved.toml", max_bytes=MAX_JSON_BYTES)
             config = load_toml(toml)
         target = None
         if (d / "input.png").exists():
-            check_regular_file(d / "input.png", "input.png", max_bytes=_MAX_JSON_BYTES)
+            check_regular_file(d / "input.png", "input.png", max_bytes=MAX_JSON_BYTES)
             target = load_image(d / "input.png")
         return cls(
             ws=meta["ws"],
             camera=meta["camera"],
             generator_name=meta["generator"],
             generator_options=meta["generator_options"],
+            generator_note=meta.get("generator_note", ""),
+            input_camera=meta.get("input_camera"),
             scope=meta.get("scope", "all"),
             tuned=tuned,
             history=history,
@@ -171,107 +221,3 @@ class InversionResult:
             target=target,
             summary=summary,
         )
-
-
-# ---------------------------------------------------------------------- reading a result folder
-_MAX_LATENT_BYTES = 64 << 20  # ws [1, 14, 512] and a camera: a few tens of kB
-_MAX_TUNED_BYTES = 4 << 30  # every parameter of EG3D ffhq512: about 130 MB
-_MAX_JSON_BYTES = 64 << 20
-_MAX_OPTIONS_CHARS = 64 << 10
-_NAME = re.compile(r"[A-Za-z0-9_.:+-]{1,64}")
-_FIX = "re-run `sym3d invert` for this image, or restore the folder from a copy."
-
-
-def _read_latent(path: Path) -> dict[str, Any]:
-    """``latent.pt`` -> its validated dict (tensors and plain data only; nothing is run)."""
-    import pickle
-
-    data = read_bytes(path, "latent.pt", max_bytes=_MAX_LATENT_BYTES)
-    try:
-        meta = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f"the global '{found.group(1)}'" if found else "an object torch refuses to load"
-        raise CheckpointError(
-            f"{path}: refused: it holds {what}, but a sym3d latent.pt holds only tensors and "
-            "plain data. Nothing from it was run.",
-            hint=_FIX,
-        ) from None
-    except Exception as exc:  # a damaged zip or pickle: torch raises several types
-        raise CheckpointError(
-            f"{path}: unreadable ({type(exc).__name__}); the file is damaged or not a latent.pt.",
-            hint=_FIX,
-        ) from None
-    if not isinstance(meta, dict) or meta.get("format") != RESULT_FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise CheckpointError(
-            f"{path}: unknown result format {found!r}; expected {RESULT_FORMAT!r}.", hint=_FIX
-        )
-    problems = []
-    ws, camera = meta.get("ws"), meta.get("camera")
-    if not (
-        isinstance(ws, torch.Tensor)
-        and ws.is_floating_point()
-        and ws.dim() == 3
-        and ws.shape[0] == 1
-        and 1 <= ws.shape[1] <= 64
-        and 1 <= ws.shape[2] <= 4096
-        and bool(torch.isfinite(ws).all())
-    ):
-        problems.append(
-            "ws: expected a finite float tensor [1, num_ws <= 64, w_dim <= 4096], "
-            f"got {_describe(ws)}"
-        )
-    finite_camera = isinstance(camera, torch.Tensor) and bool(torch.isfinite(camera).all())
-    if not (finite_camera and camera.shape == (1, 25)):
-        problems.append(f"camera: expected a finite tensor [1, 25], got {_describe(camera)}")
-    for key in ("generator", "scope"):
-        value = meta.get(key) if key == "generator" else meta.get(key, "all")
-        if not isinstance(value, str) or not _NAME.fullmatch(value):
-            problems.append(
-                f"{key}: expected a short name (letters, digits, _.:+-), got {_describe(value)}"
-            )
-    options = meta.get("generator_options", "{}")
-    try:
-        if not isinstance(options, str) or len(options) > _MAX_OPTIONS_CHARS:
-            raise ValueError(f"expected a JSON text of at most {_MAX_OPTIONS_CHARS:,} characters")
-        options = json.loads(options)
-        if not isinstance(options, dict):
-            raise ValueError(f"expected a JSON object, got {type(options).__name__}")
-    except (ValueError, RecursionError) as exc:
-        problems.append(f"generator_options: {exc}")
-    if problems:
-        raise CheckpointError(f"{path}: damaged or edited: " + "; ".join(problems) + ".", hint=_FIX)
-    return {**meta, "generator_options": options}
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a {value.dtype} tensor {list(value.shape)}"
-    return f"{value!r}"[:80] if isinstance(value, (str, int, float)) else type(value).__name__
-
-
-def _read_tuned(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load as st_load
-
-    # Not read_bytes: it asks for max_bytes + 1 bytes at once, and the buffer is allocated upfront.
-    with open_regular(path, "tuned.safetensors", max_bytes=_MAX_TUNED_BYTES) as f:
-        data = f.read(os.fstat(f.fileno()).st_size)
-    try:
-        return st_load(data)
-    except Exception as exc:  # safetensors raises its own error types for damaged files
-        raise CheckpointError(
-            f"{path}: not a readable safetensors file ({exc}).", hint=_FIX
-        ) from None
-
-
-def _read_json(path: Path, kind: type) -> Any:
-    try:
-        value = json.loads(read_text(path, path.name, max_bytes=_MAX_JSON_BYTES))
-    except (ValueError, RecursionError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc}).", hint=_FIX) from None
-    if not isinstance(value, kind):
-        raise CheckpointError(
-            f"{path}: expected a JSON {kind.__name__}, got {type(value).__name__}.", hint=_FIX
-        )
-    return value

@@ -1,81 +1,83 @@
-"""Stage 2: fine-tune the generator around the frozen pivot latent, with the stage's priors."""
+"""Stage 2's parameter set: the generator's tunable parameters around the frozen pivot latent."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
-from sym3d.engine.events import StageFinished, StageStarted, emit
-from sym3d.engine.run import Run, render_step, sum_terms
-from sym3d.image import from_model_range
+from sym3d.config import TuneStageConfig
+from sym3d.engine.stage import PerceptualBelow, Stage
+from sym3d.protocols import Generator3D, Prior
 
-__all__ = ["run_tune_stage"]
+__all__ = ["TuneParams", "tune_stage"]
 
 
-def run_tune_stage(run: Run, ws: torch.Tensor, resume: dict[str, Any] | None = None) -> tuple[dict[str, torch.Tensor], bool, int]:
-    """Run stage 2 on ``run.generator`` in place.
+class TuneParams:
+    """The parameters of ``scope`` of the working generator (tuned in place); ``ws`` is frozen."""
 
-    Reconstruction: ``mse_weight * MSE + perceptual_weight * perceptual`` on the input view, with
-    MSE measured on the generator's ``[-1, 1]`` range as in SPI (4x the ``[0, 1]`` MSE). The
-    priors of the stage (pseudo views, mirror regions, depth regulariser, custom ones) add their
-    terms on their steps. Early stop: once the reconstruction perceptual loss is at most
-    ``config.tune.early_stop`` the loop ends *before* applying that step (SPI's order).
+    def __init__(
+        self, generator: Generator3D, ws: torch.Tensor, camera: torch.Tensor, scope: str
+    ) -> None:
+        self.params = generator.tunable_parameters(scope)
+        for p in generator.parameters():
+            p.requires_grad_(False)
+        for p in self.params.values():
+            p.requires_grad_(True)
+        self.ws = ws.detach()
+        self.camera = camera.detach()
 
-    Returns:
-        the tuned parameters (detached CPU copies), whether it stopped early, steps run.
-    """
-    cfg = run.config.tune
-    gen = run.generator
-    params = gen.tunable_parameters(cfg.scope)
-    for p in gen.parameters():  # type: ignore[attr-defined]
-        p.requires_grad_(False)
-    for p in params.values():
-        p.requires_grad_(True)
-    opt = torch.optim.Adam(list(params.values()), lr=cfg.lr)
-    ws = ws.detach()
-    start = 0
-    if resume is not None and resume.get("stage") == "generator":
+    def param_groups(self) -> list[dict[str, Any]]:
+        """One group: every tunable parameter."""
+        return [{"params": list(self.params.values())}]
+
+    def prepare(self, step: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pivot latent and the stage's camera (no randomness)."""
+        return self.ws, self.camera
+
+    def regularizers(self) -> dict[str, torch.Tensor]:
+        """None."""
+        return {}
+
+    def after_update(self) -> None:
+        """Nothing to do."""
+
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        """None."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The tuned parameters by name (CPU copies)."""
+        return {n: p.detach().cpu().clone() for n, p in self.params.items()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
         with torch.no_grad():
-            for name, value in resume["tuned"].items():
-                params[name].copy_(value.to(params[name]))
-        opt.load_state_dict(resume["tune_opt"])
-        start = int(resume["step"])
-    emit(run.callbacks, StageStarted(stage="generator", num_steps=cfg.steps, start_step=start))
-    stage_start = time.perf_counter()
+            for name, value in state.items():
+                self.params[name].copy_(value.to(self.params[name]))
 
-    def state() -> dict[str, Any]:
-        return {
-            "stage": "generator",
-            "ws": ws.cpu(),
-            "tuned": {n: p.detach().cpu().clone() for n, p in params.items()},
-            "tune_opt": opt.state_dict(),
-        }
+    def finish(self) -> dict[str, torch.Tensor]:
+        """Freeze the parameters again; return their tuned values (CPU copies)."""
+        for p in self.params.values():
+            p.requires_grad_(False)
+        return self.state_dict()
 
-    early = False
-    step = start
-    for step in range(start, cfg.steps):
-        t0 = time.perf_counter()
-        main, terms = render_step(run, "generator", step, cfg.steps, ws)
-        pred = from_model_range(main.image[:, 0])
-        rec = run.objective.perceptual(pred, run.target).mean()
-        terms["rec/perceptual"] = cfg.perceptual_weight * rec
-        terms["rec/_perceptual_unweighted"] = rec.detach()
-        if cfg.mse_weight > 0:
-            terms["rec/mse"] = cfg.mse_weight * 4.0 * run.objective.mse(pred, run.target).mean()
-        loss = sum_terms(terms)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        terms["total"] = loss
-        losses = run.log_step("generator", step, cfg.steps, terms, cfg.lr, t0)
-        if cfg.early_stop > 0 and losses["rec/_perceptual_unweighted"] <= cfg.early_stop:
-            early = True
-            break
-        opt.step()
-        run.maybe_checkpoint("generator", step + 1, cfg.steps, lambda: {**state(), "step": step + 1})
-    for p in params.values():
-        p.requires_grad_(False)
-    steps_run = (step + 1 - start) if cfg.steps > start else 0
-    emit(run.callbacks, StageFinished(stage="generator", steps_run=steps_run, early_stopped=early, seconds=time.perf_counter() - stage_start))
-    return {n: p.detach().cpu().clone() for n, p in params.items()}, early, steps_run
+
+def tune_stage(
+    generator: Generator3D,
+    ws: torch.Tensor,
+    camera: torch.Tensor,
+    config: TuneStageConfig,
+    terms: Sequence[Prior],
+) -> Stage:
+    """Stage 2: constant learning rate, early stop on the reconstruction's perceptual loss."""
+    params = TuneParams(generator, ws, camera, config.scope)
+    return Stage(
+        "generator",
+        config.steps,
+        params,
+        lambda _step: config.lr,
+        terms,
+        PerceptualBelow(config.early_stop),
+    )

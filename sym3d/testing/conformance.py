@@ -32,7 +32,7 @@ import torch
 
 from sym3d.camera import CameraLabels, camera_ray_directions, look_at, ray_distance_to_z
 from sym3d.errors import ConfigError, ShapeError
-from sym3d.protocols import Generator3D, RenderOutput
+from sym3d.protocols import Generator3D, GeneratorInfo, RenderOutput
 
 __all__ = [
     "ConformanceError",
@@ -356,6 +356,26 @@ def check_frozen_copy(gen: Generator3D, opts: ConformanceOptions) -> None:
                 p.copy_(saved[n])
 
 
+def check_info(gen: Generator3D, opts: ConformanceOptions) -> None:
+    """An optional ``info`` is a :class:`GeneratorInfo` whose settings the engine accepts."""
+    from sym3d.config import InversionConfig, apply_overrides
+    from sym3d.errors import Sym3DError
+
+    info = getattr(gen, "info", None)
+    if info is None:
+        return
+    if not isinstance(info, GeneratorInfo):
+        _fail(f"generator.info must be a sym3d.protocols.GeneratorInfo, got {type(info).__name__}.")
+    try:
+        apply_overrides(InversionConfig(), list(info.recommended_overrides))
+    except Sym3DError as exc:
+        _fail(f"info.recommended_overrides are not valid settings: {exc}")
+    if tuple(info.image_range) != (-1.0, 1.0):
+        _fail(f"info.image_range must be (-1, 1) for the engine, got {info.image_range}.")
+    if info.ray_range is not None and not 0 < info.ray_range[0] < info.ray_range[1]:
+        _fail(f"info.ray_range must be (near, far) with 0 < near < far, got {info.ray_range}.")
+
+
 def check_image_range(gen: Generator3D, opts: ConformanceOptions) -> None:
     """Images use the model range ``[-1, 1]``, not ``[0, 1]`` or ``[0, 255]``, and are not constant.
 
@@ -486,6 +506,7 @@ def check_camera_convention(gen: Generator3D, opts: ConformanceOptions) -> None:
 CHECKS: tuple[Check, ...] = (
     check_protocol,
     check_attributes,
+    check_info,
     check_mapping,
     check_render_shapes_and_ranges,
     check_image_range,

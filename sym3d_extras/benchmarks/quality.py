@@ -167,7 +167,8 @@ def group_of(source: float, target: float) -> str:
 
 
 def _stage1_key(cfg: Any) -> tuple:
-    return (cfg.latent.space, cfg.latent.mirror.enabled, cfg.latent.steps, cfg.latent.lr)
+    mirror = cfg.latent.terms.get("mirror_view")
+    return (cfg.latent.space, mirror is not None and mirror.enabled, cfg.latent.steps, cfg.latent.lr)
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
@@ -198,6 +199,7 @@ def run_quality(
     from sym3d.config import apply_overrides
     from sym3d.engine import resolve_config
     from sym3d.image import from_model_range
+    from sym3d.protocols import generator_info
     from sym3d_extras import metrics
     from sym3d_extras.synthetic import SymHeadsScene, build_symheads
 
@@ -232,11 +234,11 @@ def run_quality(
                 if (cond, head, float(src), method) in done:
                     continue
                 t0 = time.perf_counter()
-                cfg = resolve_config(method, None, settings.overrides, recommended=world.recommended_overrides)
+                cfg = resolve_config(method, None, settings.overrides, recommended=generator_info(world).recommended_overrides)
                 cfg = apply_overrides(cfg, {"seed": settings.seed})
                 key = _stage1_key(cfg)
                 pivot = pivots.get(key)
-                result = sym3d.invert(observation=obs, generator=world, config=cfg, pivot=pivot)
+                result = sym3d.invert(observation=obs, generator=world, config=cfg, pivot=pivot, progress="off")
                 pivots.setdefault(key, result.ws)
                 tuned = result.apply(world)
                 with torch.no_grad():

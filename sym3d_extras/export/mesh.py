@@ -12,7 +12,7 @@ Iso-level (``level=None``):
 
 * ``eg3d``: EG3D extracts at raw sigma 10; after the renderer's activation ``softplus(sigma - 1)``
   that is a density of ``softplus(9) = 9.0001`` (:data:`EG3D_DENSITY_LEVEL`).
-* a generator with a ``mesh_level`` attribute: that value.
+* a generator declaring ``info.mesh_level`` (:class:`sym3d.protocols.GeneratorInfo`): that value.
 * otherwise half the largest density on the grid. For ``symheads`` and the ``tiny`` test
   generator (``density = scale * sigmoid(-sdf / eps)``) that is exactly the ``sdf = 0`` surface.
 
@@ -127,7 +127,9 @@ def density_grid(
 
 def default_level(generator: Generator3D, grid: np.ndarray) -> float:
     """The iso-level used when ``level=None`` (see the module docstring)."""
-    custom = getattr(generator, "mesh_level", None)
+    from sym3d.protocols import generator_info
+
+    custom = generator_info(generator).mesh_level
     if custom is not None:
         return float(custom)
     if getattr(generator, "name", None) == "eg3d":

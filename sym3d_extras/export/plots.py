@@ -32,7 +32,7 @@ def loss_terms(history: Sequence[Mapping[str, Any]], *, include_diagnostics: boo
     """Names of the numeric loss terms in ``history``, in first-seen order (``"total"`` last).
 
     Diagnostics (terms whose last ``/``-separated part starts with ``_``, e.g.
-    ``"warp/_valid"``) are left out unless ``include_diagnostics``.
+    ``"warp_views/_valid"``) are left out unless ``include_diagnostics``.
     """
     names: dict[str, None] = {}
     for row in history:

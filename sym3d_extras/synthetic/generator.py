@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import copy
 
+import attrs
 import torch
 from torch import nn
 
 from sym3d.checks import check_shape
 from sym3d.errors import ConfigError, ShapeError
 from sym3d.image import to_model_range
-from sym3d.protocols import RenderOutput
+from sym3d.protocols import GeneratorInfo, RenderOutput
 from sym3d_extras.synthetic.fields import GeneratorField, HeadField
 from sym3d_extras.synthetic.head import HeadGeometry, head_geometry
 from sym3d_extras.synthetic.layout import NUM_WS, LatentLayout
@@ -45,14 +46,15 @@ class SymHeadsGenerator(nn.Module):
 
     Attributes:
         name: ``"symheads"``.
+        info: recommended CPU-sized settings and the ray range.
         tunable_scopes: ``("all", "residual", "density", "colour", "planes", "decoders")``.
 
     """
 
     name: str = "symheads"
     recommended_overrides: tuple[str, ...] = (
-        # CPU-sized settings for this 64 px world (see docs/symheads.md); they apply after the
-        # preset and before user settings. LPIPS-Alex at 128 px replaces LPIPS-VGG at 256 px
+        # CPU-sized settings for this 64 px world (see docs/symheads.md; precedence in
+        # sym3d.protocols.GeneratorInfo). LPIPS-Alex at 128 px replaces LPIPS-VGG at 256 px
         # (about 30x cheaper on a CPU); early stopping is off so every method runs the same steps.
         "perceptual=lpips-alex",
         "perceptual_resize=128",
@@ -62,11 +64,13 @@ class SymHeadsGenerator(nn.Module):
         "tune.lr=0.01",
         "tune.early_stop=0",
         "tune.num_views=2",
-        "tune.mirror.crop_size=40",  # SPI crops 80 px at 256; the same fraction at 128
+        "tune.terms.mirror_regions.crop_size=40",  # SPI crops 80 px at 256; the same fraction at 128
         # Depth changes in this world are ~0.005 world units (MSE ~1e-5): SPI's weight 1 has no
         # effect at that scale; 100 restores the pivot's geometry (chosen on development heads).
-        "tune.depth_reg.weight=100",
+        "tune.terms.depth_reg.weight=100",
+        "checkpoint_every=25",
     )
+    """Kept as the source of ``info.recommended_overrides``."""
 
     def __init__(
         self,
@@ -97,6 +101,16 @@ class SymHeadsGenerator(nn.Module):
         self.residual = TriPlaneResidual(residual)
         self._scopes = {k: [f"residual.{n}" for n in v] for k, v in self.residual.scopes().items()}
         self.tunable_scopes: tuple[str, ...] = tuple(self._scopes)
+        scalars = dict(w_dim=self.w_dim, z_dim=self.z_dim, img_resolution=self.img_resolution,
+                       neural_resolution=self.neural_resolution, layout_seed=layout_seed,
+                       mapping_seed=mapping_seed)
+        defaults = render_settings == RenderSettings() and residual == ResidualConfig()
+        self.info = GeneratorInfo(
+            recommended_overrides=self.recommended_overrides,
+            ray_range=(render_settings.ray_start, render_settings.ray_end),
+            # how `symheads` rebuilds it; settings objects are recorded by build_symheads only
+            build_options=scalars if defaults else None,
+        )
         with torch.no_grad():
             z = torch.randn(10000, self.z_dim, generator=torch.Generator().manual_seed(12345))
             self.register_buffer("w_avg", self.mapping_network(z).mean(0))
@@ -287,8 +301,11 @@ def build_symheads(**options: object) -> SymHeadsGenerator:
     if isinstance(opts.get("residual"), dict):
         opts["residual"] = ResidualConfig(**opts["residual"])  # type: ignore[arg-type]
     try:
-        return SymHeadsGenerator(**opts)  # type: ignore[arg-type]
+        gen = SymHeadsGenerator(**opts)  # type: ignore[arg-type]
     except TypeError as exc:
         raise ConfigError(
             f"symheads options: {exc}.", hint="see SymHeadsGenerator's arguments."
         ) from exc
+    # Results rebuild it from these options even when it was built without the registry.
+    gen.info = attrs.evolve(gen.info, build_options=dict(options))
+    return gen

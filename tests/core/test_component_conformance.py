@@ -4,12 +4,13 @@ import pytest
 import torch
 
 from sym3d.camera import look_at
-from sym3d.engine.api import build_priors, resolve_config
-from sym3d.engine.objective import build_objective
+from sym3d.engine.api import resolve_config
+from sym3d.engine.runner import build_terms
 from sym3d.errors import FaceNotFoundError
 from sym3d.plugins import build_registry, get_plugin_manager
-from sym3d.priors import BasePrior
 from sym3d.protocols import FaceObservation
+from sym3d.terms import BasePrior, TermEnv
+from sym3d.terms.losses import build_losses
 from sym3d.testing import ConformanceError
 from sym3d.testing.components import (
     LOSS_CHECKS,
@@ -26,7 +27,7 @@ FAST = [
     "perceptual_resize=0",
     "contextual_features=filterbank",
     "tune.num_views=2",
-    "tune.mirror.crop_size=32",
+    "tune.terms.mirror_regions.crop_size=32",
 ]
 
 
@@ -57,15 +58,22 @@ def test_wrong_loss_fails_naming_the_checks():
 
 
 def _builtin_priors(registry):
+    """The providers of the spi preset's terms, both stages (reconstruction included)."""
     cfg = resolve_config("spi", overrides=FAST)
-    return build_priors(cfg, build_objective(cfg, registry, torch.device("cpu")))
+    dev = torch.device("cpu")
+    losses = build_losses(cfg.perceptual, cfg.perceptual_resize, cfg.contextual_features, registry, dev)
+    tune = cfg.tune
+    latent = build_terms(cfg.latent.terms, TermEnv(stage="latent", losses=losses))
+    env = TermEnv(stage="generator", losses=losses, every=tune.aux_every, num_views=tune.num_views)
+    return [*latent, *build_terms(tune.terms, env)]
 
 
-def test_the_spi_preset_has_four_builtin_priors(registry):
-    assert len(_builtin_priors(registry)) == 4
+def test_the_spi_preset_has_six_builtin_terms(registry):
+    names = [p.name for p in _builtin_priors(registry)]
+    assert names == ["mirror_view", "reconstruction", "warp_views", "mirror_regions", "depth_reg", "reconstruction"]
 
 
-@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("index", range(6))
 def test_builtin_priors_pass(registry, index):
     check_prior(_builtin_priors(registry)[index])
 

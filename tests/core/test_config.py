@@ -1,6 +1,13 @@
 import pytest
 
-from sym3d.config import InversionConfig, apply_overrides, dump_toml, load_toml, structure, unstructure
+from sym3d.config import (
+    InversionConfig,
+    apply_overrides,
+    dump_toml,
+    load_toml,
+    structure,
+    unstructure,
+)
 from sym3d.errors import ConfigError
 
 
@@ -8,12 +15,15 @@ def test_defaults_are_spi_hyperparameters():
     cfg = InversionConfig()
     assert cfg.latent.steps == 500 and cfg.latent.lr == 0.01 and cfg.latent.space == "w+"
     assert cfg.tune.steps == 1000 and cfg.tune.lr == 3e-4 and cfg.tune.aux_every == 4
-    assert cfg.tune.warp.weight == pytest.approx(0.4) and cfg.tune.mirror.weight == pytest.approx(0.02)
-    assert cfg.tune.depth_reg.symmetric is True
+    terms = cfg.tune.terms
+    assert terms["warp_views"].weight == pytest.approx(0.4) and terms["mirror_regions"].weight == pytest.approx(0.02)
+    assert terms["depth_reg"].symmetric is True
+    assert terms["reconstruction"].mse_weight == 1.0 and terms["reconstruction"].mse_range == "model"
+    assert cfg.latent.terms["reconstruction"].mse_weight == 0.0 and cfg.mirror_min_yaw == 0.2
 
 
 def test_toml_roundtrip(tmp_path):
-    cfg = apply_overrides(InversionConfig(), ["tune.steps=7", "tune.mirror.regions=['mouth']", "latent.space='w'"])
+    cfg = apply_overrides(InversionConfig(), ["tune.steps=7", "tune.terms.mirror_regions.regions=['mouth']", "latent.space='w'"])
     path = tmp_path / "c.toml"
     dump_toml(cfg, path)
     assert load_toml(path) == cfg
@@ -72,3 +82,33 @@ def test_override_mapping_and_bare_strings():
 def test_structure_rejects_unknown_top_level():
     with pytest.raises(ConfigError, match="unknown keys"):
         structure({**unstructure(InversionConfig()), "nope": 1}, InversionConfig)
+
+
+def test_deprecated_keys_still_work_with_a_warning(tmp_path):
+    with pytest.warns(DeprecationWarning, match="'tune.warp.yaw_range' is deprecated"):
+        cfg = apply_overrides(InversionConfig(), ["tune.warp.yaw_range=0.3", "tune.mirror.gate_threshold=0.1"])
+    assert cfg.tune.terms["warp_views"].yaw_range == 0.3 and cfg.tune.terms["mirror_regions"].yaw_range == 0.3
+    assert cfg.mirror_min_yaw == pytest.approx(0.1)
+    # a config.resolved.toml written before the terms were modules still loads, to the same values
+    old = tmp_path / "old.toml"
+    old.write_text(
+        "[latent]\nsteps = 7\nperceptual_weight = 0.5\n[latent.mirror]\nenabled = false\nthreshold = 0.3\n"
+        "[tune]\nmse_weight = 2.0\n[tune.warp]\nweight = 0.1\n[tune.mirror]\ncrop_size = 40\n"
+        "[tune.depth_reg]\nweight = 100.0\n"
+    )
+    with pytest.warns(DeprecationWarning):
+        cfg = load_toml(old)
+    lat, tune = cfg.latent.terms, cfg.tune.terms
+    assert cfg.latent.steps == 7 and not lat["mirror_view"].enabled and cfg.mirror_min_yaw == pytest.approx(0.3)
+    assert lat["reconstruction"].perceptual_weight == 0.5 and lat["mirror_view"].perceptual_weight == 0.5
+    assert tune["reconstruction"].mse_weight == 2.0 and tune["warp_views"].weight == pytest.approx(0.1)
+    assert tune["mirror_regions"].crop_size == 40 and tune["depth_reg"].weight == 100.0
+
+
+def test_terms_table_errors():
+    with pytest.raises(ConfigError, match="unknown term 'warp_view'"):
+        apply_overrides(InversionConfig(), ["tune.terms.warp_view.weight=1"])
+    with pytest.raises(ConfigError, match="does not run in the generator stage"):
+        apply_overrides(InversionConfig(), ["tune.terms.mirror_view.enabled=true"])
+    with pytest.raises(ConfigError, match=r"weight.*must be >= 0.*depth_reg.*config\.tune\.terms"):
+        apply_overrides(InversionConfig(), ["tune.terms.depth_reg.weight=-1"])

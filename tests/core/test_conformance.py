@@ -70,6 +70,22 @@ def test_tiny_render_is_fast_enough_to_drive_engine_tests(tiny):
     assert tiny.neural_resolution ** 2 * tiny.num_samples <= 64 * 64 * 32
 
 
+def test_info_is_checked():
+    from sym3d.protocols import GeneratorInfo
+    from sym3d.testing.conformance import check_info
+
+    gen = TinyGenerator3D()
+    check_info(gen, None)  # no info: nothing to check
+    gen.info = GeneratorInfo(recommended_overrides=("tune.steps=10", "tune.terms.depth_reg.weight=3"), ray_range=(2.2, 3.3))
+    check_info(gen, None)
+    gen.info = GeneratorInfo(recommended_overrides=("tune.stepz=10",))
+    with pytest.raises(ConformanceError, match="recommended_overrides are not valid settings.*tune.stepz"):
+        check_info(gen, None)
+    gen.info = GeneratorInfo(image_range=(0.0, 1.0))
+    with pytest.raises(ConformanceError, match="image_range"):
+        check_info(gen, None)
+
+
 class FlippedBothWays(TinyGenerator3D):
     """Deliberately wrong: the image is rotated by 180 degrees (OpenGL-style camera axes)."""
 

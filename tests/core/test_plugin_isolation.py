@@ -21,7 +21,7 @@ FAST = [
     "contextual_features=filterbank",
     "tune.num_views=2",
     "tune.aux_every=2",
-    "tune.mirror.crop_size=32",
+    "tune.terms.mirror_regions.crop_size=32",
     "latent.steps=2",
     "tune.steps=2",
 ]

@@ -21,8 +21,8 @@ FAST = [
     "tune.early_stop=0",
     "tune.aux_every=2",
     "tune.num_views=2",
-    "tune.mirror.crop_size=32",
-    "tune.mirror.weight=0.0002",
+    "tune.terms.mirror_regions.crop_size=32",
+    "tune.terms.mirror_regions.weight=0.0002",
 ]
 
 

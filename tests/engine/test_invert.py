@@ -5,10 +5,18 @@ import torch
 
 import sym3d
 from sym3d.camera import look_at
-from sym3d.engine import CheckpointSaved, InversionResult, StageFinished, StageStarted, StepFinished, get_preset, preset_names
+from sym3d.engine import (
+    CheckpointSaved,
+    InversionResult,
+    StageFinished,
+    StageStarted,
+    StepFinished,
+    get_preset,
+    preset_names,
+)
 from sym3d.errors import PluginNotFoundError, RangeError, ShapeError, UserInputError
 from sym3d.image import from_model_range
-from sym3d.priors import BasePrior
+from sym3d.terms import BasePrior
 from sym3d.testing import TinyGenerator3D
 
 from .conftest import FAST
@@ -30,11 +38,16 @@ class SpyGenerator(TinyGenerator3D):
 
 def test_presets():
     assert set(preset_names()) >= {"w", "w+", "pti", "pti-depth-reg", "spi", "spi-no-mirror", "spi-no-warp", "spi-no-authentic-mask", "spi-no-depth-reg"}
+    def on(cfg, stage, name):
+        return getattr(cfg, stage).terms[name].enabled
+
     pti = get_preset("pti")
-    assert not (pti.tune.warp.enabled or pti.tune.mirror.enabled or pti.tune.depth_reg.enabled or pti.latent.mirror.enabled)
-    assert get_preset("pti-depth-reg").tune.depth_reg.enabled
+    assert not any(on(pti, "tune", n) for n in ("warp_views", "mirror_regions", "depth_reg"))
+    assert not on(pti, "latent", "mirror_view") and on(pti, "tune", "reconstruction")
+    assert on(get_preset("pti-depth-reg"), "tune", "depth_reg")
     spi = get_preset("spi")
-    assert spi.latent.mirror.enabled and spi.tune.warp.enabled and spi.tune.mirror.enabled and spi.tune.mirror.authentic_mask
+    assert all(on(spi, "tune", n) for n in ("warp_views", "mirror_regions", "depth_reg"))
+    assert on(spi, "latent", "mirror_view") and spi.tune.terms["mirror_regions"].authentic_mask
     assert get_preset("w").latent.space == "w" and get_preset("w").tune.steps == 0
     with pytest.raises(PluginNotFoundError, match="did you mean 'spi'"):
         get_preset("sp")
@@ -53,7 +66,7 @@ def test_end_to_end_events_and_caller_generator_untouched(side_view):
     assert all(torch.equal(v, before[k]) for k, v in gen.state_dict().items())
     assert result.ws.shape == (1, gen.num_ws, gen.w_dim)
     assert set(result.tuned) == {"planes"} and float(result.tuned["planes"].abs().max()) > 0
-    assert len(result.history) == 8 and "rec/perceptual" in result.history[0]
+    assert len(result.history) == 8 and "reconstruction/perceptual" in result.history[0]
 
 
 def test_one_render_call_per_step_with_all_views(side_view):
@@ -96,8 +109,8 @@ def test_deterministic_with_seed(side_view):
 def test_losses_decrease(side_view):
     img, cam = side_view
     r = sym3d.invert(img, cam, generator=TinyGenerator3D(), preset="pti", overrides=fast("latent.steps=30", "tune.steps=20"))
-    lat = [h["rec/perceptual"] for h in r.history if h["stage"] == "latent"]
-    tun = [h["rec/perceptual"] for h in r.history if h["stage"] == "generator"]
+    lat = [h["reconstruction/perceptual"] for h in r.history if h["stage"] == "latent"]
+    tun = [h["reconstruction/perceptual"] for h in r.history if h["stage"] == "generator"]
     assert lat[-1] < 0.5 * lat[0]
     assert tun[-1] < 0.5 * tun[0]
 
@@ -200,4 +213,6 @@ def test_bad_inputs_raise_typed_errors(side_view):
     with pytest.raises(UserInputError, match="does not satisfy sym3d.protocols.Generator3D"):
         sym3d.invert(img, cam, generator=torch.nn.Linear(2, 2))
     with pytest.raises(UserInputError, match="pass an image and its camera"):
-        sym3d.invert(img, generator=gen)
+        sym3d.invert(generator=gen)
+    with pytest.raises(UserInputError, match=r"no pose estimator 'no-such-pose'.*sym3d\[faces\]"):
+        sym3d.invert(img, generator=gen, pose_estimator="no-such-pose")

@@ -27,7 +27,7 @@ FAST = [
     "--set", "perceptual_resize=128",
     "--set", "tune.aux_every=1",
     "--set", "tune.num_views=1",
-    "--set", "tune.mirror.crop_size=32",
+    "--set", "tune.terms.mirror_regions.crop_size=32",
     "--set", "latent.mean_samples=16",
     "--video-frames", "6",
     "--mesh-resolution", "32",

@@ -131,10 +131,10 @@ def test_special_files_in_a_result_folder_are_refused_without_reading(tmp_path: 
 
 
 def test_oversized_history_is_refused(tmp_path: Path, monkeypatch) -> None:
-    import sym3d.engine.result as result_module
+    import sym3d.engine.result_files as result_files
 
     d = _save(tmp_path / "r")
-    monkeypatch.setattr(result_module, "_MAX_JSON_BYTES", 16)
+    monkeypatch.setattr(result_files, "MAX_JSON_BYTES", 16)
     with pytest.raises(
         InputFileError, match=r"history\.json: is \d+ bytes; history\.json may be at most 16 bytes"
     ):

@@ -73,7 +73,7 @@ def test_camera_refinement_recovers_a_perturbed_yaw():
     results = {}
     for refine in (False, True):
         r = sym3d.invert(obs.image, wrong, generator=world, preset="w+", overrides=[*over, f"latent.refine_camera={str(refine).lower()}"])
-        results[refine] = (math.degrees(float(yaw_pitch_roll(r.camera)[0])), r.history[-1]["rec/perceptual"])
+        results[refine] = (math.degrees(float(yaw_pitch_roll(r.camera)[0])), r.history[-1]["reconstruction/perceptual"])
     true_yaw = math.degrees(float(yaw_pitch_roll(true)[0]))  # viewing-direction yaw (not the orbit angle)
     err_fixed = abs(results[False][0] - true_yaw)
     err_refined = abs(results[True][0] - true_yaw)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from sym3d.priors import BasePrior
 from sym3d.protocols import PriorContext, PriorViews, Reduction
+from sym3d.terms import BasePrior
 
 __all__ = ["CharbonnierLoss", "DepthTVPrior"]
 

@@ -61,7 +61,7 @@ def test_short_inversion_from_python(registry):
         "perceptual_resize=0",
         "contextual_features=filterbank",
         "tune.num_views=2",
-        "tune.mirror.crop_size=32",
+        "tune.terms.mirror_regions.crop_size=32",
         "latent.steps=3",
         "tune.steps=2",
     ]

@@ -26,7 +26,7 @@ FAST_OVERRIDES = (
     "tune.aux_every=1",
     "tune.num_views=1",
     "perceptual=mse",
-    "tune.mirror.enabled=false",
+    "tune.terms.mirror_regions.enabled=false",
     "latent.mean_samples=16",
 )
 FAST_CLI = [arg for o in FAST_OVERRIDES for arg in ("--set", o)]

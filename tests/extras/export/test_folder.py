@@ -214,7 +214,9 @@ def test_mesh_failure_is_skipped_unless_strict(tiny, tiny_result, tmp_path):
     from sym3d_extras.export._common import ExportError
 
     flat = copy.deepcopy(tiny)
-    flat.mesh_level = 1e9  # no surface at this level
+    from sym3d.protocols import GeneratorInfo
+
+    flat.info = GeneratorInfo(mesh_level=1e9)  # no surface at this level
     (tmp_path / "mesh.ply").write_bytes(b"ply from an older run")
     with pytest.warns(ExportWarning, match="mesh.ply not written"):
         files = export_result(tiny_result, flat, tmp_path, what=("mesh", "report"), **SMALL)

@@ -94,8 +94,10 @@ def test_default_levels(tiny):
     assert abs(default_level(FakeEG3D(), grid) - EG3D_DENSITY_LEVEL) < 1e-12
     assert abs(EG3D_DENSITY_LEVEL - math.log1p(math.exp(10.0 - 1.0))) < 1e-12
 
+    from sym3d.protocols import GeneratorInfo
+
     class Custom:
-        mesh_level = 3.5
+        info = GeneratorInfo(mesh_level=3.5)
 
     assert default_level(Custom(), grid) == 3.5
 
