@@ -180,6 +180,7 @@ def warp_photo(
     use_face_mask: bool,
     occlusion_threshold: float,
     mirrored: bool = False,
+    photo: torch.Tensor | None = None,
 ) -> WarpResult:
     """Warp the photo into ``target_cameras [1, V, 25]`` with the depth of this step's renders.
 
@@ -187,10 +188,13 @@ def warp_photo(
     are targets).
 
     ``mirrored=True`` warps the *flipped* photo from the mirrored camera, using the flipped depth
-    and mask of the input view (a symmetric head is assumed, as SPI does).
+    and mask of the input view (a symmetric head is assumed, as SPI does). ``photo``
+    ``[1, 3, H, W]`` replaces ``ctx.target`` (e.g. the photo relit for the mirror; it is flipped
+    too when ``mirrored``).
     """
     assert ctx.render is not None, "warping needs the input-view render"
-    image, depth = ctx.target, warp_depth(ctx.render, depth_mode)[:, 0]
+    image = ctx.target if photo is None else photo.detach()
+    depth = warp_depth(ctx.render, depth_mode)[:, 0]
     camera, mask = ctx.camera, source_mask(ctx, use_face_mask)
     if mirrored:
         image, depth, mask = mirror_image(image), mirror_image(depth), mirror_image(mask)

@@ -13,6 +13,8 @@ preset                    what it is
 ``spi-no-warp``           ``spi`` without the warped pseudo views of the input
 ``spi-no-authentic-mask`` ``spi`` with the mirror pseudo label unfiltered
 ``spi-no-depth-reg``      ``spi`` without the depth regulariser
+``spi-relight``           ``spi`` with the mirror relit to the photo's light (both stages) and
+                          the authentic mask in stage 1 too
 ========================  =================================================================
 
 PTI originally pivots in W; ours pivots in W+ so that ``pti`` and ``spi`` differ only by the
@@ -46,6 +48,11 @@ PRESETS: dict[str, dict[str, object]] = {
     "spi-no-warp": {"tune.terms.warp_views.enabled": _OFF},
     "spi-no-authentic-mask": {"tune.terms.mirror_regions.authentic_mask": _OFF},
     "spi-no-depth-reg": {"tune.terms.depth_reg.enabled": _OFF},
+    "spi-relight": {
+        "latent.terms.mirror_view.relight": True,
+        "latent.terms.mirror_view.authentic_mask": True,
+        "tune.terms.mirror_regions.relight": True,
+    },
 }
 """Preset name -> dotted settings applied on the defaults. A new term is one line here, e.g.
 ``"spi-center": {"tune.terms.center_depth.weight": 0.1}`` (the term's table is created)."""

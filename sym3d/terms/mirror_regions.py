@@ -16,6 +16,7 @@ from sym3d.losses.contextual import region_contextual_loss
 from sym3d.protocols import Prior, PriorContext, PriorViews
 from sym3d.terms.base import BasePrior, TermConfig, TermEnv
 from sym3d.terms.losses import Losses
+from sym3d.terms.relit import MirrorRelighter
 from sym3d.warp import DepthMode, conflict_mask, source_mask, warp_photo
 
 __all__ = ["MirrorRegionsConfig", "MirrorRegions", "region_boxes"]
@@ -54,6 +55,9 @@ class MirrorRegionsConfig(TermConfig, name="mirror_regions", stages=("generator"
     """Depth used by the warps (see :data:`sym3d.warp.DepthMode`)."""
     use_face_mask: bool = attrs.field(default=True, validator=v.instance_of(bool))
     """Restrict pseudo labels to the source face mask (when known)."""
+    relight: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    """Warp the flipped photo relit to the photo's light (:mod:`sym3d.terms.relit`); the plain
+    flipped photo where the light estimate is refused."""
 
     def setup(self, env: TermEnv) -> Prior:
         """The provider (every ``env.every`` steps; gated by ``env.mirror_min_yaw``)."""
@@ -112,6 +116,7 @@ class MirrorRegions(BasePrior):
         self.losses = losses
         self.num_views = num_views
         self.min_yaw = min_yaw
+        self.relighter = MirrorRelighter("mirror_regions")
 
     def gated(self, camera: torch.Tensor) -> bool:
         """True when the input |yaw| is at least ``min_yaw`` (the mirror adds information)."""
@@ -144,7 +149,8 @@ class MirrorRegions(BasePrior):
             use_face_mask=c.use_face_mask,
             occlusion_threshold=c.occlusion_threshold,
         )
-        warped_m = warp_photo(ctx, views.render, views.cameras, mirrored=True, **kw)
+        photo = self.relighter.photo(ctx)[0] if c.relight else None
+        warped_m = warp_photo(ctx, views.render, views.cameras, mirrored=True, photo=photo, **kw)
         mask = warped_m.mask
         conflict = torch.zeros_like(mask)
         if c.authentic_mask:
@@ -159,6 +165,7 @@ class MirrorRegions(BasePrior):
             return {}
         c = self.config
         target, mask, conflict = self.pseudo_labels(ctx, views)
+        info = self.relighter.photo(ctx)[1] if c.relight else {}  # cached: fitted once per step
         pred = from_model_range(views.render.image[0])
         pred_f, target_f, mask_f = mirror_image(pred), mirror_image(target), mirror_image(mask)
         boxes = region_boxes(ctx, c.regions, c.region_padding).expand(pred.shape[0], -1, -1)
@@ -178,4 +185,5 @@ class MirrorRegions(BasePrior):
             "contextual": c.weight * loss,
             "_valid": mask.mean().detach(),
             "_conflict": conflict.mean().detach(),
+            **info,
         }

@@ -11,6 +11,8 @@ from sym3d.image import from_model_range, mirror_image
 from sym3d.protocols import Prior, PriorContext, PriorViews
 from sym3d.terms.base import BasePrior, TermConfig, TermEnv
 from sym3d.terms.losses import Losses
+from sym3d.terms.relit import MirrorRelighter
+from sym3d.warp import conflict_mask, warp_photo
 
 __all__ = ["MirrorViewConfig", "MirrorView"]
 
@@ -27,6 +29,16 @@ class MirrorViewConfig(TermConfig, name="mirror_view", stages=("latent",)):
     """Weight of the perceptual loss on the mirror view (times the yaw weight)."""
     mse_weight: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
     """Weight of the ``[0, 1]`` MSE on the mirror view (times the yaw weight; SPI: 0)."""
+    relight: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    """Show the flipped photo relit to the photo's light (:mod:`sym3d.terms.relit`); the plain
+    flipped photo where the light estimate is refused."""
+    authentic_mask: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    """Drop pixels where the mirror label disagrees with the photo warped into the mirrored view
+    (both seeing the same surface) from the mirror loss, as ``mirror_regions`` does."""
+    conflict_threshold: float = attrs.field(default=0.12, converter=float, validator=v.gt(0.0))
+    """Mean absolute RGB difference (in [0,1]) above which a pixel is a conflict."""
+    occlusion_threshold: float = attrs.field(default=0.05, converter=float, validator=v.gt(0.0))
+    """Occlusion test of the authentic mask's warps (world units)."""
 
     def setup(self, env: TermEnv) -> Prior:
         """The provider (every step; gated by ``env.mirror_min_yaw``)."""
@@ -45,6 +57,7 @@ class MirrorView(BasePrior):
         self.config = config
         self.losses = losses
         self.min_yaw = min_yaw
+        self.relighter = MirrorRelighter("mirror_view")
 
     def weight(self, camera: torch.Tensor) -> float:
         """The mirror weight for the input ``camera [1, 25]``."""
@@ -66,11 +79,38 @@ class MirrorView(BasePrior):
         lam = self.weight(ctx.camera)
         c = self.config
         pred = from_model_range(views.render.image[:, 0])
-        target = mirror_image(ctx.target)
+        info: dict[str, torch.Tensor] = {}
+        photo = ctx.target
+        if c.relight:
+            photo, info = self.relighter.photo(ctx)
+        target = mirror_image(photo)
+        mask = None
+        if c.authentic_mask:
+            mask = self.authentic(ctx, views, photo)
+            info["_conflict"] = (1.0 - mask).mean()
         terms = {
-            "perceptual": lam * c.perceptual_weight * self.losses.perceptual(pred, target).mean()
+            "perceptual": lam
+            * c.perceptual_weight
+            * self.losses.perceptual(pred, target, mask).mean()
         }
         if c.mse_weight > 0:
-            terms["mse"] = lam * c.mse_weight * self.losses.mse(pred, target).mean()
+            terms["mse"] = lam * c.mse_weight * self.losses.mse(pred, target, mask).mean()
         terms["_weight"] = torch.tensor(lam)
-        return terms
+        return {**terms, **info}
+
+    def authentic(self, ctx: PriorContext, views: PriorViews, photo: torch.Tensor) -> torch.Tensor:
+        """``[1, 1, H, W]`` in {0, 1}: 0 where the mirror label conflicts with the photo.
+
+        Both the (relit) flipped photo and the photo are warped into the mirrored view with this
+        step's detached depths; where both are valid and differ by more than
+        ``conflict_threshold`` the mirror is not trusted (a one-sided mark, a fringe, a light the
+        relighting missed). Where the photo does not see the surface the mirror is kept.
+        """
+        c = self.config
+        kw = dict(
+            depth_mode="camera_z", use_face_mask=True, occlusion_threshold=c.occlusion_threshold
+        )
+        warped_m = warp_photo(ctx, views.render, views.cameras, mirrored=True, photo=photo, **kw)
+        warped_x = warp_photo(ctx, views.render, views.cameras, **kw)
+        conflict = conflict_mask(warped_m, warped_x, threshold=c.conflict_threshold)
+        return 1.0 - conflict[:, 0]

@@ -1,0 +1,72 @@
+"""The photo relit for the mirror pseudo label, shared by ``mirror_view`` and ``mirror_regions``.
+
+With ``relight = true`` a mirror term shows the flipped photo relit to the photo's own light
+(:func:`sym3d.lighting.relight_mirror`) instead of the plain flipped photo. The light is fitted
+from this step's input-view depth (detached) inside the face mask (else the rendered opacity), at
+most once per step and only on the steps the term runs; no extra render is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from sym3d.image import mirror_image
+from sym3d.lighting import relight_mirror
+from sym3d.protocols import PriorContext
+from sym3d.warp import source_mask
+
+__all__ = ["MirrorRelighter"]
+
+_LOG = logging.getLogger("sym3d.terms")
+
+
+class MirrorRelighter:
+    """Caches one relit photo per (stage, step) and records why it fell back, once per reason.
+
+    Attributes:
+        name: the owning term's name (for the log line).
+        reasons: the distinct fallback reasons met so far, in order (also logged once each).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.reasons: list[str] = []
+        self._key: tuple[str, int] | None = None
+        self._value: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
+
+    def photo(self, ctx: PriorContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The photo relit so that its flip shows the mirrored side under the photo's light.
+
+        Returns:
+            ``[1, 3, H, W]`` in ``[0, 1]`` in the photo's orientation (flip it for the mirror
+            view; ``ctx.target`` itself when the estimate is refused), and diagnostics to log:
+            ``_relit`` (1 when the relit photo is used, else 0) and ``_asymmetry`` of the fit.
+        """
+        key = (ctx.stage, ctx.step)
+        if self._key == key and self._value is not None:
+            return self._value
+        assert ctx.render is not None, "relighting needs the input-view render (its depth)"
+        with torch.no_grad():
+            relit = relight_mirror(
+                ctx.target,
+                ctx.render.depth_z[:, 0].detach(),
+                ctx.camera,
+                source_mask(ctx, use_face_mask=True),
+                depth_kind="z",
+            )
+        est = relit.estimate
+        ok = bool(est.ok[0])
+        if not ok:
+            reason = est.reason[0]
+            if reason not in self.reasons:
+                self.reasons.append(reason)
+                _LOG.info("%s: relighting refused, the plain mirror is used: %s", self.name, reason)
+        photo = mirror_image(relit.image) if ok else ctx.target
+        info = {
+            "_relit": torch.tensor(float(ok)),
+            "_asymmetry": est.asymmetry[0].detach().float().cpu(),
+        }
+        self._key, self._value = key, (photo, info)
+        return photo, info
