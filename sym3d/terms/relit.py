@@ -23,7 +23,7 @@ _LOG = logging.getLogger("sym3d.terms")
 
 
 class MirrorRelighter:
-    """Caches one relit photo per (stage, step) and records why it fell back, once per reason.
+    """Caches one relit photo per step (same inputs) and records why it fell back, once per reason.
 
     Attributes:
         name: the owning term's name (for the log line).
@@ -33,7 +33,7 @@ class MirrorRelighter:
     def __init__(self, name: str) -> None:
         self.name = name
         self.reasons: list[str] = []
-        self._key: tuple[str, int] | None = None
+        self._key: tuple[object, ...] | None = None
         self._value: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
 
     def photo(self, ctx: PriorContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -44,10 +44,12 @@ class MirrorRelighter:
             view; ``ctx.target`` itself when the estimate is refused), and diagnostics to log:
             ``_relit`` (1 when the relit photo is used, else 0) and ``_asymmetry`` of the fit.
         """
-        key = (ctx.stage, ctx.step)
-        if self._key == key and self._value is not None:
-            return self._value
         assert ctx.render is not None, "relighting needs the input-view render (its depth)"
+        # the step, and the inputs themselves (held, compared by identity): one fit per render
+        key = (ctx.stage, ctx.step, ctx.target, ctx.render.depth_z, ctx.observation)
+        if self._key is not None and self._value is not None and self._key[:2] == key[:2]:
+            if all(a is b for a, b in zip(self._key[2:], key[2:], strict=True)):
+                return self._value
         with torch.no_grad():
             relit = relight_mirror(
                 ctx.target,
