@@ -166,9 +166,18 @@ def group_of(source: float, target: float) -> str:
     return "near" if abs(target - source) <= 15.0 + 1e-6 else "far"
 
 
-def _stage1_key(cfg: Any) -> tuple:
-    mirror = cfg.latent.terms.get("mirror_view")
-    return (cfg.latent.space, mirror is not None and mirror.enabled, cfg.latent.steps, cfg.latent.lr)
+def _stage1_key(cfg: Any) -> str:
+    """Everything but stage 2 and the preset's name: methods with equal keys share one pivot.
+
+    Every stage-1 setting counts (a term's options such as ``mirror_view.relight`` too), so a
+    method never reuses a pivot it would not have computed itself.
+    """
+    import attrs
+
+    fields = attrs.asdict(cfg, recurse=False)
+    fields.pop("tune")
+    fields.pop("preset")
+    return repr(sorted(fields.items()))
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:

@@ -80,3 +80,20 @@ def test_camera_refinement_recovers_a_perturbed_yaw():
     assert err_fixed == pytest.approx(abs(math.degrees(float(yaw_pitch_roll(wrong)[0])) - true_yaw), abs=1e-3)
     assert err_refined < 0.5 * err_fixed, results
     assert results[True][1] < results[False][1]  # the image is explained better with the refined camera
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "shared"),
+    [
+        ("w+", "pti", True),  # same stage 1, different stage 2
+        ("spi", "spi-no-warp", True),
+        ("pti", "spi", False),  # the mirror view in stage 1
+        ("spi", "spi-relight", False),  # only an option of the stage-1 mirror term differs
+    ],
+)
+def test_methods_share_a_pivot_only_with_equal_stage1_settings(a, b, shared):
+    from sym3d.engine import resolve_config
+    from sym3d_extras.benchmarks.quality import _stage1_key
+
+    ka, kb = (_stage1_key(resolve_config(m, None, tuple(QUICK))) for m in (a, b))
+    assert (ka == kb) is shared
