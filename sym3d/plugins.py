@@ -252,7 +252,8 @@ class Sym3DPluginManager(pluggy.PluginManager):
 
         Args:
             hook_name: a hook of :mod:`sym3d.hookspecs`.
-            kwargs_for: builds the keyword arguments for one plugin (else ``kwargs`` for all).
+            kwargs_for: builds the keyword arguments for one plugin (else ``kwargs`` for all);
+                each implementation receives only those it names.
 
         Yields:
             ``(plugin, result)`` for every plugin whose hook returned.
@@ -263,7 +264,10 @@ class Sym3DPluginManager(pluggy.PluginManager):
             if impl is None or info.name in self._hook_failed:
                 continue
             try:
-                result = impl.function(**(kwargs_for(info) if kwargs_for else kwargs))
+                given = kwargs_for(info) if kwargs_for else kwargs
+                # Like pluggy: an implementation gets only the arguments it names, so a hook
+                # may gain arguments without breaking older plugins.
+                result = impl.function(**{k: v for k, v in given.items() if k in impl.argnames})
             except Exception as exc:
                 self._hook_failed.add(info.name)
                 detail = f"hook {hook_name} raised"
