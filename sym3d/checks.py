@@ -13,11 +13,11 @@ bindings through the ``dims`` dictionary.
 
 from __future__ import annotations
 
-import os
 from collections.abc import MutableMapping, Sequence
 
 import torch
 
+from sym3d.env import env_flag
 from sym3d.errors import NonFiniteError, RangeError, ShapeError, UserInputError
 
 __all__ = [
@@ -33,7 +33,7 @@ __all__ = [
 
 def checks_enabled() -> bool:
     """Return False when ``SYM3D_CHECKS=0`` disables the value checks (shape checks always run)."""
-    return os.environ.get("SYM3D_CHECKS", "1") not in ("0", "false", "False")
+    return env_flag("SYM3D_CHECKS", default=True)
 
 
 def check_tensor(x: object, name: str) -> torch.Tensor:

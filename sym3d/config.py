@@ -47,8 +47,6 @@ __all__ = [
 T = TypeVar("T")
 
 _pos_int = [v.instance_of(int), v.ge(0)]
-_unit = [v.instance_of(float), v.ge(0.0), v.le(1.0)]
-_nonneg = [v.instance_of(float), v.ge(0.0)]
 
 
 def _float_field(default: float, *validators: Any) -> Any:

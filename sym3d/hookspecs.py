@@ -21,10 +21,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import pluggy
 
 if TYPE_CHECKING:
     from sym3d.registry import RegisterFn
+
+__all__ = ["DoctorCheck", "hookimpl", "hookspec"]
 
 hookspec = pluggy.HookspecMarker("sym3d")
 hookimpl = pluggy.HookimplMarker("sym3d")
@@ -53,14 +56,40 @@ def register_losses(register: RegisterFn) -> None:
     """
 
 
-@hookspec
-def register_commands(app: Any) -> None:
-    """Add sub-commands to the ``sym3d`` CLI: ``app`` is the root ``typer.Typer``.
+@attrs.frozen
+class DoctorCheck:
+    """One line of the ``sym3d doctor`` report; what the ``doctor_checks`` hook returns.
 
+    Attributes:
+        name: what was checked.
+        ok: passed.
+        detail: what was found.
+        fix: how to fix it when not ok ("" when ok or nothing to do).
+        required: a failure makes ``sym3d doctor`` exit 1 (optional features only warn).
+        broken: a plugin (or one of its components) failed and was skipped.
+    """
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = False
+    broken: bool = False
+
+
+@hookspec
+def register_commands(app: Any, bench: Any) -> None:
+    """Add sub-commands to the ``sym3d`` CLI.
+
+    Args:
+        app: the root ``typer.Typer`` (``app.command("name")(fn)``, ``app.add_typer(...)``).
+        bench: the ``sym3d bench`` group, a ``typer.Typer`` of this same app.
+
+    An implementation may take only the arguments it uses (``register_commands(app)`` works).
     Keep the command modules import-light: import torch inside the command functions.
     """
 
 
 @hookspec
-def doctor_checks() -> list[Any]:
-    """Return :class:`sym3d.cli.doctor.DoctorCheck` results for ``sym3d doctor`` (plugin health)."""
+def doctor_checks() -> list[DoctorCheck]:
+    """Return :class:`DoctorCheck` results for ``sym3d doctor`` (plugin health)."""

@@ -37,6 +37,7 @@ from sym3d.camera import (
 from sym3d.checks import check_finite, check_range, check_shape
 from sym3d.errors import ConfigError
 from sym3d.image import mirror_image
+from sym3d.resize import resize
 
 __all__ = [
     "LightingEstimate",
@@ -209,14 +210,6 @@ class LightingEstimate:
         return (s_m / s).clamp(1.0 / max_ratio, max_ratio)
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == size:
-        return x
-    if x.shape[-2] > size[0] and x.shape[-1] > size[1]:
-        return F.interpolate(x, size=size, mode="area")
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
 def _nanmedian_abs(r: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Median of ``|r|`` over ``valid`` entries of the last dim: ``[...]``."""
     a = torch.where(valid, r.abs(), torch.full_like(r, float("nan")))
@@ -359,13 +352,13 @@ def _estimate(
         h, w = max(2, round(h * s)), max(2, round(w * s))
     size = (h, w)
     dt = image.dtype
-    z = _resize(ray_distance_to_z(depth, cameras) if depth_kind == "ray" else depth, size)
-    img = _resize(image, size)
+    z = resize(ray_distance_to_z(depth, cameras) if depth_kind == "ray" else depth, size)
+    img = resize(image, size)
     if channels == "grey":
         img = img.mean(1, keepdim=True)
     c = img.shape[1]
-    m = _resize(mask.to(dt), size).clamp(0.0, 1.0)
-    n = depth_normals(z, cameras) if normals is None else F.normalize(_resize(normals, size), dim=1)
+    m = resize(mask.to(dt), size).clamp(0.0, 1.0)
+    n = depth_normals(z, cameras) if normals is None else F.normalize(resize(normals, size), dim=1)
 
     points = unproject_depth(z, cameras)  # [B, h, w, 3]
     flip = torch.tensor(_MIRROR, dtype=dt, device=image.device)
@@ -553,7 +546,7 @@ def relight_mirror(
     shading = F.interpolate(
         estimate.shading(normals), size=size, mode="bilinear", align_corners=False
     )
-    m = _resize(mask.to(image.dtype), size).clamp(0.0, 1.0)
+    m = resize(mask.to(image.dtype), size).clamp(0.0, 1.0)
     ratio = 1.0 + m * (ratio - 1.0)
     shading = 1.0 + m * (shading - 1.0)
     relit = mirror_image((image * ratio).clamp(0.0, 1.0))

@@ -32,6 +32,7 @@ import attrs
 import pluggy
 
 from sym3d import hookspecs
+from sym3d.env import env_flag
 from sym3d.errors import PluginConflictError, PluginError, PluginLoadError
 from sym3d.registry import KINDS, ComponentSpec, Registry
 
@@ -110,12 +111,8 @@ def _label(dist: str, version: str) -> str:
     return f"{dist} {version}".strip()
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0", "false", "False")
-
-
 def _strict() -> bool:
-    return _env_flag("SYM3D_STRICT_PLUGINS")
+    return env_flag("SYM3D_STRICT_PLUGINS")
 
 
 def _hook_names() -> list[str]:
@@ -255,7 +252,8 @@ class Sym3DPluginManager(pluggy.PluginManager):
 
         Args:
             hook_name: a hook of :mod:`sym3d.hookspecs`.
-            kwargs_for: builds the keyword arguments for one plugin (else ``kwargs`` for all).
+            kwargs_for: builds the keyword arguments for one plugin (else ``kwargs`` for all);
+                each implementation receives only those it names.
 
         Yields:
             ``(plugin, result)`` for every plugin whose hook returned.
@@ -266,7 +264,10 @@ class Sym3DPluginManager(pluggy.PluginManager):
             if impl is None or info.name in self._hook_failed:
                 continue
             try:
-                result = impl.function(**(kwargs_for(info) if kwargs_for else kwargs))
+                given = kwargs_for(info) if kwargs_for else kwargs
+                # Like pluggy: an implementation gets only the arguments it names, so a hook
+                # may gain arguments without breaking older plugins.
+                result = impl.function(**{k: v for k, v in given.items() if k in impl.argnames})
             except Exception as exc:
                 self._hook_failed.add(info.name)
                 detail = f"hook {hook_name} raised"
@@ -310,9 +311,9 @@ def get_plugin_manager(
 
     pm = Sym3DPluginManager()
     pm.register_isolated(default_plugin, "sym3d", dist=OWN_DIST, version=_own_version())
-    if autoload and not _env_flag("SYM3D_DISABLE_PLUGIN_AUTOLOAD"):
+    if autoload and not env_flag("SYM3D_DISABLE_PLUGIN_AUTOLOAD"):
         pm.load_entry_points(_entry_points() if entry_points is None else entry_points)
-    elif entry_points is not None and not _env_flag("SYM3D_DISABLE_PLUGIN_AUTOLOAD"):
+    elif entry_points is not None and not env_flag("SYM3D_DISABLE_PLUGIN_AUTOLOAD"):
         pm.load_entry_points(entry_points)
     for name, plugin in plugins:
         pm.register_isolated(plugin, name)

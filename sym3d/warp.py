@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from sym3d.camera import mirror_camera, project_points, unproject_depth
 from sym3d.checks import check_shape
 from sym3d.image import mirror_image
+from sym3d.resize import resize
 
 if TYPE_CHECKING:
     from sym3d.protocols import PriorContext, RenderOutput
@@ -54,13 +55,6 @@ class WarpResult:
     mask: torch.Tensor
     in_bounds: torch.Tensor
     visible: torch.Tensor
-
-
-def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize of ``[N, C, h, w]`` to ``size`` (no-op when already that size)."""
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
 def warp_to_views(
@@ -102,7 +96,7 @@ def warp_to_views(
     v = target_cameras.shape[1]
     size = h_img
 
-    tgt_z = _resize(target_depth.flatten(0, 1), size).unflatten(0, (b, v))  # [B, V, 1, H, W]
+    tgt_z = resize(target_depth.flatten(0, 1), size).unflatten(0, (b, v))  # [B, V, 1, H, W]
     points = unproject_depth(tgt_z, target_cameras)  # [B, V, H, W, 3]
     src_cams = source_camera[:, None, :].expand(b, v, 25)
     uv, z_src = project_points(points.flatten(2, 3), src_cams)  # [B, V, HW, 2], [B, V, HW]
@@ -112,7 +106,7 @@ def warp_to_views(
         xs = x[:, None].expand(b, v, *x.shape[1:]).flatten(0, 1)
         return F.grid_sample(xs, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
-    src_z = _resize(source_depth, size)
+    src_z = resize(source_depth, size)
     sampled_image = sample(source_image).unflatten(0, (b, v))
     sampled_depth = sample(src_z).unflatten(0, (b, v))  # [B, V, 1, H, W]
     z_src = z_src.reshape(b, v, 1, size, size)
@@ -123,7 +117,7 @@ def warp_to_views(
     mask = in_bounds * vis
     if source_mask is not None:
         check_shape(source_mask, ["B", 1, "Hm", "Wm"], "source_mask", dims=dims)
-        mask = mask * sample(_resize(source_mask, size)).unflatten(0, (b, v)).clamp(0.0, 1.0)
+        mask = mask * sample(resize(source_mask, size)).unflatten(0, (b, v)).clamp(0.0, 1.0)
     return WarpResult(image=sampled_image * mask, mask=mask, in_bounds=in_bounds, visible=vis)
 
 

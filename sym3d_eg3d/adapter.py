@@ -27,6 +27,7 @@ from torch import nn
 from sym3d.camera import ray_distance_to_z
 from sym3d.checks import check_shape
 from sym3d.errors import ConfigError, UserInputError
+from sym3d.generator_base import GeneratorMixin
 from sym3d.protocols import GeneratorInfo, RenderOutput
 from sym3d_eg3d.networks import TriPlaneGenerator, build_generator
 
@@ -43,7 +44,7 @@ _SCOPES = {
 }
 
 
-class EG3DGenerator(nn.Module):
+class EG3DGenerator(GeneratorMixin, nn.Module):
     """Adapter around a :class:`~sym3d_eg3d.networks.TriPlaneGenerator`.
 
     Args:
@@ -84,25 +85,17 @@ class EG3DGenerator(nn.Module):
         check_shape(c, ["B", 25], "c", dims=dims)
         return self.G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
 
-    def _sample_w(self, c: torch.Tensor, num_samples: int, seed: int) -> torch.Tensor:
-        """First ``w`` of ``num_samples`` z ~ N(0, I) from ``numpy.random.RandomState(seed)`` (SPI's draw), per camera: ``[B, S, w_dim]``."""
-        check_shape(c, ["B", 25], "c")
+    def _latent_samples(self, c: torch.Tensor, num_samples: int, seed: int) -> torch.Tensor:
+        """First ``w`` of seeded z draws mapped per camera of ``c [B, 25]``: ``[B, S, w_dim]``.
+
+        ``z ~ N(0, I)`` from ``numpy.random.RandomState(seed)``, as SPI draws them.
+        """
         z = torch.from_numpy(np.random.RandomState(seed).randn(num_samples, self.z_dim)).to(c)
         out = []
         for b in range(c.shape[0]):
             w = self.G.mapping(z, c[b : b + 1].expand(num_samples, -1))[:, 0]
             out.append(w)
         return torch.stack(out)
-
-    def mean_latent(self, c: torch.Tensor, *, num_samples: int = 600, seed: int = 123) -> torch.Tensor:
-        """Mean first ``w`` over ``num_samples`` latents conditioned on ``c``, repeated to ``[B, num_ws, w_dim]``."""
-        w = self._sample_w(c, num_samples, seed).mean(1)
-        return w[:, None, :].expand(-1, self.num_ws, -1).clone()
-
-    def latent_std(self, c: torch.Tensor, *, num_samples: int = 600, seed: int = 123) -> torch.Tensor:
-        """``[B]`` = ``sqrt(sum_i |w_i - w_avg|^2 / S)`` (SPI's w_std)."""
-        w = self._sample_w(c, num_samples, seed)
-        return (w - w.mean(1, keepdim=True)).square().sum(-1).mean(1).sqrt()
 
     # ------------------------------------------------------------------ rendering
     @staticmethod
@@ -162,11 +155,6 @@ class EG3DGenerator(nn.Module):
         """The backbone's stored noise maps (``noise_const``), used with ``noise_mode="const"``."""
         return [buf for name, buf in self.G.backbone.synthesis.named_buffers() if name.endswith("noise_const")]
 
-    def frozen_copy(self) -> EG3DGenerator:
-        """Deep copy in eval mode, every parameter frozen."""
-        clone = copy.deepcopy(self).eval()
-        clone.requires_grad_(False)
-        return clone
 
 
 def build_eg3d(

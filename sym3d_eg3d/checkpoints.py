@@ -28,7 +28,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from sym3d._version import __version__ as _SYM3D_VERSION
-from sym3d.atomic import atomic_path
+from sym3d.atomic import atomic_write_bytes
 from sym3d.errors import CheckpointError, ConfigError, ResultExistsError
 from sym3d.files import open_regular, read_text
 from sym3d_eg3d.safe_pickle import (
@@ -678,8 +678,8 @@ def _write_converted(
     full_config = {**config, "weights_sha256": hashlib.sha256(payload).hexdigest()}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(weights_path, payload)
-        _atomic_write(config_path, (json.dumps(full_config, indent=2) + "\n").encode("utf-8"))
+        atomic_write_bytes(weights_path, payload)
+        atomic_write_bytes(config_path, (json.dumps(full_config, indent=2) + "\n").encode("utf-8"))
     except OSError as exc:
         raise CheckpointError(
             f"{out_dir}: cannot write the converted generator there "
@@ -699,14 +699,6 @@ def _refuse_existing(out_dir: Path, *, overwrite: bool) -> None:
             f"{out_dir}: already holds a converted generator ({WEIGHTS_FILE}/{CONFIG_FILE}); refusing to overwrite it.",
             hint="pass overwrite=True (CLI: --overwrite) or choose another output folder.",
         )
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
 
 
 # --------------------------------------------------------------------------------------------

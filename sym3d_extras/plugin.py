@@ -88,9 +88,8 @@ def register_pose_estimators(register) -> None:  # noqa: ANN001
 
 
 @hookimpl
-def register_commands(app) -> None:  # noqa: ANN001
+def register_commands(app, bench) -> None:  # noqa: ANN001
     """``sym3d invert``, ``render``, ``edit``, ``batch``, ``demo``, ``bench quality`` and ``bench batch``."""
-    from sym3d.cli.bench_cmd import bench_app
     from sym3d_extras.batch.cli import batch, bench_batch
     from sym3d_extras.cli import bench_quality, demo
     from sym3d_extras.cli_photos import edit, invert, render
@@ -100,8 +99,8 @@ def register_commands(app) -> None:  # noqa: ANN001
     app.command("edit")(edit)
     app.command("batch")(batch)
     app.command("demo")(demo)
-    bench_app.command("quality")(bench_quality)
-    bench_app.command("batch")(bench_batch)
+    bench.command("quality")(bench_quality)
+    bench.command("batch")(bench_batch)
 
 
 @hookimpl
@@ -109,7 +108,7 @@ def doctor_checks() -> list[Any]:
     """Offline weights of the extras: LPIPS trunks and heads, MediaPipe face models."""
     import importlib.util
 
-    from sym3d.cli.doctor import DoctorCheck
+    from sym3d.hookspecs import DoctorCheck
 
     checks = []
     try:

@@ -35,32 +35,19 @@ def build_app() -> typer.Typer:
     ) -> None:
         """sym3d: single-photo 3D face reconstruction with a facial symmetry prior."""
 
-    from sym3d.cli import doctor, plugins_cmd
+    from sym3d.cli import bench_cmd, doctor, plugins_cmd
 
     app.command("plugins")(plugins_cmd.plugins)
     app.command("doctor")(doctor.doctor)
-    _add_optional_commands(app)
-    _add_plugin_commands(app)
+    bench = bench_cmd.register(app)
+    _add_plugin_commands(app, bench)
     return app
 
 
-def _add_optional_commands(app: typer.Typer) -> None:
-    """Core commands defined in their own modules (each import-light)."""
-    import importlib
-
-    for module_name in ("sym3d.cli.invert_cmd", "sym3d.cli.bench_cmd", "sym3d.cli.demo_cmd", "sym3d.cli.result_cmds"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        module.register(app)
-
-
-def _add_plugin_commands(app: typer.Typer) -> None:
+def _add_plugin_commands(app: typer.Typer, bench: typer.Typer) -> None:
+    """Hand every plugin the objects it extends: the root app and its ``bench`` group."""
     from sym3d.plugins import default_plugin_manager
 
     # Each plugin on its own: one whose hook raises is reported by `sym3d plugins`/`doctor`.
-    for _ in default_plugin_manager().call_each("register_commands", app=app):
+    for _ in default_plugin_manager().call_each("register_commands", app=app, bench=bench):
         pass

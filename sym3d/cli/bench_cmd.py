@@ -6,15 +6,15 @@ from typing import Annotated
 
 import typer
 
-bench_app = typer.Typer(name="bench", help="Benchmarks that print tables: engine speed, EG3D speed, SymHeads quality.", no_args_is_help=True)
+__all__ = ["engine", "register"]
+
+_HELP = "Benchmarks that print tables: engine speed, EG3D speed, SymHeads quality."
 
 
-@bench_app.callback()
 def _group() -> None:
     """Benchmarks that print tables."""
 
 
-@bench_app.command("engine")
 def engine(
     generator: Annotated[str, typer.Option(help="Registered generator name.")] = "symheads",
     network: Annotated[str | None, typer.Option(help="Checkpoint for generators that need one (e.g. eg3d).")] = None,
@@ -81,6 +81,14 @@ def engine(
         console.print(f"stage 2 SPI/PTI cost per step: mean {by['spi'].tune_mean_ms / by['pti'].tune_mean_ms:.2f}x, auxiliary steps {by['spi'].tune_aux_ms / by['pti'].tune_aux_ms:.2f}x")
 
 
-def register(app: typer.Typer) -> None:
-    """Mount ``sym3d bench``."""
-    app.add_typer(bench_app, name="bench")
+def register(app: typer.Typer) -> typer.Typer:
+    """Mount a new ``sym3d bench`` group with its ``engine`` command on ``app``; return the group.
+
+    The group belongs to this ``app`` only: plugins add their benchmarks to the object they get
+    from the ``register_commands(app, bench)`` hook.
+    """
+    bench = typer.Typer(name="bench", help=_HELP, no_args_is_help=True)
+    bench.callback()(_group)
+    bench.command("engine")(engine)
+    app.add_typer(bench, name="bench")
+    return bench

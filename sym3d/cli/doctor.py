@@ -11,29 +11,10 @@ from typing import TYPE_CHECKING, Annotated
 import attrs
 import typer
 
+from sym3d.hookspecs import DoctorCheck  # defined with the hook; imported here for old callers
+
 if TYPE_CHECKING:
     from sym3d.plugins import BrokenPlugin
-
-
-@attrs.frozen
-class DoctorCheck:
-    """One line of the doctor report.
-
-    Attributes:
-        name: what was checked.
-        ok: passed.
-        detail: what was found.
-        fix: how to fix it when not ok ("" when ok or nothing to do).
-        required: a failure makes ``sym3d doctor`` exit 1 (optional features only warn).
-        broken: a plugin (or one of its components) failed and was skipped.
-    """
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-    required: bool = False
-    broken: bool = False
 
 
 def _has(module: str) -> bool:

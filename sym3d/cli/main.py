@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import signal
 import sys
 import threading
@@ -20,6 +19,7 @@ from collections.abc import Iterator, Sequence
 
 import typer
 
+from sym3d.env import env_flag
 from sym3d.errors import Sym3DError, UserInputError
 
 
@@ -46,7 +46,7 @@ def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[
 
 
 def _debug_requested(argv: Sequence[str]) -> bool:
-    return "--debug" in argv or os.environ.get("SYM3D_DEBUG", "") not in ("", "0")
+    return "--debug" in argv or env_flag("SYM3D_DEBUG")
 
 
 def _print_error(exc: BaseException, *, code: int) -> None:

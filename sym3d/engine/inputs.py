@@ -10,7 +10,6 @@ from typing import Any
 
 import attrs
 import torch
-import torch.nn.functional as F
 
 from sym3d.camera import check_camera_labels, yaw_pitch_roll
 from sym3d.checks import check_range, check_shape
@@ -18,6 +17,7 @@ from sym3d.errors import PluginNotFoundError, QualityWarning, UserInputError
 from sym3d.image import load_image
 from sym3d.protocols import FaceObservation, Generator3D, PoseEstimator, Prior, generator_info
 from sym3d.registry import Registry, build_record
+from sym3d.resize import resize
 
 __all__ = [
     "GeneratorSource",
@@ -114,14 +114,6 @@ def _as_image(image: torch.Tensor | str | os.PathLike) -> torch.Tensor:
     return x.float()
 
 
-def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    return F.interpolate(
-        x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size
-    )
-
-
 def _quality_warnings(camera: torch.Tensor, image: torch.Tensor, size: int) -> None:
     yaw = float(yaw_pitch_roll(camera)[0].abs().max())
     if yaw > 1.05:
@@ -197,12 +189,12 @@ def prepare_inputs(
         masks = {}
         for key in ("face_mask", "foreground_mask"):
             m = getattr(observation, key)
-            masks[key] = None if m is None else _resize(m.float(), size).clamp(0, 1).to(device)
+            masks[key] = None if m is None else resize(m.float(), size).clamp(0, 1).to(device)
         obs = attrs.evolve(
             observation,
-            image=_resize(observation.image.float(), size).clamp(0, 1).to(device),
+            image=resize(observation.image.float(), size).clamp(0, 1).to(device),
             camera=observation.camera.to(device),
             **masks,
         )
-    target = _resize(target, size).clamp(0, 1).to(device)
+    target = resize(target, size).clamp(0, 1).to(device)
     return Inputs(target=target, camera=cam.detach().clone().float().to(device), observation=obs)

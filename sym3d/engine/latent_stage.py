@@ -12,6 +12,7 @@ from sym3d.camera import rotate_camera
 from sym3d.config import LatentStageConfig
 from sym3d.engine.schedule import latent_noise_scale, projector_lr
 from sym3d.engine.stage import Never, Stage
+from sym3d.generator_base import latent_stats
 from sym3d.protocols import Generator3D, Prior
 
 __all__ = ["LatentParams", "latent_stage", "noise_regularizer"]
@@ -59,9 +60,10 @@ class LatentParams:
         for p in generator.parameters():
             p.requires_grad_(False)  # only the latent (and optionally noise) is optimised here
         with torch.no_grad():
-            kw = dict(num_samples=config.mean_samples, seed=config.mean_seed)
-            w_avg = generator.mean_latent(camera, **kw)
-            self.w_std = float(generator.latent_std(camera, **kw).mean())
+            w_avg, w_std = latent_stats(
+                generator, camera, num_samples=config.mean_samples, seed=config.mean_seed
+            )
+            self.w_std = float(w_std.mean())
         self.var = (
             (w_avg[:, :1] if config.space == "w" else w_avg).detach().clone().requires_grad_(True)
         )

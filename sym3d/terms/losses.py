@@ -6,17 +6,16 @@ from typing import Any
 
 import attrs
 import torch
-import torch.nn.functional as F
 
 from sym3d.registry import Registry
+from sym3d.resize import resize
 
 __all__ = ["Losses", "build_losses"]
 
 
 def _resize(x: torch.Tensor | None, size: int) -> torch.Tensor | None:
-    if x is None or size <= 0 or x.shape[-1] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    """:func:`sym3d.resize.resize` to ``size`` x ``size``; ``None`` and ``size <= 0`` pass through."""
+    return x if x is None or size <= 0 else resize(x, size)
 
 
 @attrs.define

@@ -20,8 +20,6 @@ single view the way pivot tuning does.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,12 +27,13 @@ from torch import nn
 from sym3d.camera import CameraLabels, camera_ray_directions, ray_distance_to_z
 from sym3d.checks import check_shape
 from sym3d.errors import ConfigError
+from sym3d.generator_base import GeneratorMixin
 from sym3d.protocols import RenderOutput
 
 __all__ = ["TinyGenerator3D"]
 
 
-class TinyGenerator3D(nn.Module):
+class TinyGenerator3D(GeneratorMixin, nn.Module):
     """Analytic coloured-blob generator (see module docstring).
 
     Args:
@@ -89,23 +88,11 @@ class TinyGenerator3D(nn.Module):
             ws = torch.cat([avg[:, :cutoff].lerp(ws[:, :cutoff], truncation_psi), ws[:, cutoff:]], dim=1)
         return ws
 
-    def _sample_ws(self, c: torch.Tensor, num_samples: int, seed: int) -> torch.Tensor:
+    def _latent_samples(self, c: torch.Tensor, num_samples: int, seed: int) -> torch.Tensor:
+        """``[1, S, 4, 8]`` mapped draws (camera-independent for this generator)."""
         g = torch.Generator().manual_seed(seed)
         z = torch.randn(num_samples, self.z_dim, generator=g).to(self.map_weight)
-        return self.mapping(z, c[:1].expand(num_samples, -1))
-
-    def mean_latent(self, c: torch.Tensor, *, num_samples: int = 600, seed: int = 123) -> torch.Tensor:
-        """Mean ``ws [B, 4, 8]`` over ``num_samples`` draws (camera-independent for this generator)."""
-        check_shape(c, ["B", 25], "c")
-        ws = self._sample_ws(c, num_samples, seed).mean(0, keepdim=True)
-        return ws.expand(c.shape[0], -1, -1).clone()
-
-    def latent_std(self, c: torch.Tensor, *, num_samples: int = 600, seed: int = 123) -> torch.Tensor:
-        """``[B]`` RMS distance of sampled first ``w`` rows to their mean."""
-        check_shape(c, ["B", 25], "c")
-        w = self._sample_ws(c, num_samples, seed)[:, 0]
-        std = (w - w.mean(0, keepdim=True)).square().sum(-1).mean().sqrt()
-        return std.expand(c.shape[0]).clone()
+        return self.mapping(z, c[:1].expand(num_samples, -1))[None]
 
     # ------------------------------------------------------------------ fields
     @staticmethod
@@ -231,8 +218,3 @@ class TinyGenerator3D(nn.Module):
         """No noise inputs."""
         return []
 
-    def frozen_copy(self) -> TinyGenerator3D:
-        """Deep copy in eval mode with all parameters frozen."""
-        clone = copy.deepcopy(self).eval()
-        clone.requires_grad_(False)
-        return clone

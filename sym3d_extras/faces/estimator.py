@@ -41,6 +41,7 @@ from sym3d.errors import (
     UserInputError,
 )
 from sym3d.protocols import FaceObservation
+from sym3d.resize import resize
 from sym3d_extras.faces import geometry as geo
 from sym3d_extras.faces._mesh_data import (
     LEFT_EYE_CORNERS,
@@ -191,11 +192,6 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x[0].detach().mul(255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy())
 
 
-def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    down = h < x.shape[-2] or w < x.shape[-1]
-    return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=down)
-
-
 def _square_patch(image: torch.Tensor, cx: float, cy: float, side: float, out: int) -> tuple[np.ndarray, float, float, float]:
     """A square ``out x out`` uint8 patch of ``image`` centred at ``(cx, cy)`` with side ``side`` px.
 
@@ -217,7 +213,7 @@ def _square_patch(image: torch.Tensor, cx: float, cy: float, side: float, out: i
             step = tuple(min(p, max(1, region.shape[-1 if i < 2 else -2] - 1)) for i, p in enumerate(pads))
             region = F.pad(region, step, mode="replicate")
             pads = tuple(p - q for p, q in zip(pads, step, strict=True))
-    patch = _resize(region, out, out)
+    patch = resize(region, out)
     return _to_uint8(patch), out / s, float(x0), float(y0)
 
 
@@ -529,7 +525,7 @@ class MediaPipePoseEstimator:
         _, _, h, w = photo.shape
         ds = min(1.0, self.detect_max_side / max(h, w))
         dh, dw = max(1, round(h * ds)), max(1, round(w * ds))
-        small = _to_uint8(_resize(photo, dh, dw) if ds < 1.0 else photo)
+        small = _to_uint8(resize(photo, (dh, dw)) if ds < 1.0 else photo)
         sx, sy = w / dw, h / dh
 
         def run(img: np.ndarray, ox: float, oy: float) -> list[_Detection]:

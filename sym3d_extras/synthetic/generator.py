@@ -9,14 +9,13 @@ only fine-tuning of the residual can approach).
 
 from __future__ import annotations
 
-import copy
-
 import attrs
 import torch
 from torch import nn
 
 from sym3d.checks import check_shape
 from sym3d.errors import ConfigError, ShapeError
+from sym3d.generator_base import GeneratorMixin
 from sym3d.image import to_model_range
 from sym3d.protocols import GeneratorInfo, RenderOutput
 from sym3d_extras.synthetic.fields import GeneratorField, HeadField
@@ -29,7 +28,7 @@ from sym3d_extras.synthetic.residual import ResidualConfig, TriPlaneResidual
 __all__ = ["SymHeadsGenerator", "build_symheads"]
 
 
-class SymHeadsGenerator(nn.Module):
+class SymHeadsGenerator(GeneratorMixin, nn.Module):
     """The ``symheads`` generator: analytic heads from ``ws`` plus tunable residual tri-planes.
 
     Args:
@@ -140,26 +139,10 @@ class SymHeadsGenerator(nn.Module):
             ws[:, :cutoff] = avg + truncation_psi * (ws[:, :cutoff] - avg)
         return ws
 
-    def _samples(self, num_samples: int, seed: int, like: torch.Tensor) -> torch.Tensor:
+    def _latent_samples(self, c: torch.Tensor, num_samples: int, seed: int) -> torch.Tensor:
+        """``[1, S, w_dim]`` mapped ``w`` draws (the camera is ignored)."""
         z = torch.randn(num_samples, self.z_dim, generator=torch.Generator().manual_seed(seed))
-        return self.mapping_network(z.to(like.device)).to(like.dtype)
-
-    def mean_latent(
-        self, c: torch.Tensor, *, num_samples: int = 600, seed: int = 123
-    ) -> torch.Tensor:
-        """``[B, num_ws, w_dim]`` mean of mapped ``w`` (camera ignored), broadcast to every row."""
-        check_shape(c, ["B", 25], "c")
-        w = self._samples(num_samples, seed, c).mean(0)
-        return w.expand(c.shape[0], self.num_ws, self.w_dim).clone()
-
-    def latent_std(
-        self, c: torch.Tensor, *, num_samples: int = 600, seed: int = 123
-    ) -> torch.Tensor:
-        """``[B]`` RMS distance of the mapped ``w`` samples to their mean (camera ignored)."""
-        check_shape(c, ["B", 25], "c")
-        w = self._samples(num_samples, seed, c)
-        std = (w - w.mean(0)).square().sum(-1).mean().sqrt()
-        return std.expand(c.shape[0]).clone()
+        return self.mapping_network(z.to(c.device)).to(c.dtype)[None]
 
     def decode(self, ws: torch.Tensor) -> HeadGeometry:
         """The analytic heads of ``ws [B, num_ws, w_dim]`` (differentiable)."""
@@ -280,13 +263,6 @@ class SymHeadsGenerator(nn.Module):
         """SymHeads has no StyleGAN noise: ``[]``."""
         return []
 
-    def frozen_copy(self) -> SymHeadsGenerator:
-        """A deep copy in eval mode with every parameter frozen."""
-        other = copy.deepcopy(self)
-        other.eval()
-        for p in other.parameters():
-            p.requires_grad_(False)
-        return other
 
 
 def build_symheads(**options: object) -> SymHeadsGenerator:

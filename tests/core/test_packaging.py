@@ -33,3 +33,11 @@ def test_no_deps_pins_match_the_extras():
     assert set(extras) - replaced - {"all"} <= set(line), line
     # the faces extra is mediapipe plus what make installs in its place
     assert "sym3d[faces-runtime]" in extras["faces"]
+
+
+def test_every_package_data_pattern_matches_a_file():
+    """A pattern that matches nothing names a folder that does not exist (was ``presets/*.toml``)."""
+    package_data = _pyproject()["tool"]["setuptools"]["package-data"]
+    for package, patterns in package_data.items():
+        for pattern in patterns:
+            assert list((ROOT / package).glob(pattern)), f"{package}: {pattern!r} matches no file"

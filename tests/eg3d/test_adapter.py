@@ -93,6 +93,21 @@ def test_mean_latent_conditioned_on_camera(small):
     assert s.shape == (2,) and (s > 0).all()
 
 
+def test_latent_stats_are_spi_w_avg_and_w_std(small):
+    """SPI's draw: numpy RandomState(seed) z, first w per camera; mean and RMS spread of one draw."""
+    import numpy as np
+
+    gen, fx = small
+    c = fx["c"]
+    z = torch.from_numpy(np.random.RandomState(3).randn(24, gen.z_dim)).to(c)
+    with torch.no_grad():
+        w = torch.stack([gen.G.mapping(z, c[i : i + 1].expand(24, -1))[:, 0] for i in range(2)])
+        mean, std = gen.latent_stats(c, num_samples=24, seed=3)
+    torch.testing.assert_close(mean, w.mean(1)[:, None].expand(-1, 14, -1), rtol=1e-5, atol=1e-6)
+    want_std = (w - w.mean(1, keepdim=True)).square().sum(-1).mean(1).sqrt()
+    torch.testing.assert_close(std, want_std, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
 def test_conformance(small, check):
     gen, _ = small

@@ -384,6 +384,30 @@ def test_missing_g_ema_and_wrong_class_are_refused(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name file descriptors")
+def test_convert_writes_through_the_one_atomic_writer(
+    tmp_path: Path, eg3d_small_pkl: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file: one fsync of the temporary file, the rename, one fsync of the folder."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        events.append(("replace", os.path.basename(os.fspath(dst))))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    out = ck.convert_checkpoint(eg3d_small_pkl, tmp_path / "conv", verify=False)
+    assert [k for k, _ in events] == ["fsync", "replace", "fsync"] * 2, events
+    assert [v for k, v in events if k == "replace"] == ["generator.safetensors", "generator.json"]
+    assert {v for k, v in events[2::3]} == {str(out.resolve())}
+
+
 def test_convert_without_networks_round_trips_bit_identical(tmp_path: Path, eg3d_small_pkl: Path, official) -> None:
     out = ck.convert_checkpoint(eg3d_small_pkl, tmp_path / "conv", verify=False)
     assert out == tmp_path / "conv"
