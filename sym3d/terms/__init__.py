@@ -9,6 +9,8 @@ term (module, config key)  stages      what it compares
 ``mirror_regions``        generator   views around the mirrored camera with the warped mirror, in
                                       facial regions, with the authentic mask
 ``depth_reg``             generator   depth at random views with the frozen generator's depth
+``unseen_anchor``         generator   random views with the frozen generator's, where the photo
+                                      does not see the surface (off by default)
 ========================  ==========  ==========================================================
 
 A term's config builds its provider: ``config.setup(env) -> Prior`` (a
@@ -30,10 +32,13 @@ __all__ = [
     "WarpViewsConfig",
     "MirrorRegionsConfig",
     "DepthRegConfig",
+    "UnseenAnchorConfig",
     "region_boxes",
 ]
 
-BUILTIN = ("reconstruction", "mirror_view", "warp_views", "mirror_regions", "depth_reg")
+BUILTIN = (
+    "reconstruction", "mirror_view", "warp_views", "mirror_regions", "depth_reg", "unseen_anchor",
+)
 """The built-in terms (each is the module ``sym3d.terms.<name>``)."""
 
 _LAZY = {
@@ -42,6 +47,7 @@ _LAZY = {
     "WarpViewsConfig": "warp_views",
     "MirrorRegionsConfig": "mirror_regions",
     "DepthRegConfig": "depth_reg",
+    "UnseenAnchorConfig": "unseen_anchor",
     "region_boxes": "mirror_regions",
 }
 

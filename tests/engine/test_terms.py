@@ -18,6 +18,7 @@ from sym3d.terms import (
     MirrorViewConfig,
     ReconstructionConfig,
     TermEnv,
+    UnseenAnchorConfig,
     WarpViewsConfig,
     region_boxes,
 )
@@ -130,6 +131,34 @@ def test_region_boxes_fall_back_to_the_face_mask_without_landmarks(side_view):
     obs = FaceObservation(image=img, camera=cam, face_mask=mask, regions=regions)
     boxes = region_boxes(context(gen, None, img, cam, observation=obs), names, 0.05)
     assert torch.allclose(boxes[0, 2], torch.tensor([0.25, 0.55, 0.75, 0.85]))
+
+
+def test_unseen_anchor_holds_only_what_the_photo_does_not_see(truth, side_view, losses):
+    gen, ws = truth
+    img, cam = side_view
+    working = TinyGenerator3D()
+    working.load_state_dict(gen.state_dict())
+    term = UnseenAnchorConfig(weight=1.0).setup(env(losses))
+    src = render_views(working, ws, cam[:, None])
+    ctx = context(working, ws, img, cam, render=src.view(0), reference=gen.frozen_copy())
+    assert term(ctx, None) == {} and term(context(working, ws, img, cam), None) == {}
+    mirrored = mirror_camera(cam)[:, None]
+    views = torch.cat([cam[:, None], mirrored], dim=1)  # [1, 2, 25]: the photo's, the mirrored
+    same = term(ctx, PriorViews(cameras=views, render=render_views(working, ws, views)))
+    assert float(same["mse"]) == 0.0  # the tuned generator is still the frozen one
+    # At the photo's own camera only the background is held (the photo sees all of the head);
+    # at the mirrored camera the far cheek is held too.
+    background = 1.0 - (src.opacity[0] > 0.5).float().mean()
+    with torch.no_grad():
+        working.planes.add_(
+            0.5 * torch.randn(working.planes.shape, generator=torch.Generator().manual_seed(1))
+        )
+    at_input = term(ctx, PriorViews(cameras=cam[:, None], render=render_views(working, ws, cam[:, None])))
+    at_mirror = term(ctx, PriorViews(cameras=mirrored, render=render_views(working, ws, mirrored)))
+    assert abs(float(at_input["_unseen"]) - float(background)) < 0.05
+    assert float(at_mirror["_unseen"]) > float(at_input["_unseen"]) + 0.1
+    assert float(at_mirror["mse"]) > float(at_input["mse"]) > 0.0
+    assert "unseen_anchor" in sym3d.terms.term_names()
 
 
 def test_warp_views_into_the_source_camera_is_the_identity_on_visible_pixels(
