@@ -312,6 +312,8 @@ def warp_crop(image: torch.Tensor, matrix: np.ndarray, size: int, *, padding: st
     photo: a second eye or cheek can appear), ``"zeros"`` (EG3D's black) or ``"replicate"``.
     Pixels whose source lies inside the photo are the same in every mode.
     """
+    from kornia.geometry.transform import warp_affine  # noqa: PLC0415 - a heavy import
+
     if padding not in _PADDING:
         raise ValueError(f"padding: expected one of {sorted(_PADDING)}, got {padding!r}.")
     _, _, h, w = image.shape
@@ -334,22 +336,19 @@ def warp_crop(image: torch.Tensor, matrix: np.ndarray, size: int, *, padding: st
         sy, sx = rh / region.shape[-2], rw / region.shape[-1]
         region = F.interpolate(region, size=(rh, rw), mode="bilinear", align_corners=False, antialias=True)
         to_region = np.diag([sx, sy, 1.0]) @ to_region
-    crop_to_region = to_region @ inv
-    rh, rw = region.shape[-2], region.shape[-1]
-    # Normalised grid (align_corners=False): g = 2 * x / W - 1.
-    norm = np.array([[2.0 / rw, 0.0, -1.0], [0.0, 2.0 / rh, -1.0], [0.0, 0.0, 1.0]])
-    a = norm @ crop_to_region
+    # region -> crop in kornia's pixel-index coordinates (pixel centres at integers)
+    half = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+    region_to_crop = np.linalg.inv(half) @ matrix @ np.linalg.inv(to_region) @ half
     dev = image.device
-    centres = (torch.arange(size, dtype=torch.float64, device=dev) + 0.5)
-    yy, xx = torch.meshgrid(centres, centres, indexing="ij")
-    at = torch.as_tensor(a, dtype=torch.float64, device=dev)
-    gx = at[0, 0] * xx + at[0, 1] * yy + at[0, 2]
-    gy = at[1, 0] * xx + at[1, 1] * yy + at[1, 2]
-    grid = torch.stack([gx, gy], dim=-1)[None].to(region.dtype)
-    out = F.grid_sample(region, grid, mode="bicubic", padding_mode=_PADDING[padding], align_corners=False)
+    m = torch.as_tensor(region_to_crop[:2], dtype=region.dtype, device=dev)[None]
+    out = warp_affine(
+        region, m, (size, size), mode="bicubic", padding_mode=_PADDING[padding], align_corners=False
+    )
     out = out.clamp(0.0, 1.0)
     if padding == "fade":
         # Distance of each crop pixel's source outside the photo, in crop pixels.
+        centres = torch.arange(size, dtype=torch.float64, device=dev) + 0.5
+        yy, xx = torch.meshgrid(centres, centres, indexing="ij")
         src = torch.as_tensor(inv, dtype=torch.float64, device=dev)
         px = src[0, 0] * xx + src[0, 1] * yy + src[0, 2]
         py = src[1, 0] * xx + src[1, 1] * yy + src[1, 2]
