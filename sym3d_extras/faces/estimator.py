@@ -696,7 +696,8 @@ class MediaPipePoseEstimator:
         t = time.perf_counter()
         lm_crop = geo.apply_matrix(matrix, landmarks[:, :2])
         polys = [lm_crop[tri] for tri in self._triangles] + [geo.convex_hull(lm_crop[idx]) for idx in self._holes]
-        face_mask = geo.fill_polygons(polys, size, grow=size / 256.0, device=photo.device)  # 2 px at 512
+        grow = size / 256.0  # 2 px at 512
+        face_mask = geo.fill_polygons(polys, size, grow=grow, device=photo.device)
         if self.foreground == "segmentation":
             seg = models["selfie"].process(_to_uint8(crop.cpu())).segmentation_mask
             fg = torch.from_numpy(np.array(seg, dtype=np.float32))[None, None].to(photo.device)

@@ -453,7 +453,8 @@ def fill_polygons(
         if len(poly) < 3:
             continue
         q = (np.asarray(poly, dtype=np.float64) * supersample - 0.5) * (1 << frac)
-        cv2.fillPoly(canvas, [np.round(q).astype(np.int32).reshape(-1, 1, 2)], 255, cv2.LINE_8, frac)
+        q = np.round(q).astype(np.int32).reshape(-1, 1, 2)
+        cv2.fillPoly(canvas, [q], 255, cv2.LINE_8, frac)
     r = int(round(grow * supersample))
     if r > 0:
         disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))

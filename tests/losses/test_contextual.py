@@ -214,7 +214,7 @@ def _old_crop_boxes(images, boxes, output_size, *, sampling_ratio=-1, aligned=Fa
             grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)
             grid = grid.to(device=images.device, dtype=images.dtype)[None]
             sample = F.grid_sample(
-                images[bi : bi + 1], grid, mode="bilinear", padding_mode="border", align_corners=True
+                images[bi : bi + 1], grid, "bilinear", padding_mode="border", align_corners=True
             )
             sample = sample * valid.to(device=images.device, dtype=images.dtype)
             if sh > 1 or sw > 1:
@@ -261,7 +261,8 @@ class TestCropBoxes:
         crop_boxes(img, torch.tensor([[[2.0, 2.0, 12.0, 9.0]]]), 5).sum().backward()
         assert img.grad.abs().sum() > 0
         old = _old_crop_boxes(img, torch.tensor([[[2.0, 2.0, 12.0, 9.0]]]), 5)
-        torch.testing.assert_close(img.grad, torch.autograd.grad(old.sum(), img)[0], atol=1e-5, rtol=0)
+        want = torch.autograd.grad(old.sum(), img)[0]
+        torch.testing.assert_close(img.grad, want, atol=1e-5, rtol=0)
 
 
 class _SpyExtractor(torch.nn.Module):
