@@ -20,7 +20,7 @@ import torch
 from sym3d.atomic import atomic_path
 from sym3d.checks import check_range, check_shape
 from sym3d.errors import ImageLoadError, InputFileError, QualityWarning, UserInputError
-from sym3d.files import open_regular
+from sym3d.files import open_regular, read_bytes
 
 __all__ = [
     "MAX_PIXELS",
@@ -106,21 +106,24 @@ def _to_float_rgb(img, path: Path) -> np.ndarray:  # noqa: ANN001 - PIL.Image.Im
     return np.asarray(img, dtype=np.float32) / 255.0
 
 
-def _read_16bit_rgb(path: Path) -> np.ndarray | None:
-    """Return ``float32 [H, W, 3]`` for a 16-bit-per-channel colour PNG/TIFF, or ``None``.
+def _read_16bit_rgb(path: Path, img: Any, limit: int) -> np.ndarray:
+    """``float32 [H, W, 3]`` in ``[0, 1]`` of a 16-bit-per-channel RGB(A) PNG opened as ``img``.
 
-    Pillow reduces 48/64-bit colour to 8 bits. OpenCV (installed with the ``faces`` extra) keeps
-    the full depth; without it the 8-bit reduction is used, which is ample for inversion.
+    Pillow reduces 48/64-bit colour to 8 bits; kornia's image decoder (``kornia_rs``, a hard
+    dependency) keeps the full depth, so the result does not depend on optional packages.
+    Alpha is composited on white.
     """
+    from kornia_rs.io import decode_image_png_u16
+
+    # a PNG is at most its raw samples (8 bytes per RGBA16 pixel) plus per-row and chunk overhead
+    data = read_bytes(path, "an image", max_bytes=9 * limit + (1 << 20))
+    w, h = img.size
     try:
-        import cv2
-    except ImportError:
-        return None
-    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[-1] not in (3, 4):
-        return None
-    f = arr.astype(np.float32) / 65535.0
-    rgb = f[..., 2::-1] if f.shape[-1] == 3 else f[..., [2, 1, 0]]
+        arr = decode_image_png_u16(data, (h, w), img.mode.lower())
+    except Exception as exc:  # noqa: BLE001 - kornia_rs raises a bare Exception
+        raise ImageLoadError(path, f"corrupt or truncated image ({exc}).") from None
+    f = arr.astype(np.float32) / 65535.0  # [H, W, 3 | 4]
+    rgb = f[..., :3]
     if f.shape[-1] == 4:
         alpha = f[..., 3:4]
         rgb = rgb * alpha + (1.0 - alpha)
@@ -239,7 +242,7 @@ def load_image(
         ImageLoadError: the file is missing, not a regular file, empty, not an image, corrupt,
             zero-size, larger than ``max_pixels`` or more elongated than :data:`MAX_ASPECT_RATIO`.
     """
-    from PIL import ImageOps
+    from PIL import ExifTags, ImageOps
 
     limit = _max_pixels(max_pixels)
     with _open_image(path, limit) as (p, img):
@@ -249,12 +252,10 @@ def load_image(
             img.load()
             transposed = ImageOps.exif_transpose(img)
             rgb_png = img.format == "PNG" and img.mode in ("RGB", "RGBA")
-            needs_deep_read = rgb_png and _is_16bit_png(p)
-            arr = _read_16bit_rgb(p) if needs_deep_read else None
-            if arr is not None and transposed.size != img.size:
-                arr = None  # EXIF-rotated 16-bit: fall back to Pillow's 8-bit path
-            if arr is None:
-                arr = _to_float_rgb(transposed, p)
+            # EXIF-oriented 16-bit PNGs (rare) take Pillow's 8-bit path, which applies it
+            upright = img.getexif().get(ExifTags.Base.Orientation, 1) == 1
+            deep = rgb_png and upright and _is_16bit_png(p)
+            arr = _read_16bit_rgb(p, img, limit) if deep else _to_float_rgb(transposed, p)
         except ImageLoadError:
             raise
         except (OSError, SyntaxError, ValueError, EOFError) as exc:

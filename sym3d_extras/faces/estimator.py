@@ -234,31 +234,6 @@ def _triangles(edges: Any) -> np.ndarray:
     return np.array(sorted(tris), dtype=np.int64)
 
 
-def _fill_polygons(polygons: list[np.ndarray], size: int, *, grow: float = 0.0, supersample: int = 4) -> torch.Tensor:
-    """Antialiased union of filled polygons (continuous pixel coordinates) as ``[1, 1, size, size]``.
-
-    Rasterised at ``supersample`` times the resolution, grown by ``grow`` pixels (a disc
-    dilation) and area-averaged down.
-    """
-    import cv2
-
-    big = size * supersample
-    canvas = np.zeros((big, big), dtype=np.uint8)
-    frac = 4  # fixed-point bits for sub-pixel vertices
-    pts = [
-        np.round((np.asarray(p, dtype=np.float64) * supersample - 0.5) * (1 << frac)).astype(np.int32).reshape(-1, 1, 2)
-        for p in polygons
-        if len(p) >= 3
-    ]
-    for poly in pts:  # one at a time: a single multi-contour fillPoly would XOR overlapping triangles
-        cv2.fillPoly(canvas, [poly], 255, lineType=cv2.LINE_8, shift=frac)
-    r = int(round(grow * supersample))
-    if r > 0:
-        canvas = cv2.dilate(canvas, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    small = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
-    return torch.from_numpy(small.astype(np.float32) / 255.0)[None, None]
-
-
 class MediaPipePoseEstimator:
     """Offline :class:`~sym3d.protocols.PoseEstimator` built on MediaPipe 0.10.21's bundled models.
 
@@ -717,7 +692,8 @@ class MediaPipePoseEstimator:
         t = time.perf_counter()
         lm_crop = geo.apply_matrix(matrix, landmarks[:, :2])
         polys = [lm_crop[tri] for tri in self._triangles] + [geo.convex_hull(lm_crop[idx]) for idx in self._holes]
-        face_mask = _fill_polygons(polys, size, grow=size / 256.0).to(photo.device)  # 2 px at 512
+        grow = size / 256.0  # 2 px at 512
+        face_mask = geo.fill_polygons(polys, size, grow=grow, device=photo.device)
         if self.foreground == "segmentation":
             seg = models["selfie"].process(_to_uint8(crop.cpu())).segmentation_mask
             fg = torch.from_numpy(np.array(seg, dtype=np.float32))[None, None].to(photo.device)

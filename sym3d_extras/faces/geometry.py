@@ -1,6 +1,7 @@
 """Geometry of the face pipeline: EG3D alignment crop, head rotation, camera label, masks, boxes.
 
-Pure numpy/torch (no MediaPipe), so every formula here is tested without the ``faces`` extra.
+No MediaPipe, so every formula here is tested without the models; only the polygon fill needs
+OpenCV (installed with the ``faces`` extra).
 
 Coordinates: photo and crop points are **continuous pixel coordinates** ``(x, y)``, x right,
 y down, pixel ``(i, j)`` covering ``[j, j+1) x [i, i+1)`` (its centre at ``(j + .5, i + .5)``),
@@ -41,6 +42,7 @@ __all__ = [
     "warp_crop",
     "fade_outside",
     "convex_hull",
+    "fill_polygons",
     "convex_polygon_mask",
     "padded_box",
 ]
@@ -310,6 +312,8 @@ def warp_crop(image: torch.Tensor, matrix: np.ndarray, size: int, *, padding: st
     photo: a second eye or cheek can appear), ``"zeros"`` (EG3D's black) or ``"replicate"``.
     Pixels whose source lies inside the photo are the same in every mode.
     """
+    from kornia.geometry.transform import warp_affine  # noqa: PLC0415 - a heavy import
+
     if padding not in _PADDING:
         raise ValueError(f"padding: expected one of {sorted(_PADDING)}, got {padding!r}.")
     _, _, h, w = image.shape
@@ -332,22 +336,19 @@ def warp_crop(image: torch.Tensor, matrix: np.ndarray, size: int, *, padding: st
         sy, sx = rh / region.shape[-2], rw / region.shape[-1]
         region = F.interpolate(region, size=(rh, rw), mode="bilinear", align_corners=False, antialias=True)
         to_region = np.diag([sx, sy, 1.0]) @ to_region
-    crop_to_region = to_region @ inv
-    rh, rw = region.shape[-2], region.shape[-1]
-    # Normalised grid (align_corners=False): g = 2 * x / W - 1.
-    norm = np.array([[2.0 / rw, 0.0, -1.0], [0.0, 2.0 / rh, -1.0], [0.0, 0.0, 1.0]])
-    a = norm @ crop_to_region
+    # region -> crop in kornia's pixel-index coordinates (pixel centres at integers)
+    half = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+    region_to_crop = np.linalg.inv(half) @ matrix @ np.linalg.inv(to_region) @ half
     dev = image.device
-    centres = (torch.arange(size, dtype=torch.float64, device=dev) + 0.5)
-    yy, xx = torch.meshgrid(centres, centres, indexing="ij")
-    at = torch.as_tensor(a, dtype=torch.float64, device=dev)
-    gx = at[0, 0] * xx + at[0, 1] * yy + at[0, 2]
-    gy = at[1, 0] * xx + at[1, 1] * yy + at[1, 2]
-    grid = torch.stack([gx, gy], dim=-1)[None].to(region.dtype)
-    out = F.grid_sample(region, grid, mode="bicubic", padding_mode=_PADDING[padding], align_corners=False)
+    m = torch.as_tensor(region_to_crop[:2], dtype=region.dtype, device=dev)[None]
+    out = warp_affine(
+        region, m, (size, size), mode="bicubic", padding_mode=_PADDING[padding], align_corners=False
+    )
     out = out.clamp(0.0, 1.0)
     if padding == "fade":
         # Distance of each crop pixel's source outside the photo, in crop pixels.
+        centres = torch.arange(size, dtype=torch.float64, device=dev) + 0.5
+        yy, xx = torch.meshgrid(centres, centres, indexing="ij")
         src = torch.as_tensor(inv, dtype=torch.float64, device=dev)
         px = src[0, 0] * xx + src[0, 1] * yy + src[0, 2]
         py = src[1, 0] * xx + src[1, 1] * yy + src[1, 2]
@@ -410,25 +411,56 @@ def outside_fraction(matrix: np.ndarray, size: int, height: int, width: int) -> 
 
 
 def convex_hull(points: np.ndarray) -> np.ndarray:
-    """Convex hull ``[M, 2]`` of 2D points, counter-clockwise in a y-up frame (Andrew's monotone chain)."""
-    p = np.unique(np.asarray(points, dtype=np.float64).reshape(-1, 2), axis=0)
+    """Convex hull ``[M, 2]`` of 2D points, counter-clockwise in a y-up frame (clockwise on screen).
+
+    ``scipy.spatial.ConvexHull``; fewer than three distinct points are returned as they are, and
+    collinear points as the two ends of their segment.
+    """
+    from scipy.spatial import ConvexHull, QhullError
+
+    p = np.unique(np.asarray(points, dtype=np.float64).reshape(-1, 2), axis=0)  # sorted by x, y
     if len(p) < 3:
         return p
+    try:
+        return p[ConvexHull(p).vertices]
+    except QhullError:  # all points on one line
+        return p[[0, -1]]
 
-    def cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
 
-    lower: list[np.ndarray] = []
-    for q in p:
-        while len(lower) >= 2 and cross(lower[-2], lower[-1], q) <= 0:
-            lower.pop()
-        lower.append(q)
-    upper: list[np.ndarray] = []
-    for q in p[::-1]:
-        while len(upper) >= 2 and cross(upper[-2], upper[-1], q) <= 0:
-            upper.pop()
-        upper.append(q)
-    return np.array(lower[:-1] + upper[:-1])
+def fill_polygons(
+    polygons: Sequence[np.ndarray],
+    size: int,
+    *,
+    grow: float = 0.0,
+    supersample: int = 4,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Antialiased union of filled polygons (continuous pixel coordinates): ``[1, 1, size, size]``.
+
+    Each polygon ``[N, 2]`` (``N >= 3``; fewer are ignored) is filled with ``cv2.fillPoly`` at
+    ``supersample`` times the resolution, the union is grown by ``grow`` pixels (a disc
+    dilation) and area-averaged down, so border pixels hold their covered fraction in ``[0, 1]``
+    (in steps of ``1 / supersample**2``). OpenCV also fills sub-pixels whose centre lies on an
+    edge, so edges sit up to ``1 / (2 * supersample)`` pixel outward. Needs OpenCV (the
+    ``faces`` extra).
+    """
+    import cv2  # noqa: PLC0415 - the faces extra; only the estimator rasterises
+
+    big = size * supersample
+    canvas = np.zeros((big, big), dtype=np.uint8)
+    frac = 4  # fixed-point bits for sub-pixel vertices
+    for poly in polygons:  # one at a time: one multi-contour fillPoly would XOR overlaps
+        if len(poly) < 3:
+            continue
+        q = (np.asarray(poly, dtype=np.float64) * supersample - 0.5) * (1 << frac)
+        q = np.round(q).astype(np.int32).reshape(-1, 1, 2)
+        cv2.fillPoly(canvas, [q], 255, cv2.LINE_8, frac)
+    r = int(round(grow * supersample))
+    if r > 0:
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        canvas = cv2.dilate(canvas, disc)
+    small = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(small.astype(np.float32) / 255.0)[None, None].to(device)
 
 
 def convex_polygon_mask(
@@ -438,33 +470,11 @@ def convex_polygon_mask(
     grow: float = 0.0,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """Antialiased mask ``[1, 1, size, size]`` of a convex polygon (pixel coordinates).
+    """Antialiased mask ``[1, 1, size, size]`` of the convex hull of ``polygon`` (pixel coords).
 
-    Each pixel centre's signed distance to the polygon (positive inside) is the minimum over the
-    edges of the distance to the edge's line; the mask is ``clamp(distance + grow + 0.5, 0, 1)``,
-    i.e. a one-pixel linear ramp at the border, ``grow`` pixels outward.
+    :func:`fill_polygons` of the hull, grown by ``grow`` pixels; zeros if the hull is degenerate.
     """
-    poly = convex_hull(polygon)
-    if len(poly) < 3:
-        return torch.zeros(1, 1, size, size, device=device)
-    # Orientation: convex_hull returns counter-clockwise for y-up, which is clockwise for y-down;
-    # compute inward normals from the signed area so either orientation works.
-    x, y = poly[:, 0], poly[:, 1]
-    area = 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
-    sign = 1.0 if area > 0 else -1.0
-    centres = torch.arange(size, dtype=torch.float32, device=device) + 0.5
-    yy, xx = torch.meshgrid(centres, centres, indexing="ij")
-    dist = torch.full((size, size), float("inf"), device=device)
-    for a, b in zip(poly, np.roll(poly, -1, axis=0), strict=True):
-        ex, ey = b - a
-        length = math.hypot(ex, ey)
-        if length < 1e-9:
-            continue
-        # inward normal for a counter-clockwise (positive area, y-down math) polygon is (-ey, ex)
-        nx, ny = -ey * sign / length, ex * sign / length
-        d = (xx - float(a[0])) * nx + (yy - float(a[1])) * ny
-        dist = torch.minimum(dist, d)
-    return (dist + grow + 0.5).clamp(0.0, 1.0)[None, None]
+    return fill_polygons([convex_hull(polygon)], size, grow=grow, device=device)
 
 
 def padded_box(points: np.ndarray, pad: float, size: int) -> tuple[float, float, float, float]:

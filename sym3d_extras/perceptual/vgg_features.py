@@ -21,7 +21,7 @@ from torch import nn
 from sym3d.checks import check_shape
 from sym3d.errors import MissingDependencyError
 from sym3d_extras.perceptual import weights as _weights
-from sym3d_extras.perceptual.backbones import FeatureStack, vgg16_features
+from sym3d_extras.perceptual.backbones import build_vgg16_prefix, run_in_dtype
 from sym3d_extras.perceptual.lpips import RandomBackboneWarning
 
 __all__ = ["VGGContextualFeatures", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -80,7 +80,7 @@ class VGGContextualFeatures(nn.Module):
                 )
         else:
             self.name = "vgg-conv2_1(custom)"
-        self.net: FeatureStack = vgg16_features((_CONV2_1,), state_dict, seed=0)
+        self.net = build_vgg16_prefix(_CONV2_1, state_dict)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -90,4 +90,4 @@ class VGGContextualFeatures(nn.Module):
         """``[B, 3, H, W]`` in ``[0, 1]`` -> ``[B, 128, H // 2, W // 2]`` conv2_1 responses."""
         check_shape(images, ["B", 3, "H", "W"], "images")
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
-        return self.net(x)[0]
+        return run_in_dtype(self.net, x)

@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -45,34 +47,74 @@ def test_16bit_gray_keeps_precision(tmp_path):
     assert torch.allclose(x[0, 0], torch.from_numpy(arr.astype(np.float32) / 65535.0), atol=1e-6)
 
 
-def _write_png16(arr: np.ndarray, path) -> None:
-    """Minimal 16-bit RGB PNG writer (Pillow cannot write 48-bit colour)."""
+def _write_png16(arr: np.ndarray, path, orientation: int | None = None) -> None:
+    """Minimal 16-bit RGB / RGBA PNG writer (Pillow cannot write 48/64-bit colour)."""
     import struct
     import zlib
 
-    h, w, _ = arr.shape
+    h, w, c = arr.shape
     raw = b"".join(b"\x00" + arr[i].astype(">u2").tobytes() for i in range(h))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return struct.pack(">I", len(data)) + kind + data + crc
 
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2 if c == 3 else 6, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr)
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        body += chunk(b"eXIf", exif.tobytes().removeprefix(b"Exif\x00\x00"))
+    body += chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
 
 
-def test_16bit_rgb(tmp_path):
-    p = tmp_path / "c16.png"
-    arr = np.arange(4 * 5 * 3, dtype=np.uint16).reshape(4, 5, 3) * 1001 + 3
-    _write_png16(arr, p)
-    x = load_image(p)
-    want = torch.from_numpy(arr.astype(np.float32) / 65535.0)
-    try:
-        import cv2  # noqa: F401
+@pytest.mark.parametrize("cv2_importable", [True, False])
+def test_16bit_rgb_roundtrip_keeps_precision(tmp_path, monkeypatch, cv2_importable):
+    """Full 16-bit precision whether or not the optional OpenCV is importable."""
+    if not cv2_importable:
+        monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` raises ImportError
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 65536, size=(6, 5, 3), dtype=np.uint16)
+    arr[0, 0] = (1, 2, 65534)  # neighbours that 8 bits cannot tell apart
+    _write_png16(arr, tmp_path / "c16.png")
+    x = load_image(tmp_path / "c16.png")
+    assert x.shape == (1, 3, 6, 5) and x.dtype == torch.float32
+    back = (x[0].permute(1, 2, 0) * 65535.0).round().to(torch.int64).numpy()
+    np.testing.assert_array_equal(back, arr.astype(np.int64))
 
-        tol = 1e-6  # full precision through OpenCV
-    except ImportError:
-        tol = 1.0 / 255  # Pillow reduces to 8 bits
-    assert torch.allclose(x[0].permute(1, 2, 0), want, atol=tol)
+
+def test_16bit_rgba_composited_on_white(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    arr = np.zeros((2, 3, 4), np.uint16)
+    arr[..., 0] = 40000
+    arr[0, :, 3] = 65535  # top row opaque
+    arr[1, :, 3] = 16384  # bottom row a quarter opaque
+    _write_png16(arr, tmp_path / "a16.png")
+    x = load_image(tmp_path / "a16.png")[0]
+    a = 16384 / 65535
+    torch.testing.assert_close(x[:, 0, 0], torch.tensor([40000 / 65535, 0.0, 0.0]))
+    want = torch.tensor([40000 / 65535 * a + 1 - a, 1 - a, 1 - a])
+    torch.testing.assert_close(x[:, 1, 0], want, atol=1e-6, rtol=0)
+
+
+def test_16bit_png_exif_orientation_applied(tmp_path):
+    arr = np.zeros((4, 6, 3), np.uint16)
+    arr[0, 0] = 65535  # white top-left corner
+    _write_png16(arr, tmp_path / "r16.png", orientation=3)  # rotated by 180 degrees
+    x = load_image(tmp_path / "r16.png")
+    assert x.shape == (1, 3, 4, 6)
+    assert (x[0, :, -1, -1] > 0.99).all() and (x[0, :, 0, 0] < 0.01).all()
+
+
+def test_corrupt_16bit_png_is_a_load_error(tmp_path):
+    p = tmp_path / "bad16.png"
+    _write_png16(np.ones((4, 4, 3), np.uint16), p)
+    data = bytearray(p.read_bytes())
+    data[45:60] = b"\x00" * 15  # inside the IDAT stream
+    p.write_bytes(bytes(data))
+    with pytest.raises(ImageLoadError, match="corrupt"):
+        load_image(p)
 
 
 def test_rgba_composited_on_white(tmp_path):

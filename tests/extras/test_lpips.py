@@ -188,12 +188,38 @@ class TestWeights:
             assert torch.equal(a, b)
 
     @needs_vgg
-    def test_no_network_during_construction(self, monkeypatch):
+    @needs_alex
+    @pytest.mark.parametrize("net", ["vgg", "alex"])
+    def test_no_network_and_no_unsafe_load_during_construction(self, net, monkeypatch):
+        import urllib.request
+
+        import torchvision
+
         def refuse(*args, **kwargs):
             raise AssertionError("network access attempted")
 
+        loads = []
+        real_load = torch.load
+
+        def checked_load(*args, **kwargs):
+            loads.append(kwargs.get("weights_only"))
+            return real_load(*args, **kwargs)
+
         monkeypatch.setattr(socket.socket, "connect", refuse)
-        LPIPS("vgg", verify_weights=False)
+        monkeypatch.setattr(urllib.request, "urlopen", refuse)
+        monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+        monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+        monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", refuse)
+        monkeypatch.setattr(torch, "load", checked_load)
+        W._heads_cached.cache_clear()  # read the heads again, through the patched torch.load
+        try:
+            mod = LPIPS(net, resize_to=None)
+            VGGContextualFeatures()
+        finally:
+            W._heads_cached.cache_clear()
+        assert loads == [True]  # only our sha256-checked heads, with weights_only=True
+        x = _structured(1, 32)
+        assert mod(x, x).item() == 0
 
 
 # ----------------------------------------------------------------------------------------------
