@@ -25,6 +25,7 @@ from sym3d.checks import check_shape
 from sym3d.errors import ConfigError, MissingDependencyError, ShapeError, Sym3DWarning
 from sym3d.losses._reduce import check_reduction, masked_mean, reduce
 from sym3d.protocols import Reduction
+from sym3d.resize import resize
 from sym3d_extras.perceptual import weights as _weights
 from sym3d_extras.perceptual.backbones import build_lpips_model, run_in_dtype
 
@@ -42,15 +43,6 @@ def _unit_normalize(feat: torch.Tensor) -> torch.Tensor:
     from lpips import normalize_tensor  # imported here: lpips imports torchvision
 
     return normalize_tensor(feat)
-
-
-def _resize_weights(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Area-average a ``[B, 1, H, W]`` mask down to ``size`` (bilinear when enlarging)."""
-    if tuple(mask.shape[-2:]) == size:
-        return mask
-    if size[0] <= mask.shape[-2] and size[1] <= mask.shape[-1]:
-        return F.adaptive_avg_pool2d(mask, size)
-    return F.interpolate(mask, size=size, mode="bilinear", align_corners=False)
 
 
 class LPIPS(nn.Module):
@@ -214,7 +206,7 @@ class LPIPS(nn.Module):
         for fp, ft, lin in zip(feats_pred, feats_target, self.model.lins, strict=True):
             diff = (_unit_normalize(fp) - ft).square()  # [B, C_k, h, w]
             per_pixel = run_in_dtype(lin, diff)  # [B, 1, h, w]
-            m = None if mask is None else _resize_weights(mask, tuple(per_pixel.shape[-2:]))
+            m = None if mask is None else resize(mask, tuple(per_pixel.shape[-2:]))
             terms.append(masked_mean(per_pixel, m))
         return torch.stack(terms, dim=1)
 
