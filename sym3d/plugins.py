@@ -379,6 +379,7 @@ def _make_register(
         description: str = "",
         requires: Iterable[str] = (),
         extra: str | None = None,
+        options: Iterable[str] | None = None,
     ) -> None:
         staged.append(
             ComponentSpec(
@@ -388,6 +389,7 @@ def _make_register(
                 description=description,
                 requires=tuple(requires),
                 extra=extra,
+                options=None if options is None else tuple(options),
                 plugin=info.name,
                 version=info.version,
                 dist=info.dist,
