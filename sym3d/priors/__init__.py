@@ -36,9 +36,17 @@ def check_priors(specs: Iterable[PriorSpec], registry: Registry) -> None:
 
     Raises:
         ConfigError: ``priors[i]``: an unknown prior (with the closest name) or an option its
-            factory does not accept (with the accepted ones).
+            factory does not accept (with the accepted ones); a prior given twice.
     """
+    specs = list(specs)
     _for_each(specs, lambda spec: registry.check_options("prior", spec.name, spec.options))
+    names = [spec.name for spec in specs]
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice is not None:
+        raise ConfigError(
+            f"priors: {twice!r} is given twice; its losses would overwrite each other.",
+            hint="give each prior once, with the options you want.",
+        )
 
 
 def build_priors(specs: Iterable[PriorSpec], registry: Registry) -> list[Any]:
