@@ -242,3 +242,14 @@ def test_the_example_plugin_loss_is_built_by_name_with_options():
     torch.testing.assert_close(loss(x, y), CharbonnierLoss(eps=0.1)(x, y))
     with pytest.raises(ConfigError, match="loss 'charbonnier' has no option 'esp'"):
         load_loss("charbonnier", esp=0.1)
+
+
+def test_plugins_json_lists_declared_options(capsys):
+    import json
+
+    from sym3d.cli import main
+
+    assert main(["plugins", "--json"]) == 0
+    components = json.loads(capsys.readouterr().out)["components"]
+    tiny = next(c for c in components if c["kind"] == "generator" and c["name"] == "tiny")
+    assert tiny["options"] == ["far", "near", "num_samples", "plane_resolution", "resolution", "seed"]
