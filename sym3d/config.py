@@ -154,7 +154,7 @@ _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 def parse_option(item: str, where: str) -> tuple[str, OptionValue]:
-    """``"key=value"`` -> ``(key, value)``; value: ``true``/``false``, an int, a float, else a string.
+    """``"key=value"`` -> ``(key, value)``; value: ``true``/``false``, an int, a float, else text.
 
     Raises:
         ConfigError: no ``=``, or the key is not an identifier (``where`` names the flag).
@@ -356,7 +356,8 @@ def _make_converter() -> cattrs.Converter:
 
     def structure_priors(data: Any, _t: Any) -> tuple[PriorSpec, ...]:
         if not isinstance(data, (list, tuple)):
-            raise TypeError(f"expected an array of tables such as [{{ name = \"depth-tv\" }}], got {data!r}")
+            example = '[{ name = "depth-tv" }]'
+            raise TypeError(f"expected an array of tables such as {example}, got {data!r}")
         out = []
         for i, item in enumerate(data):
             try:

@@ -194,7 +194,7 @@ class Registry:
         if unknown:
             listing = ", ".join(accepted) if accepted else "none"
             close = difflib.get_close_matches(unknown[0], accepted or [], n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]!r}?" if close else "see `sym3d plugins` for the component."
+            hint = f"did you mean {close[0]!r}?" if close else "`sym3d plugins` lists the options."
             raise ConfigError(
                 f"{kind} {name!r} has no option {unknown[0]!r}; accepted options: {listing}.",
                 hint=hint,

@@ -29,6 +29,9 @@ FAST = [
     "tune.steps=2",
 ]
 
+TINY_OPTIONS = ["far", "near", "num_samples", "plane_resolution", "resolution", "seed"]
+EXAMPLE = "the example plugin (examples/plugin) is not installed"
+
 
 class MeanDepthPrior(BasePrior):
     """``scale * mean(depth)`` of the input view, in the latent stage."""
@@ -73,13 +76,14 @@ def registry(monkeypatch):
 
 def test_toml_priors_build_the_example_depth_tv_with_its_options(tmp_path, photo):
     """Before: `unknown setting 'priors'`. The example plugin's prior, from the default registry."""
-    pytest.importorskip("sphere_heads", reason="the example plugin (examples/plugin) is not installed")
+    pytest.importorskip("sphere_heads", reason=EXAMPLE)
     toml = tmp_path / "run.toml"
     toml.write_text('priors = [{ name = "depth-tv", weight = 0.3, every = 2 }]\n')
     cfg = load_toml(toml)
     assert cfg.priors == (PriorSpec(name="depth-tv", options={"weight": 0.3, "every": 2}),)
     img, cam = photo
-    r = sym3d.invert(img, cam, generator=TinyGenerator3D(), config=toml, overrides=FAST, progress="off")
+    gen = TinyGenerator3D()
+    r = sym3d.invert(img, cam, generator=gen, config=toml, overrides=FAST, progress="off")
     first, second = r.history[0], r.history[1]
     assert first["depth_tv/tv"] == pytest.approx(0.3 * first["depth_tv/_tv"], rel=1e-5)
     assert first["depth_tv/_tv"] > 0
@@ -156,13 +160,17 @@ def test_malformed_priors_name_the_setting(value, problem):
 def test_prior_spec_parse_types_values():
     spec = PriorSpec.parse("depth-tv:weight=0.1,every=2,symmetric=true,mode=z,shift=-1e-3")
     assert spec.name == "depth-tv"
-    assert spec.options == {"weight": 0.1, "every": 2, "symmetric": True, "mode": "z", "shift": -1e-3}
+    expected = {"weight": 0.1, "every": 2, "symmetric": True, "mode": "z", "shift": -1e-3}
+    assert spec.options == expected
     assert type(spec.options["every"]) is int and type(spec.options["weight"]) is float
     assert PriorSpec.parse("depth-tv") == PriorSpec(name="depth-tv")
     assert parse_option(" seed = 7 ", "--generator-option") == ("seed", 7)
 
 
-@pytest.mark.parametrize("text", ["depth-tv:weight", ":weight=1", "depth-tv:", "depth-tv:w=1,w=2", "Depth:w=1", "tv:1w=2"])
+@pytest.mark.parametrize(
+    "text",
+    ["depth-tv:weight", ":weight=1", "depth-tv:", "depth-tv:w=1,w=2", "Depth:w=1", "tv:1w=2"],
+)
 def test_prior_spec_parse_refuses_bad_syntax(text):
     with pytest.raises(ConfigError, match="--prior"):
         PriorSpec.parse(text)
@@ -178,7 +186,8 @@ def test_accepted_options_come_from_the_declaration_or_the_signature():
     def passthrough(**options):
         return options
 
-    assert ComponentSpec(kind="loss", name="a", factory=explicit).accepted_options() == ["resolution", "seed"]
+    spec = ComponentSpec(kind="loss", name="a", factory=explicit)
+    assert spec.accepted_options() == ["resolution", "seed"]
     assert ComponentSpec(kind="loss", name="b", factory=passthrough).accepted_options() is None
     declared = ComponentSpec(kind="loss", name="c", factory=passthrough, options=["eps"])
     assert declared.accepted_options() == ["eps"]
@@ -209,7 +218,7 @@ def test_builtin_tiny_generator_declares_its_constructor_options():
     assert spec.accepted_options() == sorted(params)
     with pytest.raises(ConfigError, match="generator 'tiny' has no option 'resolutoin'") as exc:
         sym3d.load_generator("tiny", resolutoin=64)
-    assert "accepted options: far, near, num_samples, plane_resolution, resolution, seed" in str(exc.value)
+    assert f"accepted options: {', '.join(TINY_OPTIONS)}" in str(exc.value)
 
 
 # ---------------------------------------------------------------------------- Python: losses
@@ -230,7 +239,7 @@ def test_a_registered_loss_is_built_by_name_without_a_registry():
 
 
 def test_the_example_plugin_loss_is_built_by_name_with_options():
-    pytest.importorskip("sphere_heads", reason="the example plugin (examples/plugin) is not installed")
+    pytest.importorskip("sphere_heads", reason=EXAMPLE)
     from sphere_heads.terms import CharbonnierLoss
 
     from sym3d.losses import load_loss
@@ -252,4 +261,4 @@ def test_plugins_json_lists_declared_options(capsys):
     assert main(["plugins", "--json"]) == 0
     components = json.loads(capsys.readouterr().out)["components"]
     tiny = next(c for c in components if c["kind"] == "generator" and c["name"] == "tiny")
-    assert tiny["options"] == ["far", "near", "num_samples", "plane_resolution", "resolution", "seed"]
+    assert tiny["options"] == TINY_OPTIONS

@@ -15,7 +15,9 @@ from sym3d.cli import main
 from sym3d.config import PriorSpec
 
 FAST = ["--generator", "tiny", "--steps", "2", "--export", "views", "--progress", "off"]
-CHEAP = ["--set", "perceptual=mse", "--set", "perceptual_resize=0", "--set", "contextual_features=filterbank"]
+CHEAP = ["--set", "perceptual=mse", "--set", "perceptual_resize=0"]
+CHEAP += ["--set", "contextual_features=filterbank"]
+EXAMPLE = "the example plugin (examples/plugin) is not installed"
 
 
 @pytest.fixture
@@ -42,7 +44,7 @@ def _refused(capsys, out: Path, *args: str) -> str:
 
 def test_prior_and_generator_option_reach_the_run(inputs, tmp_path, capsys):
     """--prior builds the example's depth-tv with its options; --generator-option reaches tiny."""
-    pytest.importorskip("sphere_heads", reason="the example plugin (examples/plugin) is not installed")
+    pytest.importorskip("sphere_heads", reason=EXAMPLE)
     toml = tmp_path / "run.toml"
     toml.write_text("[tune]\nnum_views = 2\n")
     out = tmp_path / "out"
@@ -50,7 +52,8 @@ def test_prior_and_generator_option_reach_the_run(inputs, tmp_path, capsys):
     args += ["--prior", "depth-tv:weight=0.5,every=1", "--generator-option", "resolution=48"]
     assert main(["invert", *args]) == 0, capsys.readouterr().err
     result = sym3d.InversionResult.load(out / "face")
-    assert result.config.priors == (PriorSpec(name="depth-tv", options={"weight": 0.5, "every": 1}),)
+    expected = PriorSpec(name="depth-tv", options={"weight": 0.5, "every": 1})
+    assert result.config.priors == (expected,)
     assert result.generator_name == "tiny" and result.generator_options == {"resolution": 48}
     assert result.target.shape[-1] == 48
     first = result.history[0]
@@ -59,7 +62,7 @@ def test_prior_and_generator_option_reach_the_run(inputs, tmp_path, capsys):
 
 def test_prior_is_added_to_the_config_files_priors(inputs, tmp_path, capsys):
     """The config file's prior stays and the CLI's is added: the same one twice is refused."""
-    pytest.importorskip("sphere_heads", reason="the example plugin (examples/plugin) is not installed")
+    pytest.importorskip("sphere_heads", reason=EXAMPLE)
     toml = tmp_path / "run.toml"
     toml.write_text('priors = [{ name = "depth-tv", weight = 0.25 }]\n')
     out = tmp_path / "out"
@@ -90,8 +93,11 @@ def test_bad_prior_is_one_line_exit_2(inputs, tmp_path, capsys, prior, phrase):
 @pytest.mark.parametrize(
     ("option", "phrase"),
     [
-        ("resolutoin=48", "generator 'tiny' has no option 'resolutoin'; accepted options: far, near, "
-         "num_samples, plane_resolution, resolution, seed. Hint: did you mean 'resolution'?"),
+        (
+            "resolutoin=48",
+            "generator 'tiny' has no option 'resolutoin'; accepted options: far, near, "
+            "num_samples, plane_resolution, resolution, seed. Hint: did you mean 'resolution'?",
+        ),
         ("resolution", "--generator-option: 'resolution' is not key=value"),
         ("network=x.pkl", "pass the weights with --network"),
     ],
