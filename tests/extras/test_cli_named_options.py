@@ -105,3 +105,21 @@ def test_bad_prior_is_one_line_exit_2(inputs, tmp_path, capsys, prior, phrase):
 def test_bad_generator_option_is_one_line_exit_2(inputs, tmp_path, capsys, option, phrase):
     line = _refused(capsys, tmp_path / "out", *inputs, *FAST, "--generator-option", option)
     assert phrase in line
+
+
+def test_batch_refuses_an_unknown_prior_in_its_config_before_any_worker(tmp_path, capsys):
+    """Checked against the registry before any worker starts (before: `unknown setting`)."""
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "in" / "a.png")
+    toml = tmp_path / "run.toml"
+    toml.write_text('priors = [{ name = "no-such-prior" }]\n')
+    out = tmp_path / "out"
+    code = main(["batch", str(tmp_path / "in"), "--out", str(out), "--config", str(toml)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert [line for line in err.splitlines() if line.strip()] == [
+        "error: priors[0]: unknown prior 'no-such-prior'; available: "
+        f"{', '.join(sym3d.plugins.default_registry().names('prior')) or '(none)'}. "
+        "Hint: run `sym3d plugins` to list components."
+    ]
+    assert not out.exists()
