@@ -54,6 +54,8 @@ def load_generator(
 
     Raises:
         sym3d.errors.PluginNotFoundError: unknown name (lists the available ones).
+        sym3d.errors.ConfigError: an option the factory does not accept (lists the accepted
+            ones when the plugin declares them).
     """
     gen = _registry(registry).build("generator", name, **options)
     if device is not None:
