@@ -14,8 +14,10 @@ Example:
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -32,6 +34,7 @@ from sym3d.files import read_text
 from sym3d.terms.base import TermConfig, term_config_class
 
 __all__ = [
+    "PriorSpec",
     "LatentStageConfig",
     "TuneStageConfig",
     "Terms",
@@ -42,6 +45,8 @@ __all__ = [
     "dump_toml",
     "apply_overrides",
     "set_dotted",
+    "parse_option",
+    "priors_override",
 ]
 
 T = TypeVar("T")
@@ -80,6 +85,114 @@ def _terms_validator(stage: str) -> Any:
                 )
 
     return check
+
+
+OptionValue = str | int | float | bool
+"""A component option: a TOML scalar."""
+
+_COMPONENT_NAME = re.compile(r"^[a-z0-9][a-z0-9+_:.-]*$")
+
+
+def _check_option_values(_inst: Any, _attr: Any, options: Mapping[str, Any]) -> None:
+    for key, val in options.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ValueError(f"option name {key!r}: expected a Python identifier such as 'weight'")
+        if not isinstance(val, (str, int, float, bool)):
+            raise TypeError(f"option {key!r}: expected a string, number or boolean, got {val!r}")
+        if isinstance(val, float) and not math.isfinite(val):
+            raise ValueError(f"option {key!r}: expected a finite number, got {val!r}")
+
+
+@attrs.frozen(kw_only=True)
+class PriorSpec:
+    """A registered prior by name with its factory options (``sym3d plugins`` lists priors).
+
+    In TOML, one inline table per prior: ``priors = [{ name = "depth-tv", weight = 0.1 }]``;
+    every key but ``name`` is an option passed to the prior's factory.
+    """
+
+    name: str = attrs.field(validator=v.instance_of(str))
+    options: Mapping[str, OptionValue] = attrs.field(
+        factory=dict, converter=dict, validator=_check_option_values
+    )
+
+    @name.validator
+    def _check_name(self, _attr: Any, name: str) -> None:
+        if not _COMPONENT_NAME.match(name):
+            raise ValueError(
+                f"prior name {name!r}: expected a registered name (lower-case letters, digits "
+                "and + _ : . -, as `sym3d plugins` lists them)"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> PriorSpec:
+        """``"NAME[:key=value,...]"`` (the CLI's ``--prior``), values as by :func:`parse_option`.
+
+        Raises:
+            ConfigError: empty name, an option without ``=``, a repeated option.
+        """
+        name, sep, rest = text.strip().partition(":")
+        form = "expected NAME or NAME:key=value,key=value (e.g. depth-tv:weight=0.1)"
+        if not _COMPONENT_NAME.match(name.strip()):
+            raise ConfigError(f"--prior {text!r}: no valid prior name before ':'; {form}.")
+        options: dict[str, OptionValue] = {}
+        for item in rest.split(",") if sep else []:
+            key, val = parse_option(item, f"--prior {text!r}")
+            if key in options:
+                raise ConfigError(f"--prior {text!r}: option {key!r} is given twice; {form}.")
+            options[key] = val
+        try:
+            return cls(name=name.strip(), options=options)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"--prior {text!r}: {exc}; {form}.") from None
+
+
+_INT = re.compile(r"^[+-]?\d+$")
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def parse_option(item: str, where: str) -> tuple[str, OptionValue]:
+    """``"key=value"`` -> ``(key, value)``; value: ``true``/``false``, an int, a float, else text.
+
+    Raises:
+        ConfigError: no ``=``, or the key is not an identifier (``where`` names the flag).
+    """
+    key, sep, raw = item.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or not key.isidentifier():
+        raise ConfigError(
+            f"{where}: {item.strip()!r} is not key=value; expected e.g. weight=0.1 "
+            "(key: letters, digits and _; values: numbers, true/false or text)."
+        )
+    if raw in ("true", "false"):
+        return key, raw == "true"
+    if _INT.match(raw):
+        return key, int(raw)
+    if _FLOAT.match(raw):
+        return key, float(raw)
+    return key, raw
+
+
+def _toml_scalar(val: OptionValue) -> str:
+    if isinstance(val, bool):
+        return "true" if val else "false"
+    if isinstance(val, (int, float)):
+        return repr(val)
+    # a JSON string is a TOML basic string, once DEL (which TOML wants escaped) is escaped
+    return json.dumps(val, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def priors_override(priors: Iterable[PriorSpec]) -> str:
+    """The ``--set`` style override ``priors=[{ name = ..., ... }, ...]`` that sets ``priors``."""
+    tables = []
+    for spec in priors:
+        pairs = [f"name = {_toml_scalar(spec.name)}"]
+        pairs += [f"{k} = {_toml_scalar(val)}" for k, val in spec.options.items()]
+        tables.append("{ " + ", ".join(pairs) + " }")
+    return f"priors=[{', '.join(tables)}]"
+
+
+_Priors = tuple[PriorSpec, ...]
 
 
 @attrs.frozen(kw_only=True)
@@ -167,6 +280,11 @@ class InversionConfig:
     checkpoint_every: int = attrs.field(default=100, validator=_pos_int)
     """Save a resumable checkpoint every N steps of either stage, and at stage ends (0: only at
     stage ends). Used only when a checkpoint folder is given."""
+    priors: _Priors = attrs.field(
+        default=(), converter=tuple, validator=v.deep_iterable(v.instance_of(PriorSpec))
+    )
+    """Registered priors (built-in or from plugins) added to the stages they declare, built by
+    name with their options: ``priors = [{ name = "depth-tv", weight = 0.1 }]``."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,6 +342,31 @@ def _make_converter() -> cattrs.Converter:
     def unstructure_terms(terms: Terms) -> dict[str, Any]:
         return {name: conv.unstructure(cfg, type(cfg)) for name, cfg in terms.items()}
 
+    def structure_prior(data: Any, _t: Any) -> PriorSpec:
+        if isinstance(data, str):
+            data = {"name": data}
+        if not isinstance(data, Mapping):
+            raise TypeError(f"expected a table such as {{ name = \"depth-tv\" }}, got {data!r}")
+        options = dict(data)
+        if not isinstance(options.get("name"), str):
+            raise TypeError(f"expected a prior name in key 'name', got {data!r}")
+        return PriorSpec(name=options.pop("name"), options=options)
+
+    def structure_priors(data: Any, _t: Any) -> tuple[PriorSpec, ...]:
+        if not isinstance(data, (list, tuple)):
+            example = '[{ name = "depth-tv" }]'
+            raise TypeError(f"expected an array of tables such as {example}, got {data!r}")
+        out = []
+        for i, item in enumerate(data):
+            try:
+                out.append(structure_prior(item, PriorSpec))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"entry {i}: {exc}") from None
+        return tuple(out)
+
+    conv.register_structure_hook(PriorSpec, structure_prior)
+    conv.register_structure_hook_func(lambda t: t == _Priors, structure_priors)
+    conv.register_unstructure_hook(PriorSpec, lambda p: {"name": p.name, **p.options})
     conv.register_structure_hook_func(lambda t: t == Terms, structure_terms)
     conv.register_unstructure_hook_func(lambda t: t == Terms, unstructure_terms)
     return conv

@@ -23,6 +23,7 @@ def register_generators(register) -> None:  # noqa: ANN001
         "tiny",
         _tiny_generator,
         description="Tiny analytic 3D generator (a coloured density blob) for tests and examples; CPU, milliseconds.",
+        options=("resolution", "num_samples", "plane_resolution", "seed", "near", "far"),
     )
 
 

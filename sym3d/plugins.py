@@ -380,6 +380,7 @@ def _make_register(
         description: str = "",
         requires: Iterable[str] = (),
         extra: str | None = None,
+        options: Iterable[str] | None = None,
     ) -> None:
         staged.append(
             ComponentSpec(
@@ -389,6 +390,7 @@ def _make_register(
                 description=description,
                 requires=tuple(requires),
                 extra=extra,
+                options=None if options is None else tuple(options),
                 plugin=info.name,
                 version=info.version,
                 dist=info.dist,

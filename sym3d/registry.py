@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import inspect
 import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 import attrs
 
 from sym3d.errors import (
+    ConfigError,
     MissingDependencyError,
     PluginConflictError,
     PluginError,
@@ -40,7 +42,9 @@ class RegisterFn(Protocol):
         description: str = "",
         requires: Iterable[str] = (),
         extra: str | None = None,
-    ) -> None: ...
+        options: Iterable[str] | None = None,
+    ) -> None:
+        """Register ``factory`` under ``name``; ``options``: the option names it accepts."""
 
 
 @attrs.frozen(kw_only=True)
@@ -57,6 +61,9 @@ class ComponentSpec:
         plugin: name of the plugin that registered it.
         version: version of the distribution providing that plugin (or ``""``).
         dist: name of that distribution (or ``""``); named in the missing-dependency hint.
+        options: the option names ``factory`` accepts, as declared by the plugin (``None``: not
+            declared; then they are read from the factory's signature when it has no
+            ``**kwargs``).
     """
 
     kind: str
@@ -68,6 +75,26 @@ class ComponentSpec:
     plugin: str = ""
     version: str = ""
     dist: str = ""
+    options: tuple[str, ...] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(tuple)
+    )
+
+    def accepted_options(self) -> list[str] | None:
+        """Sorted option names the factory accepts, or ``None`` when they cannot be known.
+
+        Declared :attr:`options` win; otherwise the factory's keyword parameters, unless it
+        takes ``**kwargs`` (a pass-through factory: its options are known only when it runs).
+        """
+        if self.options is not None:
+            return sorted(self.options)
+        try:
+            params = inspect.signature(self.factory).parameters.values()
+        except (TypeError, ValueError):  # builtins and odd callables
+            return None
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return None
+        keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return sorted(p.name for p in params if p.kind in keyword)
 
     def missing_requirements(self) -> list[str]:
         """Import names in :attr:`requires` that cannot be found (without importing them)."""
@@ -151,6 +178,29 @@ class Registry:
         suggestions = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
         raise PluginNotFoundError(kind, name, sorted(table), suggestions)
 
+    def check_options(self, kind: str, name: str, options: Mapping[str, Any]) -> ComponentSpec:
+        """The spec of ``(kind, name)`` once ``options`` are known to be accepted by its factory.
+
+        Options of a factory that takes ``**kwargs`` and declares none cannot be checked here;
+        :meth:`build` reports those when the factory refuses them.
+
+        Raises:
+            PluginNotFoundError: unknown name.
+            ConfigError: an option the factory does not accept (lists the accepted ones).
+        """
+        spec = self.get(kind, name)
+        accepted = spec.accepted_options()
+        unknown = [key for key in options if accepted is not None and key not in accepted]
+        if unknown:
+            listing = ", ".join(accepted) if accepted else "none"
+            close = difflib.get_close_matches(unknown[0], accepted or [], n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else "`sym3d plugins` lists the options."
+            raise ConfigError(
+                f"{kind} {name!r} has no option {unknown[0]!r}; accepted options: {listing}.",
+                hint=hint,
+            )
+        return spec
+
     def build(self, kind: str, name: str, **options: Any) -> Any:
         """Build the component ``(kind, name)`` with ``options``.
 
@@ -159,15 +209,33 @@ class Registry:
 
         Raises:
             PluginNotFoundError: unknown name.
+            ConfigError: an option the factory does not accept (see :meth:`check_options`).
             MissingDependencyError: a requirement is not installed (names the pip extra).
         """
-        spec = self.get(kind, name)
+        spec = self.check_options(kind, name, options)
         missing = spec.missing_requirements()
         if missing:
             raise MissingDependencyError(f"{kind} {name!r}", spec.extra, package=", ".join(missing), dist=spec.dist)
-        component = spec.factory(**options)
+        try:
+            component = spec.factory(**options)
+        except TypeError as exc:
+            refused = _refused_option(exc, options)
+            if refused is None:
+                raise
+            raise ConfigError(
+                f"{kind} {name!r} has no option {refused!r} ({exc}).",
+                hint="see the component's documentation for its options.",
+            ) from None
         try:  # remembered so that results can rebuild exactly this component
             _BUILT[component] = BuildRecord(kind=kind, name=name, options=dict(options))
         except TypeError:
             pass
         return component
+
+
+def _refused_option(exc: TypeError, options: Mapping[str, Any]) -> str | None:
+    """The option named by Python's "got an unexpected keyword argument 'x'" in ``exc``, if any."""
+    text = str(exc)
+    if "unexpected keyword argument" not in text:
+        return None
+    return next((key for key in options if f"'{key}'" in text), None)

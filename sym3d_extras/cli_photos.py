@@ -65,6 +65,30 @@ def load_generator_for(name: str, network: Path | None, device: str, options: di
     return load_generator(name, device=device, **opts)
 
 
+def _generator_options(name: str, items: list[str]) -> dict[str, Any]:
+    """``--generator-option key=value`` items as factory options, checked against the factory.
+
+    Raises:
+        ConfigError: not ``key=value``, a key given twice, ``network`` (``--network`` checks the
+            file first), or an option the generator's factory does not accept (lists them).
+        PluginNotFoundError: an unknown generator.
+    """
+    from sym3d.config import parse_option
+    from sym3d.errors import ConfigError
+    from sym3d.plugins import default_registry
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, value = parse_option(item, "--generator-option")
+        if key == "network":  # --network checks the file before anything is loaded
+            raise ConfigError("--generator-option network=...: pass the weights with --network.")
+        if key in options:
+            raise ConfigError(f"--generator-option: {key!r} is given twice; give it once.")
+        options[key] = value
+    default_registry().check_options("generator", name, options)
+    return options
+
+
 def _check_out_folder(out: Path) -> None:
     """Refuse an output folder that cannot be created or written, before any work.
 
@@ -191,6 +215,8 @@ def invert(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     config: Annotated[Path | None, typer.Option(help="TOML config merged on the preset.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Dotted override, repeatable: --set tune.lr=1e-4.")] = None,
+    prior: Annotated[list[str] | None, typer.Option("--prior", help="Registered prior to add, repeatable: NAME or NAME:key=value,key=value (e.g. depth-tv:weight=0.1); added to the config's priors.")] = None,
+    generator_option: Annotated[list[str] | None, typer.Option("--generator-option", help="Option of the generator's factory, repeatable: key=value (e.g. resolution=64).")] = None,
     cameras: Annotated[Path | None, typer.Option(help="EG3D dataset.json with camera labels of already aligned crops (skips pose estimation).")] = None,
     pose: Annotated[str, typer.Option(help="Registered pose estimator for photos.")] = "mediapipe",
     export: Annotated[str, typer.Option(help=f"Outputs to write: {','.join(EXPORT_PARTS)}.")] = ",".join(EXPORT_PARTS),
@@ -213,10 +239,12 @@ def invert(
 
     from sym3d.checks import check_device
     from sym3d.cli.progress import make_progress
+    from sym3d.config import PriorSpec, priors_override
     from sym3d.engine.api import resolve_config
     from sym3d.errors import InputFileError, UserInputError
     from sym3d.image import check_image_file
     from sym3d.plugins import default_registry
+    from sym3d.priors import check_priors
     from sym3d_extras.outdir import check_key, describe_failure
     from sym3d_extras.pipeline import process_photo
 
@@ -228,14 +256,17 @@ def invert(
             hint = f"pass image files, or use `sym3d batch {img}` for a folder."
             raise InputFileError(img, "is a folder; expected an image file.", hint=hint)
         check_image_file(img)
-    overrides = list(set_ or [])
-    if steps is not None:
-        overrides = [f"latent.steps={steps}", f"tune.steps={steps}", *overrides]
-    resolve_config(preset, config, overrides)
+    flags = [f"latent.steps={steps}", f"tune.steps={steps}"] if steps is not None else []
+    if prior:  # added to the preset's and the config file's priors, below --set
+        specs = [PriorSpec.parse(text) for text in prior]
+        flags.append(priors_override([*resolve_config(preset, config).priors, *specs]))
+    overrides = [*flags, *(set_ or [])]
+    check_priors(resolve_config(preset, config, overrides).priors, default_registry())
+    gen_options = _generator_options(generator, generator_option or [])
     labels = _read_cameras(cameras, [img.name for img in images]) if cameras is not None else None
     check_device(device)
     _check_out_folder(out)
-    gen = load_generator_for(generator, network, device)
+    gen = load_generator_for(generator, network, device, gen_options)
     estimator = None
     if labels is None:
         estimator = default_registry().build("pose", pose)

@@ -30,6 +30,7 @@ def plugins(
                     "available": s.available,
                     "missing": s.missing_requirements(),
                     "description": s.description,
+                    "options": s.accepted_options(),  # null: not declared
                 }
                 for s in specs
             ],
@@ -48,7 +49,9 @@ def plugins(
         missing = s.missing_requirements()
         fix = f" (pip install '{s.dist or 'sym3d'}[{s.extra}]')" if s.extra else ""
         status = f"[yellow]needs {', '.join(missing)}{fix}[/]" if missing else "[green]ok[/]"
-        table.add_row(s.kind, s.name, s.plugin, s.version, status, s.description)
+        options = s.accepted_options()
+        about = f"{s.description} Options: {', '.join(options)}." if options else s.description
+        table.add_row(s.kind, s.name, s.plugin, s.version, status, about)
     console.print(table)
     if pm.broken:
         # Plain lines (no wrapping) so that each broken plugin stays greppable on one line.

@@ -21,6 +21,7 @@ from sym3d.engine.result import InversionResult
 from sym3d.engine.runner import Runner
 from sym3d.engine.step import Run
 from sym3d.errors import UserInputError
+from sym3d.priors import build_priors
 from sym3d.protocols import FaceObservation, Generator3D, PoseEstimator, Prior, generator_info
 from sym3d.registry import Registry
 from sym3d.terms.losses import build_losses
@@ -53,6 +54,8 @@ def load_generator(
 
     Raises:
         sym3d.errors.PluginNotFoundError: unknown name (lists the available ones).
+        sym3d.errors.ConfigError: an option the factory does not accept (lists the accepted
+            ones when the plugin declares them).
     """
     gen = _registry(registry).build("generator", name, **options)
     if device is not None:
@@ -154,7 +157,8 @@ def invert(
         overrides: dotted overrides, e.g. ``["tune.steps=200"]``.
         observation: an aligned face with camera, masks and regions (supplies image and camera).
         pose_estimator: estimator (or registry name) used for a photo given without a camera.
-        priors: extra terms (objects satisfying :class:`~sym3d.protocols.Prior`, or names).
+        priors: extra terms (objects satisfying :class:`~sym3d.protocols.Prior`, or names),
+            added after the config's ``priors`` (registered priors with options).
         callbacks: receive :mod:`sym3d.engine.events`.
         progress: ``"auto"`` (rich progress when stderr is a terminal and no ``callbacks`` are
             given), ``"rich"``, ``"plain"`` or ``"off"``; printed on stderr.
@@ -174,7 +178,7 @@ def invert(
     dev = torch.device(device) if device is not None else next(base_gen.parameters()).device
     size = base_gen.img_resolution
     inputs = prepare_inputs(image, camera, observation, pose_estimator, size, dev, reg)
-    extra = build_extra_priors(priors, reg)
+    extra = build_extra_priors([*build_priors(cfg.priors, reg), *priors], reg)
     if pivot is not None:
         check_shape(pivot, [1, base_gen.num_ws, base_gen.w_dim], "pivot")
 

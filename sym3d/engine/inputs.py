@@ -13,7 +13,7 @@ import torch
 
 from sym3d.camera import check_camera_labels, yaw_pitch_roll
 from sym3d.checks import check_range, check_shape
-from sym3d.errors import PluginNotFoundError, QualityWarning, UserInputError
+from sym3d.errors import ConfigError, PluginNotFoundError, QualityWarning, UserInputError
 from sym3d.image import load_image
 from sym3d.protocols import FaceObservation, Generator3D, PoseEstimator, Prior, generator_info
 from sym3d.registry import Registry, build_record
@@ -90,12 +90,20 @@ def resolve_generator(
 def build_extra_priors(priors: Sequence[Prior | str], registry: Registry) -> list[Prior]:
     """The caller's extra priors (objects, or names built from the registry), checked."""
     extra = [registry.build("prior", p) if isinstance(p, str) else p for p in priors]
+    seen: set[str] = set()
     for p in extra:
         if not isinstance(p, Prior):
             raise UserInputError(
                 f"priors: {type(p).__name__} does not satisfy sym3d.protocols.Prior "
                 "(name, stages, every, views(), __call__)."
             )
+        if p.name in seen:  # its terms would overwrite those of the other one of that name
+            raise ConfigError(
+                f"priors: two priors are named {p.name!r} (given twice?); their losses would "
+                "overwrite each other.",
+                hint="give each prior once, with the options you want.",
+            )
+        seen.add(p.name)
     return extra
 
 

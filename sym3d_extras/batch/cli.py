@@ -111,10 +111,12 @@ def batch(
 
 
 def _validate_settings(preset: str, config: Path | None, overrides: list[str]) -> None:
-    """Fail before starting workers on an unknown preset or a bad override."""
+    """Fail before starting workers on an unknown preset, a bad override or prior."""
     from sym3d.engine.api import resolve_config
+    from sym3d.plugins import default_registry
+    from sym3d.priors import check_priors
 
-    resolve_config(preset, config, overrides)
+    check_priors(resolve_config(preset, config, overrides).priors, default_registry())
 
 
 def bench_batch(

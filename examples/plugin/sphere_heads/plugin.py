@@ -36,24 +36,27 @@ def register_generators(register) -> None:  # noqa: ANN001
         "sphere",
         _sphere,
         description="SphereHeads: an SDF head with an MLP colour decoder (example plugin).",
+        options=("resolution", "num_samples", "hidden", "seed"),
     )
 
 
 @sym3d.hookimpl
 def register_losses(register) -> None:  # noqa: ANN001
-    """``charbonnier``: a robust pixel loss."""
+    """``charbonnier``: a robust pixel loss (option: eps)."""
     register(
         "charbonnier",
         _charbonnier,
         description="Charbonnier (smooth L1) pixel loss (example plugin).",
+        options=("eps",),
     )
 
 
 @sym3d.hookimpl
 def register_priors(register) -> None:  # noqa: ANN001
-    """``depth-tv``: smooth depth on the input view."""
+    """``depth-tv``: smooth depth on the input view (options: weight, every)."""
     register(
         "depth-tv",
         _depth_tv,
         description="Total variation of the input view's depth (example plugin).",
+        options=("weight", "every"),
     )
