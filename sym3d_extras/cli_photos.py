@@ -214,6 +214,7 @@ def invert(
     from sym3d.checks import check_device
     from sym3d.cli.progress import make_progress
     from sym3d.engine.api import resolve_config
+    from sym3d.engine.result import ResultFiles
     from sym3d.errors import InputFileError, UserInputError
     from sym3d.image import check_image_file
     from sym3d.plugins import default_registry
@@ -275,7 +276,8 @@ def invert(
             outcomes.append(outcome)
             for note in outcome.notes:
                 console.print(f"  note: {note}", markup=False)
-            console.print(f"  [green]done[/] in {outcome.seconds:.0f} s: {Path(outcome.out_dir).resolve() / 'report.html'}")
+            report = Path(outcome.out_dir).resolve() / ResultFiles.REPORT
+            console.print(f"  [green]done[/] in {outcome.seconds:.0f} s: {report}")
         except Exception as exc:  # one image's failure (disk full, ...) never stops the others
             message = describe_failure(exc, img)
             # as sym3d.cli.main decides: a path the user chose (permissions, ...) is exit 2

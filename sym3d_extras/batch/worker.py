@@ -97,8 +97,10 @@ def finished_outcome(out_dir: str | os.PathLike) -> tuple[float | None, dict[str
             metrics["stages"] = stages
     except (OSError, ValueError, TypeError):
         pass
+    from sym3d.engine.result import ResultFiles
+
     try:  # metrics.json has the stage timings too
-        metrics = json.loads((out / "metrics.json").read_text())
+        metrics = json.loads((out / ResultFiles.METRICS).read_text())
     except (OSError, ValueError):
         pass
     return seconds, metrics
