@@ -12,7 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
+from sym3d.defaults import DEFAULT_GENERATOR
+
 EXPORT_PARTS = ("views", "video", "depth", "mesh", "plots", "metrics", "report")
+GENERATOR_HELP = (
+    f"Registered generator; {DEFAULT_GENERATOR} (the default) is built in and needs no weights, "
+    "eg3d needs --network (real photos)."
+)
 
 
 def _check_progress(progress: str) -> str:
@@ -184,7 +190,7 @@ def _read_cameras(path: Path, names: Sequence[str] | None = None) -> dict[str, l
 def invert(
     images: Annotated[list[Path], typer.Argument(help="Photos (PNG, JPEG, WebP, ...).", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; one sub-folder per image.")] = Path("sym3d-out"),
-    generator: Annotated[str, typer.Option(help="Registered generator: eg3d (needs --network), symheads, ...")] = "eg3d",
+    generator: Annotated[str, typer.Option(help=GENERATOR_HELP)] = DEFAULT_GENERATOR,
     network: Annotated[Path | None, typer.Option(help="Generator weights: an official EG3D .pkl or a folder from `sym3d eg3d convert`.")] = None,
     preset: Annotated[str, typer.Option(help="spi, pti, w, w+, pti-depth-reg or an ablation (see docs/engine.md).")] = "spi",
     steps: Annotated[int | None, typer.Option(help="Steps of each stage (shortcut for --set latent.steps=N --set tune.steps=N).")] = None,
