@@ -46,8 +46,13 @@ def test_every_exported_file_is_named_in_result_files(tiny, tiny_result, tmp_pat
 
 
 def test_the_parts_are_the_exporters_in_their_running_order():
+    from sym3d_extras import export
+    from sym3d_extras.cli_photos import EXPORT_PARTS
+
     assert ALL_OUTPUTS == tuple(EXPORTERS)
     assert ALL_OUTPUTS[-2:] == ("metrics", "report")  # the report shows the metrics
+    assert set(EXPORT_PARTS) == set(ALL_OUTPUTS)  # the CLI's --export (kept import-light)
+    assert export.ExportOptions is ExportOptions
 
 
 @pytest.mark.parametrize(
