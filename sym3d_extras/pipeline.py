@@ -23,6 +23,7 @@ import attrs
 import torch
 
 from sym3d.atomic import atomic_write_text, fsync_dir, fsync_tree
+from sym3d.engine.result import ResultFiles as Files
 from sym3d.errors import ResultExistsError, Sym3DError, UserInputError
 from sym3d.protocols import FaceObservation, Generator3D, PoseEstimator
 from sym3d_extras.outdir import (
@@ -162,8 +163,8 @@ def process_photo(
             raise
         metrics = outcome.pop("metrics")
         seconds = time.perf_counter() - t0
-        _json(work / "run.json", {"image": name, "seconds": seconds, **outcome})
-        check_complete(work, [*expected, "run.json"])
+        _json(work / Files.RUN, {"image": name, "seconds": seconds, **outcome})
+        check_complete(work, [*expected, Files.RUN])
         if before_commit is not None:
             before_commit()
         _commit(work, out)
@@ -209,8 +210,6 @@ def _run(
             hint="install the faces extra (pip install 'sym3d[faces]') or pass camera labels (--cameras dataset.json).",
         )
     notes.extend(obs.notes)
-    from sym3d.engine.result import ResultFiles as Files
-
     expected = [Files.POSE, Files.ALIGNED, Files.LATENT, Files.CONFIG]
     expected += [Files.HISTORY, Files.SUMMARY]
     (work / Files.VIEWS).mkdir(exist_ok=True)

@@ -60,6 +60,7 @@ class ResultFiles:
     """The files :meth:`InversionResult.save` may write (``tuned``, ``input`` only when set)."""
 
     # written by the photo pipeline
+    RUN = "run.json"
     POSE = "pose.json"
     VIEWS = "views"
     PHOTO = "views/photo.jpg"
