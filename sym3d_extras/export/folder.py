@@ -234,6 +234,7 @@ class ExportContext:
         generator: the tuned generator (see :func:`tuned_generator`).
         out_dir: the result folder.
         options: the :class:`ExportOptions`.
+        progress: ``progress(stage, done, total)`` or ``None`` (see :meth:`stage`).
         ws: ``[1, num_ws, w_dim]`` the result's latent, on the generator's device.
         camera: ``[1, 25]`` float32 CPU label of the input view.
         target: ``[1, 3, H, W]`` CPU input image in ``[0, 1]`` (resized to the render size once
@@ -251,6 +252,7 @@ class ExportContext:
     generator: torch.nn.Module
     out_dir: Path
     options: ExportOptions
+    progress: Progress | None = None
     ws: torch.Tensor
     camera: torch.Tensor
     target: torch.Tensor | None
@@ -264,7 +266,12 @@ class ExportContext:
 
     @classmethod
     def create(
-        cls, result: Any, generator: torch.nn.Module, out_dir: Path, options: ExportOptions
+        cls,
+        result: Any,
+        generator: torch.nn.Module,
+        out_dir: Path,
+        options: ExportOptions,
+        progress: Progress | None = None,
     ) -> ExportContext:
         """The context of one export; ``generator`` may be the base or the tuned one."""
         gen = tuned_generator(result, generator)
@@ -274,10 +281,15 @@ class ExportContext:
             generator=gen,
             out_dir=out_dir,
             options=options,
+            progress=progress,
             ws=result.ws.detach().to(generator_device(gen)),
             camera=result.camera.detach().reshape(1, 25).float().cpu(),
             target=target.detach().float().cpu().clamp(0, 1) if target is not None else None,
         )
+
+    def stage(self, name: str) -> _Stage:
+        """A timed stage that reports progress: ``with ctx.stage(name) as st: st(done, total)``."""
+        return _Stage(name, self.progress, self.timings)
 
     def rendered(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(recon, mirrored)``; :class:`ExportError` if :func:`_render_base` did not run."""
@@ -636,12 +648,12 @@ def export_result(
     od = Path(out_dir)
     check_not_linked(od / Files.VIEWS, od.parent)  # the folder or views/ linked elsewhere: refuse
     od.mkdir(parents=True, exist_ok=True)
-    ctx = ExportContext.create(result, generator, od, opts)
+    ctx = ExportContext.create(result, generator, od, opts, progress)
     if _NEED_RENDER.intersection(parts):
-        with _Stage("render", progress, ctx.timings) as stage:
+        with ctx.stage("render") as stage:
             _render_base(ctx, stage)
     for name, exporter in EXPORTERS.items():
         if name in parts:
-            with _Stage(name, progress, ctx.timings) as stage:
+            with ctx.stage(name) as stage:
                 exporter(ctx, stage)
     return ctx.written

@@ -35,7 +35,8 @@ def test_the_readme_core_snippet_runs_with_every_plugin_disabled(tmp_path):
     """Only sym3d's built-ins (no extras, no EG3D plugin): what `pip install .` alone provides."""
     check = (
         "\nimport sys, json\n"
-        "plugins = sorted(m for m in sys.modules if m.split('.')[0] in ('sym3d_extras', 'sym3d_eg3d'))\n"
+        "plugins = sorted(m for m in sys.modules\n"
+        "                 if m.split('.')[0] in ('sym3d_extras', 'sym3d_eg3d'))\n"
         "print(json.dumps({'plugins': plugins, 'name': tuned.name, 'views': list(images.shape)}))\n"
     )
     env = {**os.environ, "SYM3D_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": str(REPO)}

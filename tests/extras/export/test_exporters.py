@@ -15,7 +15,6 @@ from sym3d_extras.export.folder import (
     EXPORTERS,
     ExportContext,
     ExportOptions,
-    _Stage,
     export_result,
 )
 
@@ -78,7 +77,7 @@ def test_bad_settings_raise_the_typed_error_before_anything_is_written(
 
 
 def test_a_misspelt_setting_is_a_user_error_not_a_type_error(tiny, tiny_result, tmp_path):
-    with pytest.raises(UserInputError, match="unknown setting.*num_view.*expected any of num_views"):
+    with pytest.raises(UserInputError, match="unknown setting.*num_view;.*any of num_views"):
         export_result(tiny_result, tiny, tmp_path, num_view=3)
 
 
@@ -98,10 +97,15 @@ def test_options_value_and_keyword_settings_give_the_same_folder(tiny, tiny_resu
 def test_an_exporter_run_without_the_base_render_raises_export_error(
     tiny, tiny_result, tmp_path, part
 ):
-    ctx = ExportContext.create(tiny_result, tiny, tmp_path, ExportOptions(**SMALL))
+    calls = []
+    ctx = ExportContext.create(
+        tiny_result, tiny, tmp_path, ExportOptions(**SMALL), lambda *a: calls.append(a)
+    )
     with pytest.raises(ExportError, match=f"{part!r} needs the base render"):
-        EXPORTERS[part](ctx, _Stage(part, None, ctx.timings))
-    assert list(tmp_path.iterdir()) == []
+        with ctx.stage(part) as stage:
+            EXPORTERS[part](ctx, stage)
+    assert list(tmp_path.iterdir()) == [] and calls == []
+    assert part in ctx.timings  # the stage was timed even though it failed
 
 
 def test_the_context_holds_the_tuned_generator_and_cpu_inputs(tiny, tiny_result, tmp_path):
