@@ -12,7 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
+from sym3d.defaults import DEFAULT_GENERATOR
+
 EXPORT_PARTS = ("views", "video", "depth", "mesh", "plots", "metrics", "report")
+GENERATOR_HELP = (
+    f"Registered generator; {DEFAULT_GENERATOR} (the default) is built in and needs no weights, "
+    "eg3d needs --network (real photos)."
+)
 
 
 def _check_progress(progress: str) -> str:
@@ -208,7 +214,7 @@ def _read_cameras(path: Path, names: Sequence[str] | None = None) -> dict[str, l
 def invert(
     images: Annotated[list[Path], typer.Argument(help="Photos (PNG, JPEG, WebP, ...).", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; one sub-folder per image.")] = Path("sym3d-out"),
-    generator: Annotated[str, typer.Option(help="Registered generator: eg3d (needs --network), symheads, ...")] = "eg3d",
+    generator: Annotated[str, typer.Option(help=GENERATOR_HELP)] = DEFAULT_GENERATOR,
     network: Annotated[Path | None, typer.Option(help="Generator weights: an official EG3D .pkl or a folder from `sym3d eg3d convert`.")] = None,
     preset: Annotated[str, typer.Option(help="spi, pti, w, w+, pti-depth-reg or an ablation (see docs/engine.md).")] = "spi",
     steps: Annotated[int | None, typer.Option(help="Steps of each stage (shortcut for --set latent.steps=N --set tune.steps=N).")] = None,
@@ -241,6 +247,7 @@ def invert(
     from sym3d.cli.progress import make_progress
     from sym3d.config import PriorSpec, priors_override
     from sym3d.engine.api import resolve_config
+    from sym3d.engine.result import ResultFiles
     from sym3d.errors import InputFileError, UserInputError
     from sym3d.image import check_image_file
     from sym3d.plugins import default_registry
@@ -306,7 +313,8 @@ def invert(
             outcomes.append(outcome)
             for note in outcome.notes:
                 console.print(f"  note: {note}", markup=False)
-            console.print(f"  [green]done[/] in {outcome.seconds:.0f} s: {Path(outcome.out_dir).resolve() / 'report.html'}")
+            report = Path(outcome.out_dir).resolve() / ResultFiles.REPORT
+            console.print(f"  [green]done[/] in {outcome.seconds:.0f} s: {report}")
         except Exception as exc:  # one image's failure (disk full, ...) never stops the others
             message = describe_failure(exc, img)
             # as sym3d.cli.main decides: a path the user chose (permissions, ...) is exit 2

@@ -23,6 +23,7 @@ import attrs
 import torch
 
 from sym3d.atomic import atomic_write_text, fsync_dir, fsync_tree
+from sym3d.engine.result import ResultFiles as Files
 from sym3d.errors import ResultExistsError, Sym3DError, UserInputError
 from sym3d.protocols import FaceObservation, Generator3D, PoseEstimator
 from sym3d_extras.outdir import (
@@ -162,8 +163,8 @@ def process_photo(
             raise
         metrics = outcome.pop("metrics")
         seconds = time.perf_counter() - t0
-        _json(work / "run.json", {"image": name, "seconds": seconds, **outcome})
-        check_complete(work, [*expected, "run.json"])
+        _json(work / Files.RUN, {"image": name, "seconds": seconds, **outcome})
+        check_complete(work, [*expected, Files.RUN])
         if before_commit is not None:
             before_commit()
         _commit(work, out)
@@ -209,19 +210,19 @@ def _run(
             hint="install the faces extra (pip install 'sym3d[faces]') or pass camera labels (--cameras dataset.json).",
         )
     notes.extend(obs.notes)
-    expected = ["pose.json", "views/aligned.png", "latent.pt", "config.resolved.toml"]
-    expected += ["history.json", "summary.json"]
-    (work / "views").mkdir(exist_ok=True)
-    save_image(obs.image, work / "views" / "aligned.png")
+    expected = [Files.POSE, Files.ALIGNED, Files.LATENT, Files.CONFIG]
+    expected += [Files.HISTORY, Files.SUMMARY]
+    (work / Files.VIEWS).mkdir(exist_ok=True)
+    save_image(obs.image, work / Files.ALIGNED)
     from sym3d_extras.export.views import save_photo_preview
 
-    save_photo_preview(photo, work / "views" / "photo.jpg")  # the report shows it
-    expected.append("views/photo.jpg")
+    save_photo_preview(photo, work / Files.PHOTO)  # the report shows it
+    expected.append(Files.PHOTO)
     if obs.face_mask is not None:
-        save_image(obs.face_mask.expand(-1, 3, -1, -1), work / "views" / "face_mask.png")
-        expected.append("views/face_mask.png")
+        save_image(obs.face_mask.expand(-1, 3, -1, -1), work / Files.FACE_MASK)
+        expected.append(Files.FACE_MASK)
     pose_record = {"image": Path(name).name, "camera": obs.camera.reshape(-1).tolist(), "angles_degrees": pose}
-    _json(work / "pose.json", {**pose_record, "regions": dict(obs.regions), "notes": notes})
+    _json(work / Files.POSE, {**pose_record, "regions": dict(obs.regions), "notes": notes})
 
     try:
         result = sym3d.invert(
@@ -245,8 +246,8 @@ def _run(
             hint="run again with --no-resume (this image starts over), or delete that folder.",
         ) from None
     result.save(work)
-    expected += ["tuned.safetensors"] if result.tuned else []
-    expected += ["input.png"] if result.target is not None else []
+    expected += [Files.TUNED] if result.tuned else []
+    expected += [Files.TARGET] if result.target is not None else []
     metrics: dict[str, Any] = {}
     if export:
         from sym3d_extras.export import export_result

@@ -187,6 +187,8 @@ def check_stored_options(
             values for a built-in generator (the folder was edited or damaged).
         UserInputError: the result names a network and ``--network`` was not given.
     """
+    from sym3d.engine.result import ResultFiles
+
     problems = _plain_problems(dict(options), "generator_options")
     rest = {k: v for k, v in options.items() if k not in NETWORK_KEYS}
     schema = _SCHEMAS.get(generator)
@@ -194,7 +196,7 @@ def check_stored_options(
         problems = _schema_problems(rest, schema, "generator_options")
     if problems:
         raise CheckpointError(
-            f"{result_dir}/latent.pt: the stored options of generator {generator!r} are damaged "
+            f"{result_dir}/{ResultFiles.LATENT}: the stored options of generator {generator!r} are damaged "
             "or edited: "
             + "; ".join(problems[:4])
             + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")

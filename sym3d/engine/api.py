@@ -13,6 +13,7 @@ import torch
 
 from sym3d.checks import check_shape
 from sym3d.config import InversionConfig, apply_overrides, dump_toml, load_toml
+from sym3d.defaults import DEFAULT_GENERATOR
 from sym3d.engine.checkpoint import fingerprint
 from sym3d.engine.events import Callback
 from sym3d.engine.inputs import build_extra_priors, prepare_inputs, resolve_generator
@@ -38,7 +39,7 @@ def _registry(registry: Registry | None) -> Registry:
 
 
 def load_generator(
-    name: str = "symheads",
+    name: str = DEFAULT_GENERATOR,
     *,
     device: str | torch.device | None = None,
     registry: Registry | None = None,
@@ -47,7 +48,8 @@ def load_generator(
     """Build a registered generator by name (``"eg3d"``, ``"symheads"``, ``"tiny"``, ...).
 
     Args:
-        name: registry name (``sym3d plugins`` lists them).
+        name: registry name (``sym3d plugins`` lists them); default
+            :data:`~sym3d.defaults.DEFAULT_GENERATOR` (``"symheads"``).
         device: where to put it.
         options: passed to the generator's factory (e.g. ``network="ffhq512-128.pkl"`` for EG3D);
             recorded, so that results rebuild exactly this generator.
@@ -125,7 +127,7 @@ def invert(
     image: torch.Tensor | str | os.PathLike | None = None,
     camera: torch.Tensor | None = None,
     *,
-    generator: Generator3D | str = "symheads",
+    generator: Generator3D | str = DEFAULT_GENERATOR,
     generator_options: Mapping[str, Any] | None = None,
     preset: str = "spi",
     config: InversionConfig | str | os.PathLike | None = None,
@@ -147,8 +149,9 @@ def invert(
         image: ``[1, 3, H, W]`` (or ``[3, H, W]``) in ``[0, 1]``, or an image path. With
             ``camera``: the aligned crop. Without: a photo, cropped and posed by ``pose_estimator``.
         camera: ``[1, 25]`` (or ``[25]``) EG3D camera label of the crop; never modified.
-        generator: a :class:`~sym3d.protocols.Generator3D` or a registry name; never modified
-            (the engine tunes a copy).
+        generator: a :class:`~sym3d.protocols.Generator3D` or a registry name (default
+            :data:`~sym3d.defaults.DEFAULT_GENERATOR`, ``"symheads"``); never modified (the
+            engine tunes a copy).
         generator_options: factory options when ``generator`` is a name.
         preset: ``"spi"`` (default), ``"pti"``, ``"w"``, ``"w+"``, ... (see
             :mod:`sym3d.engine.presets`).

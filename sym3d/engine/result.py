@@ -5,8 +5,12 @@ Folder layout (the CLI adds views, video, depth, mesh and a report next to these
     latent.pt               ws [1, num_ws, w_dim], camera [1, 25], generator id, scope
     tuned.safetensors       the tuned parameters only (stage 2), by parameter name
     history.json            every logged loss term per step
+    summary.json            run facts (steps run, early stops, seconds per stage)
     config.resolved.toml    the full configuration
     input.png               the aligned input image the inversion saw
+
+Every file name of a result folder, these and the exports', is spelled once, in
+:class:`ResultFiles`; other modules import it from here.
 """
 
 from __future__ import annotations
@@ -35,8 +39,47 @@ from sym3d.files import check_regular_file
 from sym3d.image import load_image, save_image
 from sym3d.protocols import Generator3D
 
-__all__ = ["InversionResult", "RESULT_FORMAT"]
+__all__ = ["InversionResult", "RESULT_FORMAT", "ResultFiles"]
 
+
+class ResultFiles:
+    """The file names of a result folder, relative to it: the one place they are spelled.
+
+    :meth:`InversionResult.save` writes the first group (:attr:`SAVED`); the exports
+    (``sym3d_extras.export``) and the photo pipeline write the others next to them.
+    """
+
+    # written by InversionResult.save
+    LATENT = "latent.pt"
+    TUNED = "tuned.safetensors"
+    HISTORY = "history.json"
+    SUMMARY = "summary.json"
+    CONFIG = "config.resolved.toml"
+    TARGET = "input.png"
+    SAVED = (LATENT, TUNED, CONFIG, HISTORY, SUMMARY, TARGET)
+    """The files :meth:`InversionResult.save` may write (``tuned``, ``input`` only when set)."""
+
+    # written by the photo pipeline
+    RUN = "run.json"
+    POSE = "pose.json"
+    VIEWS = "views"
+    PHOTO = "views/photo.jpg"
+    ALIGNED = "views/aligned.png"
+    FACE_MASK = "views/face_mask.png"
+
+    # written by the exports
+    INPUT_VIEW = "views/input.png"
+    RECONSTRUCTION = "views/reconstruction.png"
+    MIRROR = "views/mirror.png"
+    NOVEL_GRID = "views/novel_grid.png"
+    ORBIT_MP4 = "orbit.mp4"
+    ORBIT_GIF = "orbit.gif"
+    DEPTH_IMAGE = "depth.png"
+    DEPTH_ARRAY = "depth.npy"
+    MESH = "mesh.ply"
+    LOSS = "loss.png"
+    METRICS = "metrics.json"
+    REPORT = "report.html"
 
 
 @attrs.frozen(kw_only=True)
@@ -155,7 +198,7 @@ class InversionResult:
         }
         if self.input_camera is not None:
             meta["input_camera"] = self.input_camera.detach().cpu()
-        with atomic_path(d / "latent.pt") as tmp:
+        with atomic_path(d / ResultFiles.LATENT) as tmp:
             torch.save(meta, tmp)
         if self.tuned:
             from safetensors.torch import save as st_save
@@ -164,12 +207,14 @@ class InversionResult:
                 {k: v.detach().cpu().contiguous() for k, v in self.tuned.items()},
                 metadata={"format": RESULT_FORMAT, "generator": self.generator_name, "scope": self.scope},
             )
-            atomic_write_bytes(d / "tuned.safetensors", blob)
-        atomic_write_bytes(d / "history.json", json.dumps(list(self.history), indent=1).encode())
-        atomic_write_bytes(d / "summary.json", json.dumps(dict(self.summary), indent=1, default=str).encode())
-        dump_toml(self.config, d / "config.resolved.toml")
+            atomic_write_bytes(d / ResultFiles.TUNED, blob)
+        history = json.dumps(list(self.history), indent=1).encode()
+        atomic_write_bytes(d / ResultFiles.HISTORY, history)
+        summary = json.dumps(dict(self.summary), indent=1, default=str).encode()
+        atomic_write_bytes(d / ResultFiles.SUMMARY, summary)
+        dump_toml(self.config, d / ResultFiles.CONFIG)
         if self.target is not None:
-            save_image(self.target.detach().cpu(), d / "input.png")
+            save_image(self.target.detach().cpu(), d / ResultFiles.TARGET)
         return d
 
     @classmethod
@@ -184,29 +229,31 @@ class InversionResult:
             CheckpointError: missing, damaged or edited files.
             InputFileError: a file is a FIFO, device, socket or folder, or over its size limit.
         """
-        d = Path(directory)
-        latent = d / "latent.pt"
+        d, f = Path(directory), ResultFiles
+        latent = d / f.LATENT
         if not latent.exists():
-            raise CheckpointError(f"{d}: not a sym3d result folder (no latent.pt).", hint="pass the output folder of `sym3d invert`.")
+            raise CheckpointError(
+                f"{d}: not a sym3d result folder (no {f.LATENT}).",
+                hint="pass the output folder of `sym3d invert`.",
+            )
         # Every file is read through sym3d.files: regular files only (a FIFO or /dev/zero is
         # refused, never read), each within a size limit.
         meta = read_latent(latent)
         tuned: dict[str, torch.Tensor] = {}
-        if (d / "tuned.safetensors").exists():
-            tuned = read_tuned(d / "tuned.safetensors")
+        if (d / f.TUNED).exists():
+            tuned = read_tuned(d / f.TUNED)
         history: tuple = ()
-        if (d / "history.json").exists():
-            history = tuple(read_json(d / "history.json", list))
-        summary = read_json(d / "summary.json", dict) if (d / "summary.json").exists() else {}
+        if (d / f.HISTORY).exists():
+            history = tuple(read_json(d / f.HISTORY, list))
+        summary = read_json(d / f.SUMMARY, dict) if (d / f.SUMMARY).exists() else {}
         config = InversionConfig()
-        if (d / "config.resolved.toml").exists():
-            toml = d / "config.resolved.toml"
-            check_regular_file(toml, "config.resolved.toml", max_bytes=MAX_JSON_BYTES)
-            config = load_toml(toml)
+        if (d / f.CONFIG).exists():
+            check_regular_file(d / f.CONFIG, f.CONFIG, max_bytes=MAX_JSON_BYTES)
+            config = load_toml(d / f.CONFIG)
         target = None
-        if (d / "input.png").exists():
-            check_regular_file(d / "input.png", "input.png", max_bytes=MAX_JSON_BYTES)
-            target = load_image(d / "input.png")
+        if (d / f.TARGET).exists():
+            check_regular_file(d / f.TARGET, f.TARGET, max_bytes=MAX_JSON_BYTES)
+            target = load_image(d / f.TARGET)
         return cls(
             ws=meta["ws"],
             camera=meta["camera"],

@@ -1,6 +1,8 @@
 """Reading a result folder safely: every file through :mod:`sym3d.files`, every field validated.
 
 Used by :meth:`sym3d.engine.result.InversionResult.load`; nothing from the folder is executed.
+The paths come from there (file names: :class:`sym3d.engine.result.ResultFiles`); messages name
+the file by its path.
 """
 
 from __future__ import annotations
@@ -33,20 +35,21 @@ def read_latent(path: Path) -> dict[str, Any]:
     """``latent.pt`` -> its validated dict (tensors and plain data only; nothing is run)."""
     import pickle
 
-    data = read_bytes(path, "latent.pt", max_bytes=_MAX_LATENT_BYTES)
+    data = read_bytes(path, path.name, max_bytes=_MAX_LATENT_BYTES)
     try:
         meta = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         what = f"the global '{found.group(1)}'" if found else "an object torch refuses to load"
         raise CheckpointError(
-            f"{path}: refused: it holds {what}, but a sym3d latent.pt holds only tensors and "
+            f"{path}: refused: it holds {what}, but a sym3d {path.name} holds only tensors and "
             "plain data. Nothing from it was run.",
             hint=_FIX,
         ) from None
     except Exception as exc:  # a damaged zip or pickle: torch raises several types
         raise CheckpointError(
-            f"{path}: unreadable ({type(exc).__name__}); the file is damaged or not a latent.pt.",
+            f"{path}: unreadable ({type(exc).__name__}); the file is damaged or not a "
+            f"{path.name}.",
             hint=_FIX,
         ) from None
     if not isinstance(meta, dict) or meta.get("format") != RESULT_FORMAT:
@@ -113,7 +116,7 @@ def read_tuned(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load as st_load
 
     # Not read_bytes: it asks for max_bytes + 1 bytes at once, and the buffer is allocated upfront.
-    with open_regular(path, "tuned.safetensors", max_bytes=_MAX_TUNED_BYTES) as f:
+    with open_regular(path, path.name, max_bytes=_MAX_TUNED_BYTES) as f:
         data = f.read(os.fstat(f.fileno()).st_size)
     try:
         return st_load(data)

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from sym3d_extras.cli_photos import EXPORT_PARTS
+from sym3d.defaults import DEFAULT_GENERATOR
+from sym3d_extras.cli_photos import EXPORT_PARTS, GENERATOR_HELP
 
 __all__ = ["batch", "bench_batch"]
 
@@ -22,7 +23,7 @@ def batch(
     input_dir: Annotated[Path | None, typer.Argument(help="Folder of images (PNG, JPEG, WebP, ...; not recursive).", show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: one result folder per image (as `sym3d invert` writes it) and manifest.sqlite.")] = Path("sym3d-batch"),
     summary: Annotated[Path | None, typer.Option("--summary", help="Print the state of a batch output folder (done/failed/pending, mean time, mean metrics) and exit.")] = None,
-    generator: Annotated[str, typer.Option(help="Registered generator: eg3d (needs --network), symheads, ...")] = "eg3d",
+    generator: Annotated[str, typer.Option(help=GENERATOR_HELP)] = DEFAULT_GENERATOR,
     network: Annotated[Path | None, typer.Option(help="Generator weights: an official EG3D .pkl or a folder from `sym3d eg3d convert`.")] = None,
     preset: Annotated[str, typer.Option(help="spi, pti, w, w+, pti-depth-reg or an ablation (see docs/engine.md).")] = "spi",
     steps: Annotated[int | None, typer.Option(help="Steps of each stage (shortcut for --set latent.steps=N --set tune.steps=N).")] = None,

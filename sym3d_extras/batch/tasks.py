@@ -11,6 +11,8 @@ from typing import Any
 
 import attrs
 
+from sym3d.defaults import DEFAULT_GENERATOR
+
 __all__ = ["JobSpec", "Placement", "Task", "TaskResult", "Completion"]
 
 
@@ -37,7 +39,7 @@ class JobSpec:
         resume: continue an interrupted image from its ``.partial`` folder.
     """
 
-    generator: str = "symheads"
+    generator: str = DEFAULT_GENERATOR
     network: str | None = None
     generator_options: Mapping[str, Any] = attrs.field(factory=dict, converter=_dict)
     pose: str | None = "mediapipe"

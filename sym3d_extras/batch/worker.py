@@ -85,11 +85,13 @@ def finished_outcome(out_dir: str | os.PathLike) -> tuple[float | None, dict[str
     ``metrics`` is its ``metrics.json``, or, when that was not exported, the stage timings of its
     ``run.json`` (``{"stages": {"latent_seconds": ..., "tune_seconds": ...}}``).
     """
+    from sym3d.engine.result import ResultFiles
+
     out = Path(out_dir)
     seconds: float | None = None
     metrics: dict[str, Any] = {}
     try:
-        run = json.loads((out / "run.json").read_text())
+        run = json.loads((out / ResultFiles.RUN).read_text())
         seconds = float(run.get("seconds")) if run.get("seconds") is not None else None
         summary = run.get("summary") or {}
         stages = {k: summary[k] for k in ("latent_seconds", "tune_seconds") if isinstance(summary.get(k), (int, float))}
@@ -98,7 +100,7 @@ def finished_outcome(out_dir: str | os.PathLike) -> tuple[float | None, dict[str
     except (OSError, ValueError, TypeError):
         pass
     try:  # metrics.json has the stage timings too
-        metrics = json.loads((out / "metrics.json").read_text())
+        metrics = json.loads((out / ResultFiles.METRICS).read_text())
     except (OSError, ValueError):
         pass
     return seconds, metrics

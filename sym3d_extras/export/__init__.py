@@ -4,7 +4,8 @@ Importing this package is light: the functions below are loaded on first use, an
 dependencies (Matplotlib, trimesh, scikit-image, imageio-ffmpeg) only inside the functions
 that need them.
 
-* :func:`export_result` — the whole output folder of one inversion (``folder``).
+* :func:`export_result` — the whole output folder of one inversion (``folder``); its settings
+  are the fields of :class:`ExportOptions`.
 * :func:`render_views`, :func:`novel_view_grid`, :func:`yaw_labels` — many views, labelled grids (``views``).
 * :func:`orbit_cameras`, :func:`write_video`, :func:`ffmpeg_status` — SPI's orbit, MP4/GIF (``video``).
 * :func:`depth_to_image`, :func:`save_depth_image`, :func:`save_depth`, :func:`load_depth` — depth (``depth``).
@@ -27,6 +28,7 @@ from typing import Any
 __all__ = [
     "export_result",
     "ALL_OUTPUTS",
+    "ExportOptions",
     "render_views",
     "novel_view_grid",
     "yaw_labels",
@@ -48,6 +50,7 @@ __all__ = [
 _LAZY = {
     "export_result": "folder",
     "ALL_OUTPUTS": "folder",
+    "ExportOptions": "folder",
     "render_views": "views",
     "novel_view_grid": "views",
     "yaw_labels": "views",

@@ -16,6 +16,9 @@ Written next to the files :meth:`sym3d.engine.result.InversionResult.save` write
 
 Every file is written atomically. Existing files are replaced (a link in their place is replaced,
 never followed); a folder or ``views/`` that is a symbolic link is refused.
+
+Each part is one small exporter function in :data:`EXPORTERS`, run in that order over one
+:class:`ExportContext`; the file names come from :class:`sym3d.engine.result.ResultFiles`.
 """
 
 from __future__ import annotations
@@ -25,16 +28,18 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from sym3d.camera import FFHQ_PIVOT, CameraLabels, look_at, mirror_camera
-from sym3d.errors import MissingDependencyError, UserInputError
+from sym3d.engine.result import ResultFiles as Files
+from sym3d.errors import InputFileError, MissingDependencyError, UserInputError
 from sym3d.image import from_model_range, mirror_image
 from sym3d_extras.export._common import (
     ExportError,
@@ -47,16 +52,19 @@ from sym3d_extras.export._common import (
 from sym3d_extras.export.views import generator_device, novel_view_grid, render_views, yaw_labels
 from sym3d_extras.outdir import check_not_linked
 
-__all__ = ["export_result", "ALL_OUTPUTS", "tuned_generator", "novel_view_cameras"]
-
-ALL_OUTPUTS: tuple[str, ...] = ("views", "video", "depth", "mesh", "plots", "metrics", "report")
-"""The parts :func:`export_result` can write (its ``what``)."""
-
-_RESULT_FILES = ("latent.pt", "tuned.safetensors", "config.resolved.toml", "history.json", "summary.json", "input.png")
+__all__ = [
+    "export_result",
+    "ALL_OUTPUTS",
+    "EXPORTERS",
+    "ExportContext",
+    "ExportOptions",
+    "tuned_generator",
+    "novel_view_cameras",
+]
 
 
 def tuned_generator(result: Any, generator: torch.nn.Module) -> torch.nn.Module:
-    """``generator`` if it already holds ``result.tuned``, else ``result.apply(generator)`` (a copy).
+    """``generator`` if it already holds ``result.tuned``, else ``result.apply(generator)``.
 
     So :func:`export_result` accepts either the base generator or the tuned one.
     """
@@ -65,16 +73,21 @@ def tuned_generator(result: Any, generator: torch.nn.Module) -> torch.nn.Module:
     params = dict(generator.named_parameters())
     for name, value in result.tuned.items():
         p = params.get(name)
-        if p is None or p.shape != value.shape or not torch.equal(p.detach().cpu(), value.detach().cpu().to(p.dtype)):
+        if p is None or p.shape != value.shape:
+            return result.apply(generator)
+        if not torch.equal(p.detach().cpu(), value.detach().cpu().to(p.dtype)):
             return result.apply(generator)
     return generator
 
 
-def novel_view_cameras(camera: torch.Tensor, num_views: int = 7, yaw_range: float = 0.8) -> torch.Tensor:
+def novel_view_cameras(
+    camera: torch.Tensor, num_views: int = 7, yaw_range: float = 0.8
+) -> torch.Tensor:
     """Level cameras ``[num_views, 25]`` at yaws ``linspace(-yaw_range, yaw_range)``.
 
     They look at the FFHQ pivot from the input camera's distance to it, with its focal length
-    (the same framing as the input). The cameras orbit the pivot itself, so their viewing yaw is exactly the requested angle.
+    (the same framing as the input). The cameras orbit the pivot itself, so their viewing yaw is
+    exactly the requested angle.
     """
     if num_views < 1:
         raise UserInputError(f"num_views: expected a positive integer, got {num_views}.")
@@ -125,13 +138,9 @@ def _match_size(target: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return F.interpolate(target, size=tuple(like.shape[-2:]), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
 
 
-def _skip(notes: list[str], message: str) -> None:
-    """Record a part that could not be written: a note in metrics/report and an ExportWarning."""
-    notes.append(message)
-    warnings.warn(message, ExportWarning, stacklevel=3)
-
-
-def _image_metrics(pred: torch.Tensor, target: torch.Tensor, use_lpips: bool | None, notes: list[str]) -> dict[str, float | None]:
+def _image_metrics(
+    pred: torch.Tensor, target: torch.Tensor, use_lpips: bool | None, notes: list[str]
+) -> dict[str, float | None]:
     from sym3d_extras import metrics as M
 
     out: dict[str, float | None] = {
@@ -155,15 +164,424 @@ def _read_pose(path: Path, notes: list[str]) -> dict[str, Any] | None:
     """``pose.json`` of the folder (written by the photo pipeline) for the report, if any."""
     if not path.exists():
         return None
-    from sym3d.errors import InputFileError
     from sym3d.files import read_text
 
     try:
-        data = json.loads(read_text(path, "pose.json"))
+        data = json.loads(read_text(path, Files.POSE))
     except (InputFileError, ValueError):
-        notes.append("pose.json could not be read.")
+        notes.append(f"{Files.POSE} could not be read.")
         return None
     return data if isinstance(data, dict) else None
+
+
+def _at_least(low: int) -> Callable[[Any, Any, Any], None]:
+    """An attrs validator: an integer (``3`` or ``3.0``) of at least ``low``."""
+
+    def check(_: Any, attribute: Any, value: Any) -> None:
+        try:
+            ok = int(value) == value and value >= low
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise UserInputError(f"{attribute.name}: expected an integer >= {low}, got {value!r}.")
+
+    return check
+
+
+def _positive(_: Any, attribute: Any, value: Any) -> None:
+    if not (isinstance(value, (int, float)) and value > 0):
+        raise UserInputError(f"{attribute.name}: expected a positive number, got {value!r}.")
+
+
+def _video_format(_: Any, attribute: Any, value: Any) -> None:
+    if value not in ("auto", "mp4", "gif"):
+        raise UserInputError(f"{attribute.name}: expected 'auto', 'mp4' or 'gif', got {value!r}.")
+
+
+@attrs.frozen(kw_only=True)
+class ExportOptions:
+    """The settings of :func:`export_result` (each documented there).
+
+    Raises:
+        sym3d.errors.UserInputError: a count below its minimum, ``fps <= 0`` or an unknown
+            ``video_format``; checked here, before any slow part runs.
+    """
+
+    num_views: int = attrs.field(default=7, validator=_at_least(1))
+    yaw_range: float = 0.8
+    video_frames: int = attrs.field(default=120, validator=_at_least(1))
+    fps: float = attrs.field(default=60, validator=_positive)
+    mesh_resolution: int = attrs.field(default=128, validator=_at_least(4))
+    mesh_level: float | None = None
+    lpips: bool | None = None
+    render_batch: int = attrs.field(default=8, validator=_at_least(1))
+    mesh_colors: bool = True
+    video_format: str = attrs.field(default="auto", validator=_video_format)
+    title: str | None = None
+    strict: bool = False
+
+
+def _generator_name(generator: torch.nn.Module) -> str:
+    return getattr(generator, "name", type(generator).__name__)
+
+
+@attrs.define(kw_only=True)
+class ExportContext:
+    """What every exporter reads, and what they add to as the export goes on.
+
+    Attributes:
+        result: the :class:`~sym3d.engine.result.InversionResult`.
+        generator: the tuned generator (see :func:`tuned_generator`).
+        out_dir: the result folder.
+        options: the :class:`ExportOptions`.
+        progress: ``progress(stage, done, total)`` or ``None`` (see :meth:`stage`).
+        ws: ``[1, num_ws, w_dim]`` the result's latent, on the generator's device.
+        camera: ``[1, 25]`` float32 CPU label of the input view.
+        target: ``[1, 3, H, W]`` CPU input image in ``[0, 1]`` (resized to the render size once
+            rendered), or ``None`` for a result without one.
+        base: the render at the input and the mirrored camera (``[1, 2, ...]``), once rendered.
+        recon: ``[1, 3, H, W]`` the render at the input camera in ``[0, 1]``, once rendered.
+        mirrored: ``[1, 3, H, W]`` the render at the mirrored camera in ``[0, 1]``, once rendered.
+        written: the files written so far, by name (what :func:`export_result` returns).
+        notes: notes for ``metrics.json`` and the report.
+        timings: seconds per finished stage.
+        facts: per-part entries for ``metrics.json`` (``depth``, ``video``, ``mesh``).
+    """
+
+    result: Any
+    generator: torch.nn.Module
+    out_dir: Path
+    options: ExportOptions
+    progress: Progress | None = None
+    ws: torch.Tensor
+    camera: torch.Tensor
+    target: torch.Tensor | None
+    base: Any = None
+    recon: torch.Tensor | None = None
+    mirrored: torch.Tensor | None = None
+    written: dict[str, Path] = attrs.Factory(dict)
+    notes: list[str] = attrs.Factory(list)
+    timings: dict[str, float] = attrs.Factory(dict)
+    facts: dict[str, Any] = attrs.Factory(dict)
+
+    @classmethod
+    def create(
+        cls,
+        result: Any,
+        generator: torch.nn.Module,
+        out_dir: Path,
+        options: ExportOptions,
+        progress: Progress | None = None,
+    ) -> ExportContext:
+        """The context of one export; ``generator`` may be the base or the tuned one."""
+        gen = tuned_generator(result, generator)
+        target = result.target
+        return cls(
+            result=result,
+            generator=gen,
+            out_dir=out_dir,
+            options=options,
+            progress=progress,
+            ws=result.ws.detach().to(generator_device(gen)),
+            camera=result.camera.detach().reshape(1, 25).float().cpu(),
+            target=target.detach().float().cpu().clamp(0, 1) if target is not None else None,
+        )
+
+    def stage(self, name: str) -> _Stage:
+        """A timed stage that reports progress: ``with ctx.stage(name) as st: st(done, total)``."""
+        return _Stage(name, self.progress, self.timings)
+
+    def rendered(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(recon, mirrored)``; :class:`ExportError` if :func:`_render_base` did not run."""
+        if self.recon is None or self.mirrored is None:
+            raise ExportError(f"export part {part!r} needs the base render, which did not run.")
+        return self.recon, self.mirrored
+
+
+Exporter = Callable[[ExportContext, _Stage], None]
+"""One part of the folder: writes its files into ``ctx.out_dir`` and records them in ``ctx``;
+reports progress through the stage (``stage(done, total)``)."""
+
+
+def _render_base(ctx: ExportContext, stage: _Stage) -> None:
+    """Render the input and the mirrored camera once, for the views, depth and metrics."""
+    cams = torch.cat([ctx.camera, mirror_camera(ctx.camera)], 0)
+    ctx.base = render_views(
+        ctx.generator, ctx.ws, cams, batch=ctx.options.render_batch, progress=stage
+    )
+    rgb = from_model_range(ctx.base.image[0].float(), clamp=True)  # [2, 3, H, W]
+    ctx.recon, ctx.mirrored = rgb[0:1], rgb[1:2]
+    target = ctx.target
+    if target is not None and target.shape[-2:] != ctx.recon.shape[-2:]:
+        ctx.notes.append(
+            f"the input ({target.shape[-1]}x{target.shape[-2]}) was resized to the render size "
+            f"({ctx.recon.shape[-1]}x{ctx.recon.shape[-2]}) for the comparisons."
+        )
+        ctx.target = _match_size(target, ctx.recon)
+
+
+def _export_views(ctx: ExportContext, stage: _Stage) -> None:
+    """``views/``: the input, the reconstruction, the mirror pair and the novel-view grid."""
+    recon, mirrored = ctx.rendered("views")
+    od, opts, target = ctx.out_dir, ctx.options, ctx.target
+    cams = novel_view_cameras(ctx.camera, opts.num_views, opts.yaw_range)
+    stage(0, 4)
+    if target is not None:
+        ctx.written["input"] = save_png(target[0], od / Files.INPUT_VIEW)
+    ctx.written["reconstruction"] = save_png(recon[0], od / Files.RECONSTRUCTION)
+    stage(1, 4)
+    if target is not None:
+        pair = torch.cat([mirror_image(target), mirrored], 0)
+        labels = ["mirrored input", "mirrored camera"]
+    else:
+        pair, labels = mirrored, ["mirrored camera"]
+    ctx.written["mirror"] = save_png(novel_view_grid(pair, labels, ncols=2), od / Files.MIRROR)
+    stage(2, 4)
+    nv = render_views(ctx.generator, ctx.ws, cams, batch=opts.render_batch)
+    rgb = from_model_range(nv.image[0].float(), clamp=True)
+    grid = novel_view_grid(rgb, yaw_labels(cams), ncols=opts.num_views)
+    ctx.written["novel_grid"] = save_png(grid, od / Files.NOVEL_GRID)
+    stage(4, 4)
+
+
+def _export_depth(ctx: ExportContext, stage: _Stage) -> None:
+    """``depth.png`` (colour-mapped ray depth) and ``depth.npy`` (camera z, NaN = background)."""
+    from sym3d_extras.export.depth import save_depth, save_depth_image
+
+    ctx.rendered("depth")
+    base = ctx.base
+    stage(0, 2)
+    mask = base.opacity[0, 0, 0] > 0.5
+    ray, z = base.depth[0, 0, 0], base.depth_z[0, 0, 0]
+    ctx.written["depth"] = save_depth_image(ray, ctx.out_dir / Files.DEPTH_IMAGE, mask)
+    ctx.written["depth_npy"] = save_depth(z, ctx.out_dir / Files.DEPTH_ARRAY, mask=mask, kind="z")
+    fg = z[mask]
+    ctx.facts["depth"] = {
+        "file": Files.DEPTH_ARRAY,
+        "kind": "camera-space z",
+        "units": "world",
+        "size": [int(ray.shape[-1]), int(ray.shape[-2])],
+        "foreground_fraction": float(mask.float().mean()),
+        "z_min": float(fg.min()) if fg.numel() else None,
+        "z_max": float(fg.max()) if fg.numel() else None,
+    }
+    stage(2, 2)
+
+
+def _export_video(ctx: ExportContext, stage: _Stage) -> None:
+    """``orbit.mp4`` (or ``orbit.gif`` without ffmpeg); the other one, from an older run, goes."""
+    from sym3d_extras.export.video import orbit_cameras, write_video
+
+    opts, od = ctx.options, ctx.out_dir
+    n, batch = opts.video_frames, opts.render_batch
+    cams = orbit_cameras(n, focal=float(CameraLabels(ctx.camera).intrinsics[0, 0, 0]))
+    frames = []
+    for start in range(0, n, batch):
+        out = render_views(ctx.generator, ctx.ws, cams[start : start + batch], batch=batch)
+        rgb = from_model_range(out.image[0].float(), clamp=True)
+        frames.append((rgb * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+        stage(min(start + batch, n), n)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExportWarning)
+        fmt: Any = opts.video_format
+        path = write_video(np.concatenate(frames, 0), od / Files.ORBIT_MP4, opts.fps, format=fmt)
+    for w in caught:
+        ctx.notes.append(str(w.message))
+        warnings.warn(w.message, w.category, stacklevel=_CALLER)
+    (od / (Files.ORBIT_GIF if path.suffix == ".mp4" else Files.ORBIT_MP4)).unlink(missing_ok=True)
+    ctx.written["video"] = path
+    fmt_name = path.suffix.lstrip(".")
+    ctx.facts["video"] = {"file": path.name, "format": fmt_name, "frames": n, "fps": opts.fps}
+
+
+def _export_mesh(ctx: ExportContext, stage: _Stage) -> None:
+    """``mesh.ply``; without a surface or the ``export`` extra: skipped (raised with ``strict``)."""
+    from sym3d_extras.export.mesh import default_color_cameras, extract_mesh, save_mesh
+
+    opts, path = ctx.options, ctx.out_dir / Files.MESH
+    try:
+        mesh = extract_mesh(
+            ctx.generator,
+            ctx.ws,
+            resolution=opts.mesh_resolution,
+            level=opts.mesh_level,
+            colors=opts.mesh_colors,
+            color_cameras=default_color_cameras(extra=ctx.camera) if opts.mesh_colors else None,
+            progress=stage,
+        )
+    except (ExportError, MissingDependencyError) as exc:
+        if opts.strict:
+            raise
+        message = f"{Files.MESH} not written: {exc}"
+        ctx.notes.append(message)
+        warnings.warn(message, ExportWarning, stacklevel=_CALLER)
+        path.unlink(missing_ok=True)  # never leave an older run's mesh
+        return
+    ctx.written["mesh"] = save_mesh(mesh, path)
+    ctx.facts["mesh"] = {
+        "file": Files.MESH,
+        "vertices": int(len(mesh.vertices)),
+        "faces": int(len(mesh.faces)),
+        "watertight": bool(mesh.is_watertight),
+        "level": mesh.metadata.get("sym3d", {}).get("level"),
+        "resolution": opts.mesh_resolution,
+    }
+
+
+def _export_plots(ctx: ExportContext, stage: _Stage) -> None:
+    """``loss.png``: the loss curves per stage (a note when no history was recorded)."""
+    from sym3d_extras.export.plots import loss_terms, plot_history
+
+    stage(0, 1)
+    history = ctx.result.history
+    if history and loss_terms(history):
+        path = ctx.out_dir / Files.LOSS
+        ctx.written["loss"] = plot_history(history, path, title="Loss per step")
+    else:
+        ctx.notes.append(f"no loss history recorded; {Files.LOSS} not written.")
+    stage(1, 1)
+
+
+def _export_metrics(ctx: ExportContext, stage: _Stage) -> None:
+    """``metrics.json``: image metrics of both views, the parts' facts, timings and notes."""
+    recon, mirrored = ctx.rendered("metrics")
+    stage(0, 2)
+    metrics: dict[str, Any] = {"generator": _generator_name(ctx.generator)}
+    use_lpips, target = ctx.options.lpips, ctx.target
+    if target is not None:
+        metrics["reconstruction"] = _image_metrics(recon, target, use_lpips, ctx.notes)
+        stage(1, 2)
+        mirror_target = mirror_image(target)
+        metrics["mirror"] = _image_metrics(mirrored, mirror_target, use_lpips, ctx.notes)
+    else:
+        ctx.notes.append("the result has no input image; image metrics were not computed.")
+    summary = dict(ctx.result.summary)
+    metrics["timings"] = {k: v for k, v in summary.items() if k.endswith("seconds")}
+    metrics.update(ctx.facts)
+    metrics["timings"]["export_seconds"] = dict(ctx.timings)
+    metrics["notes"] = list(ctx.notes)
+    data = json.dumps(_json_safe(metrics), indent=1, allow_nan=False).encode()
+    ctx.written["metrics"] = atomic_write_bytes(ctx.out_dir / Files.METRICS, data)
+    stage(2, 2)
+
+
+def _shown_metrics(ctx: ExportContext) -> dict[str, Any]:
+    """The folder's ``metrics.json`` (this run's or an earlier one), ``{}`` if absent."""
+    from sym3d.files import read_text
+
+    path = ctx.out_dir / Files.METRICS
+    if not path.is_file():
+        return {}
+    try:
+        shown = json.loads(read_text(path, Files.METRICS))
+    except (InputFileError, OSError, ValueError):
+        ctx.notes.append(f"{Files.METRICS} could not be read.")
+        return {}
+    return shown if isinstance(shown, dict) else {}
+
+
+def _config_text(config: Any) -> str:
+    from sym3d.config import dump_toml
+
+    try:
+        return dump_toml(config)
+    except Exception as exc:  # noqa: BLE001 - a config we cannot serialise still gets a report
+        return f"# could not serialise the configuration: {type(exc).__name__}: {exc}"
+
+
+def _export_report(ctx: ExportContext, stage: _Stage) -> None:
+    """``report.html``: every known output present in the folder, including earlier ones."""
+    from sym3d_extras.export.report import write_report
+
+    od = ctx.out_dir
+    stage(0, 1)
+    orbit = Files.ORBIT_MP4 if (od / Files.ORBIT_MP4).exists() else Files.ORBIT_GIF
+    candidates = {
+        "photo": Files.PHOTO,
+        "input": Files.INPUT_VIEW,
+        "reconstruction": Files.RECONSTRUCTION,
+        "mirror": Files.MIRROR,
+        "novel_grid": Files.NOVEL_GRID,
+        "depth": Files.DEPTH_IMAGE,
+        "orbit": orbit,
+        "loss": Files.LOSS,
+    }
+    images = {k: v for k, v in candidates.items() if (od / v).is_file()}
+    metrics_shown = _shown_metrics(ctx)
+    pose_shown = _read_pose(od / Files.POSE, ctx.notes)
+    metrics_shown.pop("notes", None)
+    timings_shown = metrics_shown.pop("timings", {})
+    listed = (Files.MESH, Files.DEPTH_ARRAY, Files.METRICS, *Files.SAVED)
+    files = [f for f in listed if (od / f).is_file()]
+    summary = {"generator": _generator_name(ctx.generator), **dict(ctx.result.summary)}
+    if isinstance(timings_shown, dict):
+        summary["export_seconds"] = timings_shown.get("export_seconds", ctx.timings)
+    else:
+        summary["export_seconds"] = ctx.timings
+    if "depth" in images:
+        ctx.notes.append(
+            f"{Files.DEPTH_ARRAY} holds camera-space z in world units (NaN = background), "
+            "at the neural resolution."
+        )
+    ctx.written["report"] = write_report(
+        od,
+        title=ctx.options.title or f"sym3d: {od.resolve().name}",
+        images=images,
+        metrics=metrics_shown,
+        config_toml=_config_text(ctx.result.config),
+        summary=summary,
+        notes=ctx.notes,
+        files=files,
+        pose=pose_shown,
+    )
+    stage(1, 1)
+
+
+_CALLER = 3
+"""``stacklevel`` of an exporter's warnings: the caller of :func:`export_result`."""
+
+EXPORTERS: Mapping[str, Exporter] = {
+    "views": _export_views,
+    "depth": _export_depth,
+    "video": _export_video,
+    "mesh": _export_mesh,
+    "plots": _export_plots,
+    "metrics": _export_metrics,
+    "report": _export_report,
+}
+"""The parts of the folder, in the order they run; each writes its own files."""
+
+ALL_OUTPUTS: tuple[str, ...] = tuple(EXPORTERS)
+"""The parts :func:`export_result` can write (its ``what``)."""
+
+_NEED_RENDER = frozenset({"views", "depth", "metrics"})
+"""Parts that use the render at the input and the mirrored camera."""
+
+
+def _parts(what: Iterable[str]) -> tuple[str, ...]:
+    parts = tuple(what)
+    unknown = [p for p in parts if p not in EXPORTERS]
+    if unknown:
+        raise UserInputError(
+            f"what: unknown output(s) {', '.join(map(repr, unknown))}; "
+            f"expected any of {', '.join(ALL_OUTPUTS)}."
+        )
+    if "report" in parts and "metrics" not in parts:
+        parts = (*parts, "metrics")  # the report shows them
+    return parts
+
+
+def _options(options: ExportOptions | None, settings: Mapping[str, Any]) -> ExportOptions:
+    known = attrs.fields_dict(ExportOptions)
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise UserInputError(
+            f"export_result: unknown setting(s) {', '.join(unknown)}; "
+            f"expected any of {', '.join(known)}."
+        )
+    if options is None:
+        return ExportOptions(**settings)
+    return attrs.evolve(options, **settings)
 
 
 def export_result(
@@ -171,20 +589,10 @@ def export_result(
     generator: torch.nn.Module,
     out_dir: str | os.PathLike,
     *,
-    num_views: int = 7,
-    yaw_range: float = 0.8,
-    video_frames: int = 120,
-    fps: float = 60,
-    mesh_resolution: int = 128,
-    mesh_level: float | None = None,
     what: Iterable[str] = ALL_OUTPUTS,
     progress: Progress | None = None,
-    lpips: bool | None = None,
-    render_batch: int = 8,
-    mesh_colors: bool = True,
-    video_format: str = "auto",
-    title: str | None = None,
-    strict: bool = False,
+    options: ExportOptions | None = None,
+    **settings: Any,
 ) -> dict[str, Path]:
     """Write the output folder of one inversion (see the module docstring for the files).
 
@@ -194,29 +602,34 @@ def export_result(
             works: if the parameters named in ``result.tuned`` do not hold the tuned values,
             ``result.apply`` is called on a copy. It is never modified.
         out_dir: the result folder (created if missing).
-        num_views: views in the novel-view grid.
-        yaw_range: the grid's views span yaw ``-yaw_range ... +yaw_range`` (radians).
-        video_frames: frames of the orbit (SPI: 120).
-        fps: orbit frame rate (SPI: 60).
-        mesh_resolution: marching-cubes grid points per axis.
-        mesh_level: iso-level in density units (``None``: the generator's default, see
-            :func:`~sym3d_extras.export.mesh.default_level`).
-        what: the parts to write, a subset of :data:`ALL_OUTPUTS` (``"views"``, ``"video"``,
-            ``"depth"``, ``"mesh"``, ``"plots"``, ``"metrics"``, ``"report"``); ``"report"``
+        what: the parts to write, a subset of :data:`ALL_OUTPUTS` (``"views"``, ``"depth"``,
+            ``"video"``, ``"mesh"``, ``"plots"``, ``"metrics"``, ``"report"``); ``"report"``
             implies ``"metrics"``. The report shows every known output present in the folder,
-            including ones written earlier.
-        progress: ``progress(stage, done, total)``, stage one of the parts above.
-        lpips: ``None`` computes LPIPS when its offline weights are installed (else the metric
-            is ``null`` with a note); ``True`` requires it; ``False`` skips it.
-        render_batch: views per render call.
-        mesh_colors: colour the mesh's vertices from rendered views.
-        video_format: ``"auto"`` (MP4, GIF fallback), ``"mp4"`` or ``"gif"``.
-        title: the report's title (default: the folder name; the photo pipeline passes the
-            result's name).
-        strict: raise when the mesh cannot be made (no surface at the iso-level, or trimesh /
-            scikit-image missing). By default that part is skipped with an
-            :class:`~sym3d_extras.export._common.ExportWarning` and a note in ``metrics.json``
-            and the report, and the other parts are still written.
+            including ones written earlier. The parts run in the order of :data:`EXPORTERS`.
+        progress: ``progress(stage, done, total)``, stage ``"render"`` or one of the parts above.
+        options: an :class:`ExportOptions`; ``settings`` override its fields.
+        settings: fields of :class:`ExportOptions`:
+
+            * ``num_views`` (7): views in the novel-view grid.
+            * ``yaw_range`` (0.8): the grid's views span yaw ``-yaw_range ... +yaw_range``
+              (radians).
+            * ``video_frames`` (120) and ``fps`` (60): the orbit (SPI: 120 frames at 60 fps).
+            * ``mesh_resolution`` (128): marching-cubes grid points per axis.
+            * ``mesh_level`` (``None``): iso-level in density units; ``None``: the generator's
+              default, see :func:`~sym3d_extras.export.mesh.default_level`.
+            * ``lpips`` (``None``): ``None`` computes LPIPS when its offline weights are
+              installed (else the metric is ``null`` with a note); ``True`` requires it;
+              ``False`` skips it.
+            * ``render_batch`` (8): views per render call.
+            * ``mesh_colors`` (``True``): colour the mesh's vertices from rendered views.
+            * ``video_format`` (``"auto"``): ``"auto"`` (MP4, GIF fallback), ``"mp4"`` or
+              ``"gif"``.
+            * ``title`` (``None``): the report's title (default: the folder name; the photo
+              pipeline passes the result's name).
+            * ``strict`` (``False``): raise when the mesh cannot be made (no surface at the
+              iso-level, or trimesh / scikit-image missing). By default that part is skipped
+              with an :class:`~sym3d_extras.export._common.ExportWarning` and a note in
+              ``metrics.json`` and the report, and the other parts are still written.
 
     Returns:
         The files written by this call, by name: ``input``, ``reconstruction``, ``mirror``,
@@ -224,231 +637,23 @@ def export_result(
         ``report`` (only those produced).
 
     Raises:
-        sym3d.errors.UserInputError: an unknown ``what`` item or bad arguments.
+        sym3d.errors.UserInputError: an unknown ``what`` item or setting, or a bad value.
         sym3d.errors.OutputWriteError: ``out_dir`` or its ``views/`` is a symbolic link.
         sym3d.errors.MissingDependencyError: ``lpips=True`` without the ``lpips`` extra; with
             ``strict``, the mesh without the ``export`` extra.
         ExportError: with ``strict``, the density has no surface at the iso-level.
     """
-    from sym3d_extras.export.depth import save_depth, save_depth_image
-
-    parts = tuple(what)
-    unknown = [p for p in parts if p not in ALL_OUTPUTS]
-    if unknown:
-        raise UserInputError(f"what: unknown output(s) {', '.join(map(repr, unknown))}; expected any of {', '.join(ALL_OUTPUTS)}.")
-    if "report" in parts and "metrics" not in parts:
-        parts = (*parts, "metrics")  # the report shows them
-    # fail before the slow parts, not after them
-    for name, value, low in (("num_views", num_views, 1), ("video_frames", video_frames, 1), ("mesh_resolution", mesh_resolution, 4), ("render_batch", render_batch, 1)):
-        if int(value) != value or value < low:
-            raise UserInputError(f"{name}: expected an integer >= {low}, got {value!r}.")
-    if not fps > 0:
-        raise UserInputError(f"fps: expected a positive number, got {fps!r}.")
-    if video_format not in ("auto", "mp4", "gif"):
-        raise UserInputError(f"video_format: expected 'auto', 'mp4' or 'gif', got {video_format!r}.")
+    parts = _parts(what)
+    opts = _options(options, settings)  # fail before the slow parts, not after them
     od = Path(out_dir)
-    check_not_linked(od / "views", od.parent)  # the folder or views/ linked elsewhere: refuse
+    check_not_linked(od / Files.VIEWS, od.parent)  # the folder or views/ linked elsewhere: refuse
     od.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
-    notes: list[str] = []
-    timings: dict[str, float] = {}
-    extra_metrics: dict[str, Any] = {}
-
-    gen = tuned_generator(result, generator)
-    device = generator_device(gen)
-    ws = result.ws.detach().to(device)
-    cam = result.camera.detach().reshape(1, 25).float().cpu()
-    target = result.target.detach().float().cpu().clamp(0, 1) if result.target is not None else None
-
-    base_render = None
-    if any(p in parts for p in ("views", "depth", "metrics")):
-        with _Stage("render", progress, timings) as st:
-            base_render = render_views(gen, ws, torch.cat([cam, mirror_camera(cam)], 0), batch=render_batch, progress=st)
-    recon = mirror_render = None
-    if base_render is not None:
-        rgb = from_model_range(base_render.image[0].float(), clamp=True)  # [2, 3, H, W]
-        recon, mirror_render = rgb[0:1], rgb[1:2]
-        if target is not None and target.shape[-2:] != recon.shape[-2:]:
-            notes.append(
-                f"the input ({target.shape[-1]}x{target.shape[-2]}) was resized to the render size "
-                f"({recon.shape[-1]}x{recon.shape[-2]}) for the comparisons."
-            )
-            target = _match_size(target, recon)
-
-    if "views" in parts:
-        assert recon is not None and mirror_render is not None
-        with _Stage("views", progress, timings) as st:
-            cams = novel_view_cameras(cam, num_views, yaw_range)
-            st(0, 4)
-            if target is not None:
-                written["input"] = save_png(target[0], od / "views" / "input.png")
-            written["reconstruction"] = save_png(recon[0], od / "views" / "reconstruction.png")
-            st(1, 4)
-            if target is not None:
-                pair = torch.cat([mirror_image(target), mirror_render], 0)
-                labels = ["mirrored input", "mirrored camera"]
-            else:
-                pair, labels = mirror_render, ["mirrored camera"]
-            written["mirror"] = save_png(novel_view_grid(pair, labels, ncols=2), od / "views" / "mirror.png")
-            st(2, 4)
-            nv = render_views(gen, ws, cams, batch=render_batch)
-            grid = novel_view_grid(from_model_range(nv.image[0].float(), clamp=True), yaw_labels(cams), ncols=num_views)
-            written["novel_grid"] = save_png(grid, od / "views" / "novel_grid.png")
-            st(4, 4)
-
-    if "depth" in parts:
-        assert base_render is not None
-        with _Stage("depth", progress, timings) as st:
-            st(0, 2)
-            mask = base_render.opacity[0, 0, 0] > 0.5
-            ray = base_render.depth[0, 0, 0]
-            written["depth"] = save_depth_image(ray, od / "depth.png", mask)
-            written["depth_npy"] = save_depth(base_render.depth_z[0, 0, 0], od / "depth.npy", mask=mask, kind="z")
-            fg = base_render.depth_z[0, 0, 0][mask]
-            extra_metrics["depth"] = {
-                "file": "depth.npy",
-                "kind": "camera-space z",
-                "units": "world",
-                "size": [int(ray.shape[-1]), int(ray.shape[-2])],
-                "foreground_fraction": float(mask.float().mean()),
-                "z_min": float(fg.min()) if fg.numel() else None,
-                "z_max": float(fg.max()) if fg.numel() else None,
-            }
-            st(2, 2)
-
-    if "video" in parts:
-        from sym3d_extras.export.video import orbit_cameras, write_video
-
-        with _Stage("video", progress, timings) as st:
-            focal = float(CameraLabels(cam).intrinsics[0, 0, 0])
-            cams = orbit_cameras(video_frames, focal=focal)
-            frames = []
-            for start in range(0, video_frames, render_batch):
-                out = render_views(gen, ws, cams[start : start + render_batch], batch=render_batch)
-                rgb = from_model_range(out.image[0].float(), clamp=True)
-                frames.append((rgb * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
-                st(min(start + render_batch, video_frames), video_frames)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ExportWarning)
-                path = write_video(np.concatenate(frames, 0), od / "orbit.mp4", fps, format=video_format)  # type: ignore[arg-type]
-            for w in caught:
-                notes.append(str(w.message))
-                warnings.warn(w.message, w.category, stacklevel=2)
-            stale = od / ("orbit.gif" if path.suffix == ".mp4" else "orbit.mp4")
-            if stale.exists():
-                stale.unlink()
-            written["video"] = path
-            extra_metrics["video"] = {"file": path.name, "format": path.suffix.lstrip("."), "frames": video_frames, "fps": fps}
-
-    if "mesh" in parts:
-        from sym3d_extras.export.mesh import default_color_cameras, extract_mesh, save_mesh
-
-        with _Stage("mesh", progress, timings) as st:
-            try:
-                mesh = extract_mesh(
-                    gen,
-                    ws,
-                    resolution=mesh_resolution,
-                    level=mesh_level,
-                    colors=mesh_colors,
-                    color_cameras=default_color_cameras(extra=cam) if mesh_colors else None,
-                    progress=st,
-                )
-            except (ExportError, MissingDependencyError) as exc:
-                if strict:
-                    raise
-                _skip(notes, f"mesh.ply not written: {exc}")
-                (od / "mesh.ply").unlink(missing_ok=True)  # never leave an older run's mesh
-                mesh = None
-            if mesh is not None:
-                written["mesh"] = save_mesh(mesh, od / "mesh.ply")
-                meta = mesh.metadata.get("sym3d", {})
-                extra_metrics["mesh"] = {
-                    "file": "mesh.ply",
-                    "vertices": int(len(mesh.vertices)),
-                    "faces": int(len(mesh.faces)),
-                    "watertight": bool(mesh.is_watertight),
-                    "level": meta.get("level"),
-                    "resolution": mesh_resolution,
-                }
-
-    if "plots" in parts:
-        from sym3d_extras.export.plots import loss_terms, plot_history
-
-        with _Stage("plots", progress, timings) as st:
-            st(0, 1)
-            if result.history and loss_terms(result.history):
-                written["loss"] = plot_history(result.history, od / "loss.png", title="Loss per step")
-            else:
-                notes.append("no loss history recorded; loss.png not written.")
-            st(1, 1)
-
-    if "metrics" in parts:
-        assert recon is not None and mirror_render is not None
-        with _Stage("metrics", progress, timings) as st:
-            st(0, 2)
-            metrics: dict[str, Any] = {"generator": getattr(gen, "name", type(gen).__name__)}
-            if target is not None:
-                metrics["reconstruction"] = _image_metrics(recon, target, lpips, notes)
-                st(1, 2)
-                metrics["mirror"] = _image_metrics(mirror_render, mirror_image(target), lpips, notes)
-            else:
-                notes.append("the result has no input image; image metrics were not computed.")
-            summary = dict(result.summary)
-            metrics["timings"] = {k: v for k, v in summary.items() if k.endswith("seconds")}
-            metrics.update(extra_metrics)
-            metrics["timings"]["export_seconds"] = dict(timings)
-            metrics["notes"] = list(notes)
-            data = json.dumps(_json_safe(metrics), indent=1, allow_nan=False).encode()
-            written["metrics"] = atomic_write_bytes(od / "metrics.json", data)
-            st(2, 2)
-
-    if "report" in parts:
-        from sym3d.config import dump_toml
-        from sym3d_extras.export.report import write_report
-
-        with _Stage("report", progress, timings) as st:
-            st(0, 1)
-            candidates = {
-                "photo": "views/photo.jpg",
-                "input": "views/input.png",
-                "reconstruction": "views/reconstruction.png",
-                "mirror": "views/mirror.png",
-                "novel_grid": "views/novel_grid.png",
-                "depth": "depth.png",
-                "orbit": "orbit.mp4" if (od / "orbit.mp4").exists() else "orbit.gif",
-                "loss": "loss.png",
-            }
-            images = {k: v for k, v in candidates.items() if (od / v).is_file()}
-            metrics_shown: dict[str, Any] = {}
-            if (od / "metrics.json").is_file():
-                try:
-                    metrics_shown = json.loads((od / "metrics.json").read_text())
-                except (OSError, ValueError):
-                    notes.append("metrics.json could not be read.")
-            pose_shown = _read_pose(od / "pose.json", notes)
-            metrics_shown.pop("notes", None)
-            timings_shown = metrics_shown.pop("timings", {})
-            files = [f for f in ("mesh.ply", "depth.npy", "metrics.json", *_RESULT_FILES) if (od / f).is_file()]
-            try:
-                config_toml = dump_toml(result.config)
-            except Exception as exc:  # noqa: BLE001 - a config we cannot serialise still gets a report
-                config_toml = f"# could not serialise the configuration: {type(exc).__name__}: {exc}"
-            summary = {"generator": getattr(gen, "name", type(gen).__name__), **dict(result.summary)}
-            export_seconds = timings_shown.get("export_seconds", timings) if isinstance(timings_shown, dict) else timings
-            summary["export_seconds"] = export_seconds
-            if "depth" in images:
-                notes.append("depth.npy holds camera-space z in world units (NaN = background), at the neural resolution.")
-            written["report"] = write_report(
-                od,
-                title=title or f"sym3d: {od.resolve().name}",
-                images=images,
-                metrics=metrics_shown,
-                config_toml=config_toml,
-                summary=summary,
-                notes=notes,
-                files=files,
-                pose=pose_shown,
-            )
-            st(1, 1)
-    return written
+    ctx = ExportContext.create(result, generator, od, opts, progress)
+    if _NEED_RENDER.intersection(parts):
+        with ctx.stage("render") as stage:
+            _render_base(ctx, stage)
+    for name, exporter in EXPORTERS.items():
+        if name in parts:
+            with ctx.stage(name) as stage:
+                exporter(ctx, stage)
+    return ctx.written

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from sym3d.engine.result import ResultFiles
 from sym3d.errors import UserInputError
 from sym3d_extras.export._common import atomic_write_bytes
 
@@ -349,7 +350,7 @@ def write_report(
     notes: Sequence[str] = (),
     files: Sequence[str | os.PathLike] = (),
     pose: Mapping[str, Any] | None = None,
-    filename: str = "report.html",
+    filename: str = ResultFiles.REPORT,
     embed: bool = True,
     max_embed_bytes: int = 25_000_000,
 ) -> Path:
