@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile examples/plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(if $(TORCH_INDEX),$(PY) -m pip install torch torchvision --index-url $(TORCH_INDEX))
-	$(PY) -m pip install -e ".[eg3d,faces-runtime,export,dist,dev]"
+	$(PY) -m pip install -e ".[eg3d,faces-runtime,lpips-runtime,export,bench,dist,dev]"
 	$(PY) -m pip install --no-deps $(NO_DEPS)
 	# The example plugin (docs/plugins.md): its tests run with the others (pytest testpaths).
 	$(PY) -m pip install --no-deps -e examples/plugin

@@ -6,12 +6,12 @@
   distribution and version) and skipped; the rest keep working.
 * A component name registered twice keeps the first registration (built-ins load first); the
   second is reported as a broken component naming both plugins and distributions.
-* An entry-point name already in use (``sym3d``, ``eg3d`` and ``extras`` are reserved by sym3d)
-  is reported with both distributions; the one loaded first (sym3d's own) stays.
+* An entry-point name already in use (sym3d's own are reserved: :data:`RESERVED_NAMES`) is
+  reported with both distributions; the one loaded first (sym3d's own) stays.
 * ``SYM3D_STRICT_PLUGINS=1`` raises :class:`~sym3d.errors.PluginLoadError` (or
   :class:`~sym3d.errors.PluginConflictError` for a clash) instead of skipping.
 * ``SYM3D_DISABLE_PLUGIN_AUTOLOAD=1`` loads no entry points (built-ins only);
-  ``SYM3D_LOAD_PLUGINS=eg3d,extras`` loads only the named entry points.
+  ``SYM3D_LOAD_PLUGINS=eg3d,symheads`` loads only the named entry points.
 * The built-in components of the core are registered by :mod:`sym3d.default_plugin` like any
   other plugin.
 
@@ -51,8 +51,16 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "sym3d"
 OWN_DIST = "sym3d"
-RESERVED_NAMES: tuple[str, ...] = ("sym3d", "eg3d", "extras")
-"""Entry-point names of sym3d itself; another distribution using one is reported, not loaded."""
+RESERVED_NAMES: tuple[str, ...] = (
+    "sym3d",
+    "eg3d",
+    "symheads",
+    "lpips",
+    "mediapipe",
+    "benchmarks",
+)
+"""Entry-point names of sym3d itself (the built-ins and ``[project.entry-points.sym3d]`` of
+pyproject.toml); another distribution using one is reported, not loaded."""
 
 _HOOK_BY_KIND = {
     "generator": "register_generators",

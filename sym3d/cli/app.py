@@ -16,7 +16,7 @@ def _version_callback(value: bool) -> None:
 
 
 def build_app() -> typer.Typer:
-    """Create the app, add the core commands, then the commands of loaded plugins."""
+    """Create the app, add the core and application commands, then those of loaded plugins."""
     app = typer.Typer(
         name="sym3d",
         help="Reconstruct a 3D face from one photo by inverting a 3D GAN with a facial symmetry prior.",
@@ -35,8 +35,14 @@ def build_app() -> typer.Typer:
     ) -> None:
         """sym3d: single-photo 3D face reconstruction with a facial symmetry prior."""
 
+    from sym3d.app.batch.cli import batch
+    from sym3d.app.commands import edit, invert, render
     from sym3d.cli import bench_cmd, doctor, plugins_cmd
 
+    app.command("invert")(invert)
+    app.command("render")(render)
+    app.command("edit")(edit)
+    app.command("batch")(batch)
     app.command("plugins")(plugins_cmd.plugins)
     app.command("doctor")(doctor.doctor)
     bench = bench_cmd.register(app)

@@ -46,7 +46,7 @@ class ResultFiles:
     """The file names of a result folder, relative to it: the one place they are spelled.
 
     :meth:`InversionResult.save` writes the first group (:attr:`SAVED`); the exports
-    (``sym3d_extras.export``) and the photo pipeline write the others next to them.
+    (``sym3d.app.export``) and the photo pipeline write the others next to them.
     """
 
     # written by InversionResult.save

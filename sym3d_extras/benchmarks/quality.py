@@ -26,6 +26,8 @@ from typing import Any
 import attrs
 import torch
 
+from sym3d.app.export._common import require
+
 __all__ = [
     "CONDITIONS",
     "CONDITION_TOKENS",
@@ -204,12 +206,12 @@ def run_quality(
     ``progress(label, done, total)`` is called after each inversion.
     """
     import sym3d
+    from sym3d.app import metrics
     from sym3d.camera import look_at
     from sym3d.config import apply_overrides
     from sym3d.engine import resolve_config
     from sym3d.image import from_model_range
     from sym3d.protocols import generator_info
-    from sym3d_extras import metrics
     from sym3d_extras.synthetic import SymHeadsScene, build_symheads
 
     out = Path(out_dir)
@@ -299,7 +301,7 @@ def summarize(rows_path: str | Path, *, groups: Iterable[str] = ("near", "far", 
 
     Each head contributes one value per cell: its mean over the target views of the group.
     """
-    from sym3d_extras.metrics import confidence_interval
+    from sym3d.app.metrics import confidence_interval
 
     rows = _load_rows(Path(rows_path))
     per_head: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
@@ -342,7 +344,7 @@ def paired_differences(
     for both methods). Also reports the ghost-mole ratio ``method / pti`` averaged over all views
     where the ghost spot is visible.
     """
-    from sym3d_extras.metrics import confidence_interval
+    from sym3d.app.metrics import confidence_interval
 
     rows = _load_rows(Path(rows_path))
     means: dict[tuple, float] = {}
@@ -418,8 +420,7 @@ def write_summary(rows_path: str | Path, out_dir: str | Path, *, methods: Sequen
 
 
 def _plots(rows_path: Path, out: Path) -> dict[str, Path]:
-    import matplotlib
-
+    matplotlib = require("matplotlib", "the quality plots", extra="bench")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -429,7 +430,7 @@ def _plots(rows_path: Path, out: Path) -> dict[str, Path]:
     methods = list(dict.fromkeys(r["method"] for r in rows))
     for metric in METRICS:
         fig, axes = plt.subplots(1, len(sources), figsize=(3.2 * len(sources), 3.0), sharey=True, squeeze=False)
-        for ax, src in zip(axes[0], sources):
+        for ax, src in zip(axes[0], sources, strict=True):
             for method in methods:
                 pts: dict[float, list[float]] = defaultdict(list)
                 for r in rows:

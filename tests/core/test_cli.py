@@ -29,11 +29,11 @@ def test_unknown_command_exits_2_without_traceback():
     assert "No such command" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_plugins_json_lists_eg3d_and_extras(capsys):
+def test_plugins_json_lists_eg3d_and_each_extras_plugin(capsys):
     assert main(["plugins", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     names = {p["name"] for p in data["plugins"]}
-    assert {"sym3d", "eg3d", "extras"} <= names
+    assert {"sym3d", "eg3d", "symheads", "lpips", "mediapipe", "benchmarks"} <= names
     assert any(c["name"] == "tiny" and c["plugin"] == "sym3d" for c in data["components"])
 
 

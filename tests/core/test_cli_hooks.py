@@ -82,7 +82,7 @@ def test_plugins_extend_the_bench_group_they_are_given(fake_cli_plugins: None) -
 
 
 def test_installed_plugins_mount_their_benchmarks() -> None:
-    """eg3d and extras add ``bench eg3d``, ``bench quality``, ``bench batch`` to the app's group."""
+    """eg3d and benchmarks add ``bench eg3d``, ``bench quality``, ``bench batch`` to the app's group."""
     plugins.reset_default_caches()
     try:
         bench = _group(build_app(), "bench")

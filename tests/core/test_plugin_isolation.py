@@ -89,7 +89,7 @@ def six_broken(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(tmp_path))
 
     fakes = [
-        _ep("extras", "fake_impostor", "impostor-extras", "6.6"),  # before the real one on purpose
+        _ep("symheads", "fake_impostor", "impostor-symheads", "6.6"),  # before the real one on purpose
         _ep("ghost", "no_such_module_for_sym3d_tests", "ghost-dist", "0.1"),
         _ep("boom", "fake_import_boom", "boom-dist", "0.2"),
         _ep("raising", "fake_raising", "raising-dist", "0.3"),
@@ -105,7 +105,7 @@ def six_broken(monkeypatch, tmp_path):
 
 
 EXPECTED = {  # plugin -> (distribution, a phrase of its error)
-    "extras": ("impostor-extras 6.6", "already used by sym3d"),
+    "symheads": ("impostor-symheads 6.6", "already used by sym3d"),
     "ghost": ("ghost-dist 0.1", "no_such_module_for_sym3d_tests"),
     "boom": ("boom-dist 0.2", "eager import of torch_scatter failed"),
     "raising": ("raising-dist 0.3", "fancy_cuda_ext"),
@@ -123,9 +123,9 @@ def test_plugins_command_names_each_broken_plugin_and_exits_0(six_broken, capsys
         assert hits, (name, out)
     # the clash names both sides
     clash = next(ln for ln in lines if "clashing" in ln)
-    assert "'extras' (sym3d" in clash and "'clashing' (clashing-dist 0.4)" in clash
-    impostor = next(ln for ln in lines if "impostor-extras" in ln)
-    assert "impostor-extras 6.6" in impostor and "sym3d 0" in impostor
+    assert "'symheads' (sym3d" in clash and "'clashing' (clashing-dist 0.4)" in clash
+    impostor = next(ln for ln in lines if "impostor-symheads" in ln)
+    assert "impostor-symheads 6.6" in impostor and "sym3d 0" in impostor
 
 
 def test_plugins_json_and_registry_keep_every_healthy_component(six_broken, capsys):
@@ -139,7 +139,7 @@ def test_plugins_json_and_registry_keep_every_healthy_component(six_broken, caps
     assert broken[("clashing", "clashing-dist")]["component"] == "generator 'symheads'"
     assert len(data["broken"]) == len(EXPECTED)
     comps = {(c["kind"], c["name"]): c for c in data["components"]}
-    assert comps[("generator", "symheads")]["plugin"] == "extras"
+    assert comps[("generator", "symheads")]["plugin"] == "symheads"
     assert comps[("generator", "symheads")]["dist"] == "sym3d"
     for name in ("tiny", "eg3d", "healthy-gen", "clash-own-gen"):
         assert ("generator", name) in comps
@@ -167,7 +167,7 @@ def test_doctor_table_says_broken_not_missing(six_broken, capsys, monkeypatch):
 
 
 def test_invert_command_and_generators_still_work(six_broken, capsys):
-    assert main(["invert", "--help"]) == 0  # the built-in extras' commands are still mounted
+    assert main(["invert", "--help"]) == 0  # the core's application commands
     capsys.readouterr()
     reg = plugins.default_registry()
     symheads = sym3d.load_generator("symheads")
@@ -187,4 +187,4 @@ def test_strict_mode_raises_on_the_first_broken_plugin(six_broken, monkeypatch):
     monkeypatch.setenv("SYM3D_STRICT_PLUGINS", "1")
     with pytest.raises(sym3d.errors.PluginError) as info:
         plugins.get_plugin_manager()
-    assert "impostor-extras 6.6" in str(info.value)
+    assert "impostor-symheads 6.6" in str(info.value)

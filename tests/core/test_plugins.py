@@ -163,5 +163,5 @@ def test_autoload_switches(fake_plugins, monkeypatch):
 def test_installed_plugins_load():
     pm = get_plugin_manager()
     names = {p.name for p in pm.loaded}
-    assert {"sym3d", "eg3d", "extras"} <= names
+    assert {"sym3d", "eg3d", "symheads", "lpips", "mediapipe", "benchmarks"} <= names
     assert not pm.broken, pm.broken

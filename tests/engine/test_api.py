@@ -100,8 +100,8 @@ def _registry_with_plain_generator():
 def test_a_third_party_generator_without_optional_members_rebuilds_exactly_in_render(
     side_view, tmp_path, monkeypatch
 ):
+    from sym3d.app.commands import _load_result
     from sym3d.cli import main
-    from sym3d_extras.cli_photos import _load_result
 
     reg = _registry_with_plain_generator()
     monkeypatch.setattr("sym3d.plugins.default_registry", lambda: reg)

@@ -60,9 +60,9 @@ def test_the_readme_core_snippet_runs_with_every_plugin_disabled(tmp_path):
 
 
 def test_one_default_generator_for_the_api_and_the_command_line():
-    from sym3d_extras.batch.cli import batch
-    from sym3d_extras.batch.tasks import JobSpec
-    from sym3d_extras.cli_photos import invert as invert_command
+    from sym3d.app.batch.cli import batch
+    from sym3d.app.batch.tasks import JobSpec
+    from sym3d.app.commands import invert as invert_command
 
     for function in (sym3d.invert, sym3d.load_generator):
         params = inspect.signature(function).parameters

@@ -10,6 +10,7 @@ import pytest
 
 import sym3d
 from sym3d.camera import look_at, yaw_pitch_roll
+from sym3d_extras.benchmarks.demo import run_demo
 from sym3d_extras.benchmarks.quality import (
     QualitySettings,
     group_of,
@@ -17,7 +18,6 @@ from sym3d_extras.benchmarks.quality import (
     summarize,
     write_summary,
 )
-from sym3d_extras.demo import run_demo
 
 QUICK = ["latent.steps=3", "tune.steps=3", "tune.aux_every=1", "tune.num_views=1"]
 
