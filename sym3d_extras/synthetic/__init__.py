@@ -6,28 +6,40 @@ Public API:
 * :class:`SymHeadsScene` / :class:`AsymmetryConfig` / :class:`SceneRender` - ground-truth heads.
 * :data:`ROWS` - the latent row layout; :class:`RenderSettings`, :class:`ResidualConfig`.
 
-See ``docs/symheads.md``.
+Importing this package is light (its entry module :mod:`~sym3d_extras.synthetic.plugin` is
+loaded by every ``sym3d`` command): the names below load their modules on first use. See
+``docs/symheads.md``.
 """
 
 from __future__ import annotations
 
-from sym3d_extras.synthetic.detail import AsymmetryConfig
-from sym3d_extras.synthetic.generator import SymHeadsGenerator, build_symheads
-from sym3d_extras.synthetic.layout import NUM_WS, ROWS, LatentLayout, attribute_names
-from sym3d_extras.synthetic.render import RenderSettings
-from sym3d_extras.synthetic.residual import ResidualConfig
-from sym3d_extras.synthetic.scene import SceneRender, SymHeadsScene
+import importlib
+from typing import Any
 
-__all__ = [
-    "AsymmetryConfig",
-    "LatentLayout",
-    "NUM_WS",
-    "ROWS",
-    "RenderSettings",
-    "ResidualConfig",
-    "SceneRender",
-    "SymHeadsGenerator",
-    "SymHeadsScene",
-    "attribute_names",
-    "build_symheads",
-]
+_LAZY = {
+    "AsymmetryConfig": "detail",
+    "LatentLayout": "layout",
+    "NUM_WS": "layout",
+    "ROWS": "layout",
+    "RenderSettings": "render",
+    "ResidualConfig": "residual",
+    "SceneRender": "scene",
+    "SymHeadsGenerator": "generator",
+    "SymHeadsScene": "scene",
+    "attribute_names": "layout",
+    "build_symheads": "generator",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -188,3 +188,127 @@ def test_strict_mode_raises_on_the_first_broken_plugin(six_broken, monkeypatch):
     with pytest.raises(sym3d.errors.PluginError) as info:
         plugins.get_plugin_manager()
     assert "impostor-symheads 6.6" in str(info.value)
+
+
+# --- sym3d's own plugins: one entry point per concern of sym3d_extras -----------------------
+
+CONCERNS = {  # entry point -> (module, components it registers, hooks it implements, commands)
+    "symheads": (
+        "sym3d_extras.synthetic.plugin",
+        {("generator", "symheads")},
+        {"register_generators"},
+        set(),
+    ),
+    "lpips": (
+        "sym3d_extras.perceptual.plugin",
+        {("loss", "lpips-vgg"), ("loss", "lpips-alex"), ("loss", "features:vgg16")},
+        {"register_losses", "doctor_checks"},
+        set(),
+    ),
+    "mediapipe": (
+        "sym3d_extras.faces.plugin",
+        {("pose", "mediapipe")},
+        {"register_pose_estimators", "doctor_checks"},
+        set(),
+    ),
+    "benchmarks": (
+        "sym3d_extras.benchmarks.plugin",
+        set(),
+        {"register_commands"},
+        {"demo", "bench quality", "bench batch"},
+    ),
+}
+APP_COMMANDS = {"invert", "render", "edit", "batch", "plugins", "doctor", "bench", "bench engine"}
+
+
+def _own_entry_points():
+    """The entry points declared in pyproject.toml (not the installed metadata, which may lag)."""
+    import pathlib
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    root = pathlib.Path(__file__).resolve().parents[2]
+    table = tomllib.loads((root / "pyproject.toml").read_text())["project"]["entry-points"]["sym3d"]
+    return [_ep(name, module, "sym3d", sym3d.__version__) for name, module in table.items()]
+
+
+def _commands(app) -> set[str]:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    names = set(group.commands)
+    names |= {f"bench {n}" for n in group.commands["bench"].commands}
+    return names
+
+
+@pytest.fixture
+def own_plugins(monkeypatch):
+    """Discovery sees exactly sym3d's own entry points from pyproject.toml."""
+    for var in ("SYM3D_STRICT_PLUGINS", "SYM3D_LOAD_PLUGINS", "SYM3D_DISABLE_PLUGIN_AUTOLOAD"):
+        monkeypatch.delenv(var, raising=False)
+    eps = _own_entry_points()
+    monkeypatch.setattr(plugins, "_entry_points", lambda: eps)
+    plugins.reset_default_caches()
+    yield {ep.name: ep for ep in eps}
+    plugins.reset_default_caches()
+
+
+def test_own_entry_points_are_the_reserved_names(own_plugins):
+    assert set(own_plugins) | {"sym3d"} == set(plugins.RESERVED_NAMES)
+    for name, (module, *_rest) in CONCERNS.items():
+        assert own_plugins[name].value == module
+
+
+@pytest.mark.parametrize("name", sorted(CONCERNS))
+def test_each_extras_entry_point_registers_only_its_own_concern(name, own_plugins, monkeypatch):
+    module, components, hooks, commands = CONCERNS[name]
+    pm = plugins.get_plugin_manager(entry_points=[own_plugins[name]])
+    assert [p.name for p in pm.loaded] == ["sym3d", name] and not pm.broken
+    impls = {h.name for h in pm.get_hookcallers(pm.get_plugin(name))}
+    assert impls == hooks
+    registry = plugins.build_registry(pm)
+    own = {(s.kind, s.name) for s in registry.specs() if s.plugin == name}
+    assert own == components
+    # the commands it adds, and nothing else beyond the core's own
+    monkeypatch.setattr(plugins, "_entry_points", lambda: [own_plugins[name]])
+    plugins.reset_default_caches()
+    from sym3d.cli.app import build_app
+
+    assert _commands(build_app()) - APP_COMMANDS == commands
+
+
+@pytest.mark.parametrize("name", sorted(CONCERNS))
+def test_a_failing_extras_plugin_leaves_the_others_working(name, own_plugins, monkeypatch, capsys):
+    module = CONCERNS[name][0]
+    monkeypatch.setitem(sys.modules, module, None)  # importing it raises ImportError
+    pm = plugins.default_plugin_manager()
+    assert [b.name for b in pm.broken] == [name]
+    assert module in pm.broken[0].error
+    registry = plugins.default_registry()
+    have = {(s.kind, s.name) for s in registry.specs()}
+    for other, (_, components, _, _) in CONCERNS.items():
+        if other == name:
+            assert not components & have
+        else:
+            assert components <= have, other
+    from sym3d.cli.app import build_app
+
+    expected = set().union(*(c[3] for n, c in CONCERNS.items() if n != name))
+    assert _commands(build_app()) >= APP_COMMANDS | expected
+    if name != "symheads":
+        assert sym3d.load_generator("symheads").name == "symheads"
+    assert main(["invert", "--help"]) == 0 and main(["plugins"]) == 0
+    assert f"plugin {name} (sym3d" in capsys.readouterr().out
+
+
+def test_a_missing_optional_dependency_disables_only_its_components(own_plugins, monkeypatch):
+    monkeypatch.setitem(sys.modules, "lpips", None)  # the lpips extra is not installed
+    registry = plugins.default_registry()
+    assert not plugins.default_plugin_manager().broken
+    with pytest.raises(sym3d.errors.MissingDependencyError) as info:
+        registry.build("loss", "lpips-vgg")
+    assert info.value.extra == "lpips" and "sym3d[lpips]" in info.value.hint
+    assert registry.build("generator", "symheads").name == "symheads"
+    assert registry.get("pose", "mediapipe").plugin == "mediapipe"
