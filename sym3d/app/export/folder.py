@@ -353,7 +353,10 @@ def _export_depth(ctx: ExportContext, stage: _Stage) -> None:
     stage(0, 2)
     mask = base.opacity[0, 0, 0] > 0.5
     ray, z = base.depth[0, 0, 0], base.depth_z[0, 0, 0]
-    ctx.written["depth"] = save_depth_image(ray, ctx.out_dir / Files.DEPTH_IMAGE, mask)
+    try:
+        ctx.written["depth"] = save_depth_image(ray, ctx.out_dir / Files.DEPTH_IMAGE, mask)
+    except MissingDependencyError as exc:  # Matplotlib's colour map: the export extra
+        _skip_part(ctx, ctx.out_dir / Files.DEPTH_IMAGE, exc)
     ctx.written["depth_npy"] = save_depth(z, ctx.out_dir / Files.DEPTH_ARRAY, mask=mask, kind="z")
     fg = z[mask]
     ctx.facts["depth"] = {
@@ -392,6 +395,19 @@ def _export_video(ctx: ExportContext, stage: _Stage) -> None:
     ctx.written["video"] = path
     fmt_name = path.suffix.lstrip(".")
     ctx.facts["video"] = {"file": path.name, "format": fmt_name, "frames": n, "fps": opts.fps}
+
+
+def _skip_part(ctx: ExportContext, path: Path, exc: Exception) -> None:
+    """A file whose optional dependency is missing: re-raise with ``strict``, else note and warn.
+
+    An older run's file of that name is removed, so the folder never mixes runs.
+    """
+    if ctx.options.strict:
+        raise exc
+    message = f"{path.name} not written: {exc}"
+    ctx.notes.append(message)
+    warnings.warn(message, ExportWarning, stacklevel=_CALLER + 1)
+    path.unlink(missing_ok=True)
 
 
 def _export_mesh(ctx: ExportContext, stage: _Stage) -> None:
@@ -436,7 +452,10 @@ def _export_plots(ctx: ExportContext, stage: _Stage) -> None:
     history = ctx.result.history
     if history and loss_terms(history):
         path = ctx.out_dir / Files.LOSS
-        ctx.written["loss"] = plot_history(history, path, title="Loss per step")
+        try:
+            ctx.written["loss"] = plot_history(history, path, title="Loss per step")
+        except MissingDependencyError as exc:  # Matplotlib: the export extra
+            _skip_part(ctx, path, exc)
     else:
         ctx.notes.append(f"no loss history recorded; {Files.LOSS} not written.")
     stage(1, 1)
@@ -627,8 +646,8 @@ def export_result(
             * ``title`` (``None``): the report's title (default: the folder name; the photo
               pipeline passes the result's name).
             * ``strict`` (``False``): raise when the mesh cannot be made (no surface at the
-              iso-level, or trimesh / scikit-image missing). By default that part is skipped
-              with an :class:`~sym3d.app.export._common.ExportWarning` and a note in
+              iso-level, or trimesh / scikit-image / SciPy missing) or Matplotlib is missing
+              (``depth.png``, ``loss.png``). By default such a file is skipped with an :class:`~sym3d.app.export._common.ExportWarning` and a note in
               ``metrics.json`` and the report, and the other parts are still written.
 
     Returns:
@@ -640,7 +659,7 @@ def export_result(
         sym3d.errors.UserInputError: an unknown ``what`` item or setting, or a bad value.
         sym3d.errors.OutputWriteError: ``out_dir`` or its ``views/`` is a symbolic link.
         sym3d.errors.MissingDependencyError: ``lpips=True`` without the ``lpips`` extra; with
-            ``strict``, the mesh without the ``export`` extra.
+            ``strict``, the mesh, ``depth.png`` or ``loss.png`` without the ``export`` extra.
         ExportError: with ``strict``, the density has no surface at the iso-level.
     """
     parts = _parts(what)

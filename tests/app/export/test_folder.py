@@ -226,6 +226,26 @@ def test_mesh_failure_is_skipped_unless_strict(tiny, tiny_result, tmp_path):
         export_result(tiny_result, flat, tmp_path, what=("mesh",), strict=True, **SMALL)
 
 
+def test_without_matplotlib_the_colour_map_and_plots_are_skipped(tiny, tiny_result, tmp_path, monkeypatch):
+    """Matplotlib is in the ``export`` extra: a core-only install still gets the other parts."""
+    from sym3d.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises
+    (tmp_path / "loss.png").write_bytes(b"png from an older run")
+    parts = ("depth", "plots", "views", "report")
+    with pytest.warns(ExportWarning, match="not written"):
+        files = export_result(tiny_result, tiny, tmp_path, what=parts, **SMALL)
+    assert "depth" not in files and "loss" not in files
+    assert not (tmp_path / "depth.png").exists() and not (tmp_path / "loss.png").exists()
+    assert files["depth_npy"].is_file() and files["novel_grid"].is_file() and files["report"].is_file()
+    notes = json.loads(files["metrics"].read_text())["notes"]
+    for name in ("depth.png", "loss.png"):
+        assert any(n.startswith(f"{name} not written") and "sym3d[export]" in n for n in notes), notes
+    with pytest.raises(MissingDependencyError) as info:
+        export_result(tiny_result, tiny, tmp_path, what=("plots",), strict=True, **SMALL)
+    assert info.value.extra == "export"
+
+
 @pytest.mark.parametrize("linked", ["folder", "views"])
 def test_symlinked_destination_is_refused_and_its_target_untouched(tiny, tiny_result, tmp_path, linked):
     from sym3d.errors import OutputWriteError
