@@ -347,9 +347,11 @@ def _export_views(ctx: ExportContext, stage: _Stage) -> None:
 
 
 def _mirror_prior(ctx: ExportContext) -> Path:
-    """``views/mirror_prior.png``: what the mirror terms were given (photo, flip, relit flip,
-    estimated shading), with the result's depth at the input camera and the photo's face mask
-    (the rendered opacity when the folder has none)."""
+    """``views/mirror_prior.png``: what the mirror terms were given.
+
+    The photo, its flip, the relit flip and the estimated shading, from the result's depth at
+    the input camera and the photo's face mask (the rendered opacity when the folder has none).
+    """
     from sym3d_extras.export.prior import symmetry_prior_images, write_symmetry_prior_figure
 
     assert ctx.target is not None and ctx.base is not None
