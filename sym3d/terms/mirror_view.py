@@ -35,6 +35,11 @@ class MirrorViewConfig(TermConfig, name="mirror_view", stages=("latent",)):
     authentic_mask: bool = attrs.field(default=False, validator=v.instance_of(bool))
     """Drop pixels where the mirror label disagrees with the photo warped into the mirrored view
     (both seeing the same surface) from the mirror loss, as ``mirror_regions`` does."""
+    max_correction: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
+    """With ``relight``: when the relighting changes the flipped photo by more than this (mean
+    ``|ratio - 1|`` over the mirrored face, logged as ``/_correction``), the mirror is left out
+    (no loss, no extra view): under so strong a side light the relit label is less faithful than
+    the latent's own guess (``docs/benchmarks.md``). 0 never leaves it out."""
     conflict_threshold: float = attrs.field(default=0.12, converter=float, validator=v.gt(0.0))
     """Mean absolute RGB difference (in [0,1]) above which a pixel is a conflict."""
     occlusion_threshold: float = attrs.field(default=0.05, converter=float, validator=v.gt(0.0))
@@ -58,6 +63,9 @@ class MirrorView(BasePrior):
         self.losses = losses
         self.min_yaw = min_yaw
         self.relighter = MirrorRelighter("mirror_view")
+        self.left_out = False
+        """The last light fit asked for too large a correction (``max_correction``): no mirror
+        view is rendered until a fit says otherwise (the fit needs the input view's render only)."""
 
     def weight(self, camera: torch.Tensor) -> float:
         """The mirror weight for the input ``camera [1, 25]``."""
@@ -67,22 +75,30 @@ class MirrorView(BasePrior):
         return float(w.detach().max())
 
     def views(self, ctx: PriorContext) -> torch.Tensor | None:
-        """The mirrored camera, or ``None`` when the weight is 0."""
-        if self.weight(ctx.camera) == 0.0:
+        """The mirrored camera, or ``None`` when the weight is 0 or the light left it out."""
+        if self.weight(ctx.camera) == 0.0 or self.left_out:
             return None
         return mirror_camera(ctx.camera)
 
     def __call__(self, ctx: PriorContext, views: PriorViews | None) -> dict[str, torch.Tensor]:
         """Weighted reconstruction loss of the mirrored view."""
-        if views is None:
+        c = self.config
+        gate = c.relight and c.max_correction > 0 and ctx.render is not None
+        if views is None and not (gate and self.left_out):
             return {}
         lam = self.weight(ctx.camera)
-        c = self.config
-        pred = from_model_range(views.render.image[:, 0])
         info: dict[str, torch.Tensor] = {}
         photo = ctx.target
         if c.relight:
             photo, info = self.relighter.photo(ctx)
+        if gate:
+            fitted = bool(info["_relit"])  # a refused fit keeps SPI's plain mirror
+            self.left_out = fitted and float(info["_correction"]) > c.max_correction
+            info["_left_out"] = torch.tensor(float(self.left_out))
+            if self.left_out or views is None:
+                return info
+        assert views is not None
+        pred = from_model_range(views.render.image[:, 0])
         target = mirror_image(photo)
         mask = None
         if c.authentic_mask:
