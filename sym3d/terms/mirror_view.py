@@ -63,9 +63,6 @@ class MirrorView(BasePrior):
         self.losses = losses
         self.min_yaw = min_yaw
         self.relighter = MirrorRelighter("mirror_view")
-        self.left_out = False
-        """The last light fit asked for too large a correction (``max_correction``): no mirror
-        view is rendered until a fit says otherwise (the fit needs the input view's render only)."""
 
     def weight(self, camera: torch.Tensor) -> float:
         """The mirror weight for the input ``camera [1, 25]``."""
@@ -76,7 +73,7 @@ class MirrorView(BasePrior):
 
     def views(self, ctx: PriorContext) -> torch.Tensor | None:
         """The mirrored camera, or ``None`` when the weight is 0 or the light left it out."""
-        if self.weight(ctx.camera) == 0.0 or self.left_out:
+        if self.weight(ctx.camera) == 0.0 or self.relighter.left_out:
             return None
         return mirror_camera(ctx.camera)
 
@@ -84,20 +81,18 @@ class MirrorView(BasePrior):
         """Weighted reconstruction loss of the mirrored view."""
         c = self.config
         gate = c.relight and c.max_correction > 0 and ctx.render is not None
-        if views is None and not (gate and self.left_out):
+        if views is None and not (gate and self.relighter.left_out):
             return {}
         lam = self.weight(ctx.camera)
         info: dict[str, torch.Tensor] = {}
         photo = ctx.target
-        if c.relight:
-            photo, info = self.relighter.photo(ctx)
         if gate:
-            fitted = bool(info["_relit"])  # a refused fit keeps SPI's plain mirror
-            self.left_out = fitted and float(info["_correction"]) > c.max_correction
-            info["_left_out"] = torch.tensor(float(self.left_out))
-            if self.left_out or views is None:
+            info = self.relighter.gate(ctx, c.max_correction)
+            if self.relighter.left_out or views is None:
                 return info
-        assert views is not None
+        if c.relight:
+            photo, fit_info = self.relighter.photo(ctx)
+            info = {**fit_info, **info}
         pred = from_model_range(views.render.image[:, 0])
         target = mirror_image(photo)
         mask = None

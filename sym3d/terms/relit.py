@@ -34,6 +34,9 @@ class MirrorRelighter:
     def __init__(self, name: str) -> None:
         self.name = name
         self.reasons: list[str] = []
+        self.left_out = False
+        """The last fit asked for more than ``max_correction`` (:meth:`gate`): the owning term
+        renders no mirror view until a fit says otherwise."""
         self._key: tuple[object, ...] | None = None
         self._value: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
 
@@ -81,3 +84,17 @@ class MirrorRelighter:
         }
         self._key, self._value = key, (photo, info)
         return photo, info
+
+    def gate(self, ctx: PriorContext, max_correction: float) -> dict[str, torch.Tensor]:
+        """Fit (cached per step) and decide whether the mirror is left out on this step.
+
+        The mirror is left out when the fit was accepted and its ``_correction`` exceeds
+        ``max_correction``; a refused fit keeps SPI's plain mirror. Updates :attr:`left_out`.
+
+        Returns:
+            the fit's diagnostics (:meth:`photo`) and ``_left_out`` (1 or 0).
+        """
+        _, info = self.photo(ctx)
+        fitted = bool(info["_relit"])
+        self.left_out = fitted and float(info["_correction"]) > max_correction
+        return {**info, "_left_out": torch.tensor(float(self.left_out))}

@@ -210,7 +210,7 @@ def test_max_correction_leaves_the_mirror_out_under_a_strong_side_light(truth, s
         ctx = context(truth, scene, scene["side"])
         out = term(ctx, mirror_views(truth, term, ctx))
         assert float(out["_relit"]) == 1.0 and float(out["_correction"]) > 0.05
-    assert "mse" in kept(ctx, mirror_views(truth, kept, ctx)) and not kept.left_out
+    assert "mse" in kept(ctx, mirror_views(truth, kept, ctx)) and not kept.relighter.left_out
     # left out: no loss on this step, and the next step asks for no mirror view at all ...
     out = left(ctx, mirror_views(truth, kept, ctx))
     assert float(out["_left_out"]) == 1.0 and "mse" not in out and "perceptual" not in out
@@ -221,3 +221,15 @@ def test_max_correction_leaves_the_mirror_out_under_a_strong_side_light(truth, s
     sym_ctx = context(truth, scene, scene["symmetric"], step=2)
     out = left(sym_ctx, None)
     assert float(out["_left_out"]) == 0.0 and left.views(sym_ctx) is not None
+
+
+def test_max_correction_leaves_the_stage2_mirror_regions_out_too(truth, scene, losses):
+    env = TermEnv(stage="generator", losses=losses, num_views=2)
+    left = MirrorRegionsConfig(relight=True, max_correction=0.05, crop_size=16).setup(env)
+    kept = MirrorRegionsConfig(relight=True, max_correction=10.0, crop_size=16).setup(env)
+    ctx = context(truth, scene, scene["side"], stage="generator")
+    assert "contextual" in kept(ctx, mirror_views(truth, kept, ctx))
+    out = left(ctx, mirror_views(truth, left, ctx))
+    assert float(out["_left_out"]) == 1.0 and "contextual" not in out
+    assert left.views(context(truth, scene, scene["side"], step=1, stage="generator")) is None
+
