@@ -71,6 +71,7 @@ class ResultFiles:
     INPUT_VIEW = "views/input.png"
     RECONSTRUCTION = "views/reconstruction.png"
     MIRROR = "views/mirror.png"
+    MIRROR_PRIOR = "views/mirror_prior.png"
     NOVEL_GRID = "views/novel_grid.png"
     ORBIT_MP4 = "orbit.mp4"
     ORBIT_GIF = "orbit.gif"

@@ -58,6 +58,9 @@ class MirrorRegionsConfig(TermConfig, name="mirror_regions", stages=("generator"
     relight: bool = attrs.field(default=False, validator=v.instance_of(bool))
     """Warp the flipped photo relit to the photo's light (:mod:`sym3d.terms.relit`); the plain
     flipped photo where the light estimate is refused."""
+    max_correction: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
+    """With ``relight``: leave the mirror out while the relighting would change the flipped
+    photo by more than this (as ``mirror_view.max_correction``); 0 never leaves it out."""
 
     def setup(self, env: TermEnv) -> Prior:
         """The provider (every ``env.every`` steps; gated by ``env.mirror_min_yaw``)."""
@@ -123,8 +126,11 @@ class MirrorRegions(BasePrior):
         return float(yaw_pitch_roll(camera)[0].abs().max()) >= self.min_yaw
 
     def views(self, ctx: PriorContext) -> torch.Tensor | None:
-        """``num_views`` cameras around the mirrored camera (``None`` when gated off)."""
-        if not self.gated(ctx.camera):
+        """``num_views`` cameras around the mirrored camera.
+
+        ``None`` when gated off by the yaw, or left out by the light (``max_correction``).
+        """
+        if not self.gated(ctx.camera) or self.relighter.left_out:
             return None
         c = self.config
         return sample_cameras_around(
@@ -161,11 +167,16 @@ class MirrorRegions(BasePrior):
 
     def __call__(self, ctx: PriorContext, views: PriorViews | None) -> dict[str, torch.Tensor]:
         """Contextual loss in the regions, flipped back to the photo's orientation."""
-        if views is None:
-            return {}
         c = self.config
+        gate = c.relight and c.max_correction > 0 and ctx.render is not None
+        if views is None and not (gate and self.relighter.left_out):
+            return {}
+        gate_info = self.relighter.gate(ctx, c.max_correction) if gate else {}
+        if views is None or self.relighter.left_out:
+            return gate_info
         target, mask, conflict = self.pseudo_labels(ctx, views)
         info = self.relighter.photo(ctx)[1] if c.relight else {}  # cached: fitted once per step
+        info = {**info, **gate_info}
         pred = from_model_range(views.render.image[0])
         pred_f, target_f, mask_f = mirror_image(pred), mirror_image(target), mirror_image(mask)
         boxes = region_boxes(ctx, c.regions, c.region_padding).expand(pred.shape[0], -1, -1)

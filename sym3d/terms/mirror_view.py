@@ -35,6 +35,11 @@ class MirrorViewConfig(TermConfig, name="mirror_view", stages=("latent",)):
     authentic_mask: bool = attrs.field(default=False, validator=v.instance_of(bool))
     """Drop pixels where the mirror label disagrees with the photo warped into the mirrored view
     (both seeing the same surface) from the mirror loss, as ``mirror_regions`` does."""
+    max_correction: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
+    """With ``relight``: when the relighting changes the flipped photo by more than this (mean
+    ``|ratio - 1|`` over the mirrored face, logged as ``/_correction``), the mirror is left out
+    (no loss, no extra view): under so strong a side light the relit label is less faithful than
+    the latent's own guess (``docs/benchmarks.md``). 0 never leaves it out."""
     conflict_threshold: float = attrs.field(default=0.12, converter=float, validator=v.gt(0.0))
     """Mean absolute RGB difference (in [0,1]) above which a pixel is a conflict."""
     occlusion_threshold: float = attrs.field(default=0.05, converter=float, validator=v.gt(0.0))
@@ -67,22 +72,28 @@ class MirrorView(BasePrior):
         return float(w.detach().max())
 
     def views(self, ctx: PriorContext) -> torch.Tensor | None:
-        """The mirrored camera, or ``None`` when the weight is 0."""
-        if self.weight(ctx.camera) == 0.0:
+        """The mirrored camera, or ``None`` when the weight is 0 or the light left it out."""
+        if self.weight(ctx.camera) == 0.0 or self.relighter.left_out:
             return None
         return mirror_camera(ctx.camera)
 
     def __call__(self, ctx: PriorContext, views: PriorViews | None) -> dict[str, torch.Tensor]:
         """Weighted reconstruction loss of the mirrored view."""
-        if views is None:
+        c = self.config
+        gate = c.relight and c.max_correction > 0 and ctx.render is not None
+        if views is None and not (gate and self.relighter.left_out):
             return {}
         lam = self.weight(ctx.camera)
-        c = self.config
-        pred = from_model_range(views.render.image[:, 0])
         info: dict[str, torch.Tensor] = {}
         photo = ctx.target
+        if gate:
+            info = self.relighter.gate(ctx, c.max_correction)
+            if self.relighter.left_out or views is None:
+                return info
         if c.relight:
-            photo, info = self.relighter.photo(ctx)
+            photo, fit_info = self.relighter.photo(ctx)
+            info = {**fit_info, **info}
+        pred = from_model_range(views.render.image[:, 0])
         target = mirror_image(photo)
         mask = None
         if c.authentic_mask:

@@ -15,6 +15,7 @@ import torch
 from sym3d.image import mirror_image
 from sym3d.lighting import relight_mirror
 from sym3d.protocols import PriorContext
+from sym3d.resize import resize
 from sym3d.warp import source_mask
 
 __all__ = ["MirrorRelighter"]
@@ -33,6 +34,9 @@ class MirrorRelighter:
     def __init__(self, name: str) -> None:
         self.name = name
         self.reasons: list[str] = []
+        self.left_out = False
+        """The last fit asked for more than ``max_correction`` (:meth:`gate`): the owning term
+        renders no mirror view until a fit says otherwise."""
         self._key: tuple[object, ...] | None = None
         self._value: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
 
@@ -42,7 +46,9 @@ class MirrorRelighter:
         Returns:
             ``[1, 3, H, W]`` in ``[0, 1]`` in the photo's orientation (flip it for the mirror
             view; ``ctx.target`` itself when the estimate is refused), and diagnostics to log:
-            ``_relit`` (1 when the relit photo is used, else 0) and ``_asymmetry`` of the fit.
+            ``_relit`` (1 when the relit photo is used, else 0), ``_asymmetry`` of the fit, and
+            ``_correction``: the mean ``|ratio - 1|`` of the relighting over the mirrored face (0
+            for a plain mirror), how much the relit label departs from the flipped photo.
         """
         assert ctx.render is not None, "relighting needs the input-view render (its depth)"
         # the step, and the inputs themselves (held, compared by identity): one fit per render
@@ -66,9 +72,29 @@ class MirrorRelighter:
                 self.reasons.append(reason)
                 _LOG.info("%s: relighting refused, the plain mirror is used: %s", self.name, reason)
         photo = mirror_image(relit.image) if ok else ctx.target
+        mask = mirror_image(source_mask(ctx, use_face_mask=True))
+        mask = resize(mask, tuple(relit.ratio.shape[-2:])).clamp(0.0, 1.0)
+        change = ((relit.ratio - 1.0).abs() * mask).sum((1, 2, 3)) / (
+            mask.sum((1, 2, 3)) * relit.ratio.shape[1]
+        ).clamp_min(1e-6)
         info = {
             "_relit": torch.tensor(float(ok)),
             "_asymmetry": est.asymmetry[0].detach().float().cpu(),
+            "_correction": change[0].detach().float().cpu() if ok else torch.tensor(0.0),
         }
         self._key, self._value = key, (photo, info)
         return photo, info
+
+    def gate(self, ctx: PriorContext, max_correction: float) -> dict[str, torch.Tensor]:
+        """Fit (cached per step) and decide whether the mirror is left out on this step.
+
+        The mirror is left out when the fit was accepted and its ``_correction`` exceeds
+        ``max_correction``; a refused fit keeps SPI's plain mirror. Updates :attr:`left_out`.
+
+        Returns:
+            the fit's diagnostics (:meth:`photo`) and ``_left_out`` (1 or 0).
+        """
+        _, info = self.photo(ctx)
+        fitted = bool(info["_relit"])
+        self.left_out = fitted and float(info["_correction"]) > max_correction
+        return {**info, "_left_out": torch.tensor(float(self.left_out))}

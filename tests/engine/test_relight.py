@@ -201,3 +201,35 @@ def test_spi_relight_preset_runs_with_one_render_per_step(side_view):
     assert all("mirror_view/_conflict" in h for h in stage1)
     assert "mirror_regions/_relit" in result.history[2]
     assert torch.isfinite(result.ws).all()
+
+
+def test_max_correction_leaves_the_mirror_out_under_a_strong_side_light(truth, scene, losses):
+    kept = view_term(losses, relight=True, max_correction=10.0)
+    left = view_term(losses, relight=True, max_correction=0.05)
+    for term in (kept, left):
+        ctx = context(truth, scene, scene["side"])
+        out = term(ctx, mirror_views(truth, term, ctx))
+        assert float(out["_relit"]) == 1.0 and float(out["_correction"]) > 0.05
+    assert "mse" in kept(ctx, mirror_views(truth, kept, ctx)) and not kept.relighter.left_out
+    # left out: no loss on this step, and the next step asks for no mirror view at all ...
+    out = left(ctx, mirror_views(truth, kept, ctx))
+    assert float(out["_left_out"]) == 1.0 and "mse" not in out and "perceptual" not in out
+    next_ctx = context(truth, scene, scene["side"], step=1)
+    assert left.views(next_ctx) is None
+    assert float(left(next_ctx, None)["_left_out"]) == 1.0  # ... while the light is still fitted
+    # under a symmetric light the same threshold keeps the mirror
+    sym_ctx = context(truth, scene, scene["symmetric"], step=2)
+    out = left(sym_ctx, None)
+    assert float(out["_left_out"]) == 0.0 and left.views(sym_ctx) is not None
+
+
+def test_max_correction_leaves_the_stage2_mirror_regions_out_too(truth, scene, losses):
+    env = TermEnv(stage="generator", losses=losses, num_views=2)
+    left = MirrorRegionsConfig(relight=True, max_correction=0.05, crop_size=16).setup(env)
+    kept = MirrorRegionsConfig(relight=True, max_correction=10.0, crop_size=16).setup(env)
+    ctx = context(truth, scene, scene["side"], stage="generator")
+    assert "contextual" in kept(ctx, mirror_views(truth, kept, ctx))
+    out = left(ctx, mirror_views(truth, left, ctx))
+    assert float(out["_left_out"]) == 1.0 and "contextual" not in out
+    assert left.views(context(truth, scene, scene["side"], step=1, stage="generator")) is None
+

@@ -50,7 +50,7 @@ from sym3d.app.outdir import check_not_linked
 from sym3d.camera import FFHQ_PIVOT, CameraLabels, look_at, mirror_camera
 from sym3d.engine.result import ResultFiles as Files
 from sym3d.errors import InputFileError, MissingDependencyError, UserInputError
-from sym3d.image import from_model_range, mirror_image
+from sym3d.image import from_model_range, load_image, mirror_image
 
 __all__ = [
     "export_result",
@@ -336,12 +336,37 @@ def _export_views(ctx: ExportContext, stage: _Stage) -> None:
     else:
         pair, labels = mirrored, ["mirrored camera"]
     ctx.written["mirror"] = save_png(novel_view_grid(pair, labels, ncols=2), od / Files.MIRROR)
+    if target is not None:
+        ctx.written["mirror_prior"] = _mirror_prior(ctx)
     stage(2, 4)
     nv = render_views(ctx.generator, ctx.ws, cams, batch=opts.render_batch)
     rgb = from_model_range(nv.image[0].float(), clamp=True)
     grid = novel_view_grid(rgb, yaw_labels(cams), ncols=opts.num_views)
     ctx.written["novel_grid"] = save_png(grid, od / Files.NOVEL_GRID)
     stage(4, 4)
+
+
+def _mirror_prior(ctx: ExportContext) -> Path:
+    """``views/mirror_prior.png``: what the mirror terms were given.
+
+    The photo, its flip, the relit flip and the estimated shading, from the result's depth at
+    the input camera and the photo's face mask (the rendered opacity when the folder has none).
+    """
+    from sym3d.app.export.prior import symmetry_prior_images, write_symmetry_prior_figure
+
+    assert ctx.target is not None and ctx.base is not None
+    mask = ctx.base.opacity[0, :1].float().cpu()
+    mask_file = ctx.out_dir / Files.FACE_MASK
+    if mask_file.is_file():
+        mask = load_image(mask_file)[:, :1]
+    prior = symmetry_prior_images(
+        ctx.target.float().cpu().clamp(0.0, 1.0),
+        ctx.base.depth_z[0, :1].float().cpu(),
+        ctx.camera.float().cpu(),
+        mask,
+    )
+    ctx.notes.append(f"symmetry prior (views/mirror_prior.png): {prior.note}.")
+    return write_symmetry_prior_figure(prior, ctx.out_dir / Files.MIRROR_PRIOR)
 
 
 def _export_depth(ctx: ExportContext, stage: _Stage) -> None:
@@ -520,6 +545,7 @@ def _export_report(ctx: ExportContext, stage: _Stage) -> None:
         "input": Files.INPUT_VIEW,
         "reconstruction": Files.RECONSTRUCTION,
         "mirror": Files.MIRROR,
+        "mirror_prior": Files.MIRROR_PRIOR,
         "novel_grid": Files.NOVEL_GRID,
         "depth": Files.DEPTH_IMAGE,
         "orbit": orbit,

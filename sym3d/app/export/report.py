@@ -41,6 +41,13 @@ KNOWN_IMAGES: dict[str, tuple[str, str]] = {
         "Left: the mirrored input. Right: the model rendered from the mirrored camera. "
         "A symmetric face should look alike in both; SPI uses this pair as a proxy for novel-view fidelity.",
     ),
+    "mirror_prior": (
+        "What the symmetry prior was given",
+        "The photo; its flip, SPI's pseudo label for the mirrored camera; the flip relit to the "
+        "photo's light (the label with the mirror terms' relight option); the estimated shading "
+        "(grey outside the face). Under a side light the plain flip shows the lit cheek on the "
+        "wrong side; if the relit flip looks wrong, do not trust the relit presets on this photo.",
+    ),
     "novel_grid": ("Novel views", "The model seen from other yaw angles (positive yaw shows the subject's left cheek)."),
     "depth": ("Depth", "Expected depth from the input camera: near is red, far is blue; the background is grey."),
     "orbit": ("Orbit", "SPI's orbit: yaw and pitch swing around the head in a closed loop."),

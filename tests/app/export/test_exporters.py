@@ -87,7 +87,7 @@ def test_options_value_and_keyword_settings_give_the_same_folder(tiny, tiny_resu
     b = export_result(
         tiny_result, tiny, tmp_path / "b", what=("views",), options=opts, lpips=False
     )
-    assert set(a) == set(b) == {"input", "reconstruction", "mirror", "novel_grid"}
+    assert set(a) == set(b) == {"input", "reconstruction", "mirror", "mirror_prior", "novel_grid"}
     for key in a:
         assert Path(a[key]).read_bytes() == Path(b[key]).read_bytes(), key
     assert attrs.evolve(opts, lpips=False).lpips is False and opts.lpips is True  # frozen

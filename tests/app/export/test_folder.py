@@ -138,7 +138,7 @@ def test_progress_callback(exported):
 
 def test_what_subset_and_unknown(tiny, tiny_result, tmp_path):
     files = export_result(tiny_result, tiny, tmp_path, what=("views",), **SMALL)
-    assert set(files) == {"input", "reconstruction", "mirror", "novel_grid"}
+    assert set(files) == {"input", "reconstruction", "mirror", "mirror_prior", "novel_grid"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["views"]
     files = export_result(tiny_result, tiny, tmp_path, what=("depth", "report"), **SMALL)
     assert set(files) == {"depth", "depth_npy", "metrics", "report"}  # the report implies metrics
