@@ -337,7 +337,10 @@ def _export_views(ctx: ExportContext, stage: _Stage) -> None:
         pair, labels = mirrored, ["mirrored camera"]
     ctx.written["mirror"] = save_png(novel_view_grid(pair, labels, ncols=2), od / Files.MIRROR)
     if target is not None:
-        ctx.written["mirror_prior"] = _mirror_prior(ctx)
+        try:
+            ctx.written["mirror_prior"] = _mirror_prior(ctx)
+        except MissingDependencyError as exc:  # Matplotlib's figure: the export extra
+            _skip_part(ctx, od / Files.MIRROR_PRIOR, exc)
     stage(2, 4)
     nv = render_views(ctx.generator, ctx.ws, cams, batch=opts.render_batch)
     rgb = from_model_range(nv.image[0].float(), clamp=True)
@@ -673,8 +676,9 @@ def export_result(
               pipeline passes the result's name).
             * ``strict`` (``False``): raise when the mesh cannot be made (no surface at the
               iso-level, or trimesh / scikit-image / SciPy missing) or Matplotlib is missing
-              (``depth.png``, ``loss.png``). By default such a file is skipped with an :class:`~sym3d.app.export._common.ExportWarning` and a note in
-              ``metrics.json`` and the report, and the other parts are still written.
+              (``depth.png``, ``loss.png``, ``views/mirror_prior.png``). By default such a
+              file is skipped with an :class:`~sym3d.app.export._common.ExportWarning` and a
+              note in ``metrics.json`` and the report, and the other parts are still written.
 
     Returns:
         The files written by this call, by name: ``input``, ``reconstruction``, ``mirror``,

@@ -239,7 +239,8 @@ def test_without_matplotlib_the_colour_map_and_plots_are_skipped(tiny, tiny_resu
     assert not (tmp_path / "depth.png").exists() and not (tmp_path / "loss.png").exists()
     assert files["depth_npy"].is_file() and files["novel_grid"].is_file() and files["report"].is_file()
     notes = json.loads(files["metrics"].read_text())["notes"]
-    for name in ("depth.png", "loss.png"):
+    assert not (tmp_path / "views" / "mirror_prior.png").exists()
+    for name in ("depth.png", "loss.png", "mirror_prior.png"):
         assert any(n.startswith(f"{name} not written") and "sym3d[export]" in n for n in notes), notes
     with pytest.raises(MissingDependencyError) as info:
         export_result(tiny_result, tiny, tmp_path, what=("plots",), strict=True, **SMALL)
