@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from sym3d.defaults import DEFAULT_GENERATOR
+
 __all__ = ["engine", "register"]
 
 _HELP = "Benchmarks that print tables: engine speed, EG3D speed, SymHeads quality."
@@ -16,7 +18,7 @@ def _group() -> None:
 
 
 def engine(
-    generator: Annotated[str, typer.Option(help="Registered generator name.")] = "symheads",
+    generator: Annotated[str, typer.Option(help="Registered generator name.")] = DEFAULT_GENERATOR,
     network: Annotated[str | None, typer.Option(help="Checkpoint for generators that need one (e.g. eg3d).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     presets: Annotated[str, typer.Option(help="Comma-separated presets.")] = "w+,pti,pti-depth-reg,spi",
