@@ -356,11 +356,12 @@ class MipRayMarcher2(nn.Module):
         weights = alpha * transmittance[:, :, :-1]
 
         # sum_s w_s (c_s + c_{s+1}) / 2 (mid-point colours) regrouped per sample as
-        # sum_j c_j (w_j + w_{j-1}) / 2: one batched matrix product instead of three passes over
-        # the [N, R, S-1, C] colours (same value up to float rounding).
-        n, r, s, ch = colors.shape
-        per_sample = F.pad(weights[..., 0], (0, 1)) + F.pad(weights[..., 0], (1, 0))  # [N, R, S]
-        rgb = torch.bmm((per_sample / 2).reshape(n * r, 1, s), colors.reshape(n * r, s, ch)).reshape(n, r, ch)
+        # sum_j c_j (w_j + w_{j-1}) / 2: one pass over the [N, R, S, C] colours instead of three
+        # over the mid-point colours (same value up to float rounding). Element-wise product and
+        # sum, not a bmm of N * R tiny [1, S] x [S, C] matrices: the CPU backward of that bmm
+        # loops over the rays (thousands of small ops per render).
+        per_sample = F.pad(weights, (0, 0, 0, 1)) + F.pad(weights, (0, 0, 1, 0))  # [N, R, S, 1]
+        rgb = (colors * (per_sample / 2)).sum(-2)
         weight_total = weights.sum(2)
         depth = torch.sum(weights * depths_mid, -2) / weight_total
         depth = torch.nan_to_num(depth, float("inf"))
