@@ -353,7 +353,9 @@ class SynthesisBlock(nn.Module):
         if self.is_last or self.architecture == "skip":
             y = self.torgb(x, next(w_iter), fused_modconv=fused)
             y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-            img = img + y if img is not None else y
+            # In place (as the official code): img is this block's own upsampled copy, and no
+            # backward needs it, so the sum needs no new image-sized buffer.
+            img = img.add_(y) if img is not None else y
 
         assert x.dtype == dtype
         assert img is None or img.dtype == torch.float32
