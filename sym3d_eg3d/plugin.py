@@ -28,14 +28,15 @@ def register_generators(register) -> None:  # noqa: ANN001
 
 @hookimpl
 def register_commands(app) -> None:  # noqa: ANN001
-    """Mount ``sym3d eg3d ...`` (convert)."""
+    """Mount ``sym3d eg3d ...`` (convert), ``sym3d bench eg3d`` and ``sym3d bench gpu``."""
     from sym3d_eg3d.cli import app as eg3d_app
-    from sym3d_eg3d.cli import bench
+    from sym3d_eg3d.cli import bench, bench_gpu
 
     app.add_typer(eg3d_app, name="eg3d")
     from sym3d.cli.bench_cmd import bench_app
 
     bench_app.command("eg3d")(bench)
+    bench_app.command("gpu")(bench_gpu)
 
 
 @hookimpl
