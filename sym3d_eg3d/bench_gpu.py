@@ -480,7 +480,12 @@ def _sync_check(gen: Any, settings: GpuBenchSettings) -> dict[str, Any]:
     return {"status": "ok", "syncs": len(syncs), "where": where[:10], "first": syncs[:3]}
 
 
-def _options_part(settings: GpuBenchSettings, gen: Any, deadline: float) -> dict[str, Any]:
+def _options_part(
+    settings: GpuBenchSettings,
+    gen: Any,
+    deadline: float,
+    partial: Callable[[dict[str, Any]], None] = lambda _part: None,
+) -> dict[str, Any]:
     from sym3d_eg3d.bench import _forward, _forward_backward, _time_interleaved
 
     dev = settings.device
@@ -535,9 +540,12 @@ def _options_part(settings: GpuBenchSettings, gen: Any, deadline: float) -> dict
             "" if cuda and not settings.smoke else "compiling takes minutes; measured on CUDA only",
         ),
     ]
+    # Before the options: torch.compile may run past the cap and the whole run be stopped.
+    sync = _sync_check(gen, settings) if cuda else _skipped("set_sync_debug_mode needs CUDA")
     rows: list[dict[str, Any]] = []
     baseline: torch.Tensor | None = None
     for name, make, ctx, skip in options:
+        partial({"status": "running", "reason": "", "rows": rows, "sync": sync})
         if skip:
             rows.append({"option": name, "status": "skipped", "reason": skip})
             continue
@@ -572,11 +580,6 @@ def _options_part(settings: GpuBenchSettings, gen: Any, deadline: float) -> dict
         if base is not None and r["status"] == "ok":
             r["speedup_forward"] = base["forward_ms"] / r["forward_ms"]
             r["speedup_forward_backward"] = base["forward_backward_ms"] / r["forward_backward_ms"]
-    sync = (
-        _sync_check(gen, settings)
-        if cuda
-        else _skipped("torch.cuda.set_sync_debug_mode needs CUDA")
-    )
     return {"status": "ok", "reason": "", "rows": rows, "sync": sync}
 
 
@@ -627,6 +630,10 @@ def run_gpu_bench(
             state["gen"] = _build(settings, "auto")
         return state["gen"]
 
+    def options_partial(part: dict[str, Any]) -> None:
+        report["parts"]["options"] = part
+        write()
+
     steps: dict[str, Callable[[float], dict[str, Any]]] = {
         "kernels": lambda cap: _kernels_part(settings, tests, cap),
         "synthesis": lambda cap: _synthesis_part(settings, time.monotonic() + cap),
@@ -634,7 +641,9 @@ def run_gpu_bench(
         "inversion": lambda cap: _inversion_part(
             settings, engine_gen(), report["parts"]["engine"], cap
         ),
-        "options": lambda cap: _options_part(settings, engine_gen(), time.monotonic() + cap),
+        "options": lambda cap: _options_part(
+            settings, engine_gen(), time.monotonic() + cap, partial=options_partial
+        ),
     }
     for name in PARTS:
         cap = settings.caps_s[name]
