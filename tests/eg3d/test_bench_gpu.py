@@ -77,7 +77,7 @@ def test_smoke_synthesis_engine_and_inversion_rows(smoke) -> None:
 def test_smoke_options_baseline_and_skips(smoke) -> None:
     report, _, _ = smoke
     options = {r["option"]: r for r in report["parts"]["options"]["rows"]}
-    base = options["fp32 (baseline)"]
+    base = options["baseline (model precision, TF32 off)"]
     assert base["status"] == "ok" and base["max_abs_image_diff"] == 0.0
     for name in ("TF32 matmul + cuDNN", "channels-last synthesis blocks"):
         assert options[name]["status"] == "skipped" and options[name]["reason"]
@@ -96,7 +96,7 @@ def test_smoke_markdown_is_the_json_as_tables(smoke) -> None:
         "## Engine steps",
         "## Ratios",
         "## Whole spi inversion",
-        "## Options against the fp32 baseline",
+        "## Options against the baseline",
     ):
         assert heading in markdown
     parts_table = markdown.split("## Parts")[1].split("\n\n")[1].splitlines()
