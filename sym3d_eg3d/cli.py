@@ -84,3 +84,56 @@ def bench(
             f"{r.peak_forward_mb:.0f}", f"{r.peak_backward_mb:.0f}", *ratios,
         )
     Console().print(table)
+
+
+def bench_gpu(
+    device: Annotated[str, typer.Option(help="cuda, cuda:1, ... (cpu: with --smoke).")] = "cuda",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for bench_gpu.json and .md (default: $OUT, else ./bench-gpu)."),
+    ] = None,
+    smoke: Annotated[
+        bool,
+        typer.Option("--smoke", help="Tiny config, few steps: checks the command, e.g. on the CPU."),
+    ] = False,
+    tests: Annotated[
+        Path, typer.Option(help="The checkout's tests folder (its gpu-marked tests are run).")
+    ] = Path("tests"),
+) -> None:
+    """The GPU path measured: kernels, FFHQ512 synthesis, engine steps, spi inversion, options.
+
+    Kernel checks (the gpu-marked tests), synthesis for 1/2/6 views with and without the custom
+    kernels, engine steps, one whole spi inversion (or its extrapolation) and speed options. Writes
+    one JSON and one markdown table; parts that cannot run here are recorded as skipped with the
+    reason.
+    """
+    import os
+
+    import torch
+
+    from sym3d.errors import UserInputError
+    from sym3d_eg3d.bench_gpu import run_gpu_bench
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(
+            f"sym3d bench gpu: --device {device} needs a CUDA device, and torch sees none "
+            f"(torch {torch.__version__}).",
+            hint="run it on a machine with an NVIDIA GPU, or check the command here with "
+            "--device cpu --smoke",
+        )
+    if dev.type != "cuda" and not smoke:
+        raise UserInputError(
+            "sym3d bench gpu: the full benchmark (FFHQ512 at 512 px) is for a CUDA device; "
+            f"got --device {device}.",
+            hint="add --smoke for the tiny version that checks the command on the CPU",
+        )
+    folder = out if out is not None else Path(os.environ.get("OUT") or "bench-gpu")
+    smoke_flag = ["--smoke"] if smoke else []
+    argv = ["sym3d bench gpu", f"--device {device}", *smoke_flag, f"--out {folder}"]
+    run_gpu_bench(
+        folder, device=dev, smoke=smoke, tests_dir=tests, command=" ".join(argv),
+        log=lambda msg: typer.echo(msg, err=True),
+    )
+    typer.echo((folder / "bench_gpu.md").read_text(encoding="utf-8"))
+    typer.echo(f"wrote {folder / 'bench_gpu.json'} and {folder / 'bench_gpu.md'}")

@@ -28,12 +28,14 @@ def register_generators(register) -> None:  # noqa: ANN001
 
 @hookimpl
 def register_commands(app, bench) -> None:  # noqa: ANN001
-    """Mount ``sym3d eg3d ...`` (convert) and ``sym3d bench eg3d``."""
+    """Mount ``sym3d eg3d ...`` (convert), ``sym3d bench eg3d`` and ``sym3d bench gpu``."""
     from sym3d_eg3d.cli import app as eg3d_app
     from sym3d_eg3d.cli import bench as bench_eg3d
+    from sym3d_eg3d.cli import bench_gpu
 
     app.add_typer(eg3d_app, name="eg3d")
     bench.command("eg3d")(bench_eg3d)
+    bench.command("gpu")(bench_gpu)
 
 
 @hookimpl

@@ -7,15 +7,24 @@ preset                    what it is
 ``w+``                    stage 1 in W+, no mirror; no fine-tuning
 ``pti``                   W+ pivot (no mirror) + generator fine-tuning on the input view only
 ``pti-depth-reg``         ``pti`` + the depth regulariser alone (the control for SPI's depth term)
-``spi``                   SPI: mirror view in stage 1; pseudo views, mirror regions with the
-                          authentic mask and the depth regulariser in stage 2
+``spi``                   SPI, illumination-aware: the mirror view in stage 1 and the mirror
+                          regions in stage 2 relit to the photo's light and left out under a
+                          strong side light (``max_correction``), the authentic mask in both
+                          stages, pseudo views and the depth regulariser
+``spi-paper``             SPI as the paper and the official code run it (the config defaults):
+                          plain mirror, authentic mask in stage 2 only, no ``unseen_anchor``
+``spi-no-relight``        ``spi`` with the plain flipped photo as the mirror label (no gates)
+``spi-anchor``            ``spi`` + ``unseen_anchor`` (weight 30): best far views on SymHeads'
+                          development heads, but it holds back what stage 2's mirror regions
+                          teach the unseen side (the tiny world), so it is not the default
 ``spi-no-mirror``         ``spi`` without the mirror (stage 1 view and stage 2 regions)
 ``spi-no-warp``           ``spi`` without the warped pseudo views of the input
-``spi-no-authentic-mask`` ``spi`` with the mirror pseudo label unfiltered
+``spi-no-authentic-mask`` ``spi`` with the mirror pseudo labels unfiltered (both stages)
 ``spi-no-depth-reg``      ``spi`` without the depth regulariser
-``spi-relight``           ``spi`` with the mirror relit to the photo's light (both stages) and
-                          the authentic mask in stage 1 too
 ========================  =================================================================
+
+The ``spi`` additions were chosen on SymHeads development heads 100-103 (``docs/benchmarks.md``,
+"Relit mirror: where the side-light loss comes from").
 
 PTI originally pivots in W; ours pivots in W+ so that ``pti`` and ``spi`` differ only by the
 priors (``--set latent.space=w`` restores the original).
@@ -38,21 +47,38 @@ _NO_TUNE_TERMS = {
 }
 _NO_MIRROR_VIEW = {"latent.terms.mirror_view.enabled": _OFF}
 
+_RELIGHT = {
+    "latent.terms.mirror_view.relight": True,
+    "latent.terms.mirror_view.max_correction": 0.05,
+    "tune.terms.mirror_regions.relight": True,
+    "tune.terms.mirror_regions.max_correction": 0.05,
+}
+_NO_RELIGHT = {
+    "latent.terms.mirror_view.relight": _OFF,
+    "latent.terms.mirror_view.max_correction": 0.0,
+    "tune.terms.mirror_regions.relight": _OFF,
+    "tune.terms.mirror_regions.max_correction": 0.0,
+}
+_ANCHOR = {"tune.terms.unseen_anchor.weight": 30.0}
+_SPI = {**_RELIGHT, "latent.terms.mirror_view.authentic_mask": True}
+
 PRESETS: dict[str, dict[str, object]] = {
     "w": {"latent.space": "w", **_NO_MIRROR_VIEW, "tune.steps": 0, **_NO_TUNE_TERMS},
     "w+": {"latent.space": "w+", **_NO_MIRROR_VIEW, "tune.steps": 0, **_NO_TUNE_TERMS},
     "pti": {**_NO_MIRROR_VIEW, **_NO_TUNE_TERMS},
     "pti-depth-reg": {**_NO_MIRROR_VIEW, **_NO_TUNE_TERMS, "tune.terms.depth_reg.enabled": True},
-    "spi": {},
-    "spi-no-mirror": {**_NO_MIRROR_VIEW, "tune.terms.mirror_regions.enabled": _OFF},
-    "spi-no-warp": {"tune.terms.warp_views.enabled": _OFF},
-    "spi-no-authentic-mask": {"tune.terms.mirror_regions.authentic_mask": _OFF},
-    "spi-no-depth-reg": {"tune.terms.depth_reg.enabled": _OFF},
-    "spi-relight": {
-        "latent.terms.mirror_view.relight": True,
-        "latent.terms.mirror_view.authentic_mask": True,
-        "tune.terms.mirror_regions.relight": True,
+    "spi": _SPI,
+    "spi-paper": {},
+    "spi-no-relight": {**_SPI, **_NO_RELIGHT},
+    "spi-anchor": {**_SPI, **_ANCHOR},
+    "spi-no-mirror": {**_SPI, **_NO_MIRROR_VIEW, "tune.terms.mirror_regions.enabled": _OFF},
+    "spi-no-warp": {**_SPI, "tune.terms.warp_views.enabled": _OFF},
+    "spi-no-authentic-mask": {
+        **_SPI,
+        "latent.terms.mirror_view.authentic_mask": _OFF,
+        "tune.terms.mirror_regions.authentic_mask": _OFF,
     },
+    "spi-no-depth-reg": {**_SPI, "tune.terms.depth_reg.enabled": _OFF},
 }
 """Preset name -> dotted settings applied on the defaults. A new term is one line here, e.g.
 ``"spi-center": {"tune.terms.center_depth.weight": 0.1}`` (the term's table is created)."""

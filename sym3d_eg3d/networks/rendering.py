@@ -128,22 +128,17 @@ def sample_from_planes(
 def plane_rows(planes: torch.Tensor) -> torch.Tensor:
     """Tri-planes as a table of feature rows for :func:`sample_plane_mean`.
 
-    Each plane gets a zero border (1 pixel before, 2 after, in both directions) so every
-    bilinear corner of a clamped coordinate has a row and no corner needs a mask.
-
     Args:
         planes: ``[N, P, C, H, W]``.
 
     Returns:
-        ``[N * P * (H + 3) * (W + 3), C]`` (channels last; pixel ``(y, x)`` of plane ``p`` of
-        latent ``n`` is row ``((n * P + p) * (H + 3) + y + 1) * (W + 3) + x + 1``).
-        Differentiable; build it once per render and share it between passes.
+        ``[N * P * H * W, C]`` (channels last; pixel ``(y, x)`` of plane ``p`` of latent ``n``
+        is row ``((n * P + p) * H + y) * W + x``). Differentiable; build it once per render and
+        share it between passes.
 
     """
     n, p, ch, h, w = planes.shape
-    table = planes.new_zeros(n * p, h + 3, w + 3, ch)
-    table[:, 1 : h + 1, 1 : w + 1] = planes.reshape(n * p, ch, h, w).permute(0, 2, 3, 1)
-    return table.reshape(-1, ch)
+    return planes.permute(0, 1, 3, 4, 2).reshape(n * p * h * w, ch)
 
 
 class _WeightedRowSum(torch.autograd.Function):
@@ -184,7 +179,7 @@ def sample_plane_mean(
 
     Same bilinear rule as ``grid_sample(mode="bilinear", padding_mode="zeros",
     align_corners=False)``: each point reads 4 corner rows per plane with their bilinear
-    weights; corners outside a plane read the zero border. All 4 * P rows of a point are summed
+    weights; corners outside a plane get weight 0 (zeros padding). All 4 * P rows of a point are summed
     by one ``embedding_bag`` over channels-last rows, which on the CPU is several times faster
     than ``grid_sample`` followed by a strided mean (forward and backward). Gradients flow to
     ``rows`` and, through the weights, to ``coordinates``. The summation order differs from the
@@ -192,7 +187,7 @@ def sample_plane_mean(
 
     Args:
         plane_axes: ``[P, 3, 3]``.
-        rows: ``[N * P * (H + 3) * (W + 3), C]`` from :func:`plane_rows`.
+        rows: ``[N * P * H * W, C]`` from :func:`plane_rows`.
         plane_shape: ``(N, P, C, H, W)`` of the planes behind ``rows``.
         coordinates: ``[N, M, 3]`` world points.
         box_warp: side length of the cube covered by the planes.
@@ -210,16 +205,22 @@ def sample_plane_mean(
     iy = (((grid[..., 1] + 1) * h - 1) / 2).clamp(-1, h)
     x0 = torch.floor(ix)
     y0 = torch.floor(iy)
-    wx = torch.stack((x0 + 1 - ix, ix - x0), -1)  # [N, M, P, 2]: weights of columns x0, x0 + 1
-    wy = torch.stack((y0 + 1 - iy, iy - y0), -1)
-    weights = (wy.unsqueeze(-1) * wx.unsqueeze(-2)).reshape(n * m, p * 4)  # corners nw, ne, sw, se
     with torch.no_grad():
-        stride = w + 3
-        first = torch.arange(n * p, device=ix.device).view(n, 1, p) * ((h + 3) * stride)
-        # A NaN point reads a valid row with NaN weights, so NaN propagates as with grid_sample.
-        col, row = x0.nan_to_num(-1).long() + 1, y0.nan_to_num(-1).long() + 1
-        nw = (first + row * stride + col).unsqueeze(-1)  # [N, M, P, 1]
-        index = (nw + torch.tensor([0, 1, stride, stride + 1], device=nw.device)).reshape(n * m, p * 4)
+        # Corners off the plane read zeros (padding_mode="zeros"): their weight is masked to 0 and
+        # their index clamped onto the plane, so no zero border has to be built around the planes.
+        # A NaN point keeps NaN weights (NaN * 0 = NaN) and propagates NaN as grid_sample does.
+        cols = x0.nan_to_num(-1).unsqueeze(-1) + torch.tensor([0.0, 1.0], device=x0.device)  # [N, M, P, 2]
+        rows_ = y0.nan_to_num(-1).unsqueeze(-1) + torch.tensor([0.0, 1.0], device=y0.device)
+        on_x = ((cols >= 0) & (cols <= w - 1)).to(ix.dtype)
+        on_y = ((rows_ >= 0) & (rows_ <= h - 1)).to(iy.dtype)
+        col = cols.clamp(0, w - 1).long()
+        row = rows_.clamp(0, h - 1).long()
+        first = torch.arange(n * p, device=ix.device).view(n, 1, p, 1, 1) * (h * w)
+        # [N, M, P, 2 (row), 2 (col)] -> corners nw, ne, sw, se of each plane
+        index = (first + row.unsqueeze(-1) * w + col.unsqueeze(-2)).reshape(n * m, p * 4)
+    wx = torch.stack((x0 + 1 - ix, ix - x0), -1) * on_x  # [N, M, P, 2]: weights of columns x0, x0 + 1
+    wy = torch.stack((y0 + 1 - iy, iy - y0), -1) * on_y
+    weights = (wy.unsqueeze(-1) * wx.unsqueeze(-2)).reshape(n * m, p * 4)
     summed = _WeightedRowSum.apply(rows, index, weights.to(rows.dtype))
     return (summed / p).reshape(n, m, ch)
 
@@ -356,11 +357,12 @@ class MipRayMarcher2(nn.Module):
         weights = alpha * transmittance[:, :, :-1]
 
         # sum_s w_s (c_s + c_{s+1}) / 2 (mid-point colours) regrouped per sample as
-        # sum_j c_j (w_j + w_{j-1}) / 2: one batched matrix product instead of three passes over
-        # the [N, R, S-1, C] colours (same value up to float rounding).
-        n, r, s, ch = colors.shape
-        per_sample = F.pad(weights[..., 0], (0, 1)) + F.pad(weights[..., 0], (1, 0))  # [N, R, S]
-        rgb = torch.bmm((per_sample / 2).reshape(n * r, 1, s), colors.reshape(n * r, s, ch)).reshape(n, r, ch)
+        # sum_j c_j (w_j + w_{j-1}) / 2: one pass over the [N, R, S, C] colours instead of three
+        # over the mid-point colours (same value up to float rounding). Element-wise product and
+        # sum, not a bmm of N * R tiny [1, S] x [S, C] matrices: the CPU backward of that bmm
+        # loops over the rays (thousands of small ops per render).
+        per_sample = F.pad(weights, (0, 0, 0, 1)) + F.pad(weights, (0, 0, 1, 0))  # [N, R, S, 1]
+        rgb = (colors * (per_sample / 2)).sum(-2)
         weight_total = weights.sum(2)
         depth = torch.sum(weights * depths_mid, -2) / weight_total
         depth = torch.nan_to_num(depth, float("inf"))

@@ -353,7 +353,15 @@ class SynthesisBlock(nn.Module):
         if self.is_last or self.architecture == "skip":
             y = self.torgb(x, next(w_iter), fused_modconv=fused)
             y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-            img = img + y if img is not None else y
+            if img is None:
+                img = y
+            elif self.upsamples:
+                # img is this block's own upsampled copy and no backward needs it: sum in place
+                # (no new image-sized buffer). A block that does not upsample got the caller's
+                # tensor, whose aliasing quirk the super-resolution modules reproduce themselves.
+                img = img.add_(y)
+            else:
+                img = img + y
 
         assert x.dtype == dtype
         assert img is None or img.dtype == torch.float32

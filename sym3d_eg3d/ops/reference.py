@@ -337,6 +337,9 @@ def upfirdn2d(
             hint=f"the padded image is {padded_h}x{padded_w}.",
         )
 
+    if (upx > 1 or upy > 1) and x.dtype in (torch.float32, torch.float64):
+        return _upfirdn2d_transposed(x, f, (upx, upy), (downx, downy), (px0, px1, py0, py1), flip_filter, gain)
+
     # Zero insertion: give every pixel a trailing block of (up-1) zeros along each axis.
     x = x.reshape(batch, channels, in_h, 1, in_w, 1)
     x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
@@ -358,6 +361,44 @@ def upfirdn2d(
         x = F.conv2d(x, kernel.unsqueeze(2), groups=channels)  # along x: [C, 1, 1, taps]
         x = F.conv2d(x, kernel.unsqueeze(3), groups=channels)  # along y: [C, 1, taps, 1]
 
+    return x[:, :, ::downy, ::downx]
+
+
+def _upfirdn2d_transposed(
+    x: torch.Tensor,
+    f: torch.Tensor,
+    up: tuple[int, int],
+    down: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    flip_filter: bool,
+    gain: float,
+) -> torch.Tensor:
+    """:func:`upfirdn2d` with ``up > 1`` as a strided transposed convolution (the same sums).
+
+    Zero insertion followed by a convolution spends ``up_x * up_y`` times the work on inserted
+    zeros; a transposed convolution with stride ``up`` multiplies only the real pixels (about
+    twice as fast on the CPU for the 4x4 filter at 2x, forward and backward). Output ``o`` of
+    the zero-insertion route is output ``o + taps - 1 - pad_before`` of the full transposed
+    convolution along each axis, so the padding becomes a crop (or zero padding) of that
+    result. Values differ from the zero-insertion route by float rounding only.
+    """
+    _, channels, in_h, in_w = x.shape
+    (upx, upy), (downx, downy), (px0, px1, py0, py1) = up, down, padding
+    fw, fh = filter_size(f)
+    # The transposed convolution convolves; the zero-insertion route correlates with the
+    # flipped filter unless flip_filter, so the weight is f itself unless flip_filter.
+    w = (f * (gain ** (f.ndim / 2))).to(x.dtype)
+    if flip_filter:
+        w = w.flip(list(range(w.ndim)))
+    if w.ndim == 2:
+        x = F.conv_transpose2d(x, w[None, None].expand(channels, 1, fh, fw), stride=(upy, upx), groups=channels)
+    else:
+        x = F.conv_transpose2d(x, w.view(1, 1, 1, fw).expand(channels, 1, 1, fw), stride=(1, upx), groups=channels)
+        x = F.conv_transpose2d(x, w.view(1, 1, fh, 1).expand(channels, 1, fh, 1), stride=(upy, 1), groups=channels)
+    out_h = in_h * upy + py0 + py1 - fh + 1
+    out_w = in_w * upx + px0 + px1 - fw + 1
+    sy, sx = fh - 1 - py0, fw - 1 - px0  # where output 0 sits in the transposed result
+    x = F.pad(x, [-sx, out_w + sx - x.shape[3], -sy, out_h + sy - x.shape[2]])
     return x[:, :, ::downy, ::downx]
 
 

@@ -41,7 +41,10 @@ __all__ = [
     "write_summary",
 ]
 
-DEFAULT_METHODS = ("w+", "pti", "pti-depth-reg", "spi", "spi-no-mirror", "spi-no-warp", "spi-no-authentic-mask", "spi-no-depth-reg")
+DEFAULT_METHODS = (
+    "w+", "pti", "pti-depth-reg", "spi", "spi-paper", "spi-no-relight", "spi-no-anchor",
+    "spi-no-mirror", "spi-no-warp", "spi-no-authentic-mask", "spi-no-depth-reg",
+)
 
 
 CONDITION_TOKENS: Mapping[str, Mapping[str, Any]] = {

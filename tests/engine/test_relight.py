@@ -177,21 +177,28 @@ def masked_both_valid(ctx, views):
     return (wm.mask * wx.mask)[0, 0, 0] > 0.99
 
 
-def test_spi_relight_preset_runs_with_one_render_per_step(side_view):
-    cfg = get_preset("spi-relight")
+def test_spi_preset_relights_and_runs_with_one_render_per_step(side_view):
+    cfg = get_preset("spi")
     assert cfg.latent.terms["mirror_view"].relight and cfg.latent.terms["mirror_view"].authentic_mask
     assert cfg.tune.terms["mirror_regions"].relight
-    spi = get_preset("spi")
-    assert not spi.latent.terms["mirror_view"].relight
-    assert not spi.latent.terms["mirror_view"].authentic_mask
-    assert not spi.tune.terms["mirror_regions"].relight
+    assert cfg.latent.terms["mirror_view"].max_correction == 0.05
+    assert "unseen_anchor" not in cfg.tune.terms
+    assert get_preset("spi-anchor").tune.terms["unseen_anchor"].weight == 30.0
+    paper = get_preset("spi-paper")
+    assert not paper.latent.terms["mirror_view"].relight
+    assert not paper.latent.terms["mirror_view"].authentic_mask
+    assert not paper.tune.terms["mirror_regions"].relight
+    assert "unseen_anchor" not in paper.tune.terms
+    plain = get_preset("spi-no-relight")
+    assert not plain.latent.terms["mirror_view"].relight
+    assert plain.latent.terms["mirror_view"].authentic_mask
     img, cam = side_view
     SpyGenerator.calls = []
     result = sym3d.invert(
         img,
         cam,
         generator=SpyGenerator(),
-        preset="spi-relight",
+        preset="spi",
         overrides=[*FAST, "latent.steps=2", "tune.steps=2", "tune.aux_every=2"],
     )
     working = [v for _, v, g in SpyGenerator.calls if g]

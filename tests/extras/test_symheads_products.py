@@ -88,7 +88,8 @@ def test_camera_refinement_recovers_a_perturbed_yaw():
         ("w+", "pti", True),  # same stage 1, different stage 2
         ("spi", "spi-no-warp", True),
         ("pti", "spi", False),  # the mirror view in stage 1
-        ("spi", "spi-relight", False),  # only an option of the stage-1 mirror term differs
+        ("spi", "spi-no-relight", False),  # only options of the stage-1 mirror term differ
+        ("spi", "spi-anchor", True),  # a stage-2 term only
     ],
 )
 def test_methods_share_a_pivot_only_with_equal_stage1_settings(a, b, shared):
