@@ -16,6 +16,7 @@ from typing import Any
 
 from sym3d._version import __version__
 from sym3d.hookspecs import hookimpl
+from sym3d.lazy import lazy_getattr
 
 __all__ = [
     "__version__",
@@ -27,21 +28,17 @@ __all__ = [
     "InversionConfig",
 ]
 
-_LAZY = {
-    "invert": ("sym3d.engine.api", "invert"),
-    "load_generator": ("sym3d.engine.api", "load_generator"),
-    "load_pose_estimator": ("sym3d.engine.api", "load_pose_estimator"),
-    "InversionResult": ("sym3d.engine.result", "InversionResult"),
-    "InversionConfig": ("sym3d.config", "InversionConfig"),
-}
+_load = lazy_getattr(
+    __name__,
+    {
+        "invert": "sym3d.engine.api",
+        "load_generator": "sym3d.engine.api",
+        "load_pose_estimator": "sym3d.engine.api",
+        "InversionResult": "sym3d.engine.result",
+        "InversionConfig": "sym3d.config",
+    },
+)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'sym3d' has no attribute {name!r}")
+    return _load(name)

@@ -1,4 +1,4 @@
-"""What every built-in generator shares: mean latent, latent spread, frozen copy.
+"""What every built-in generator shares: mean latent, latent spread, render checks, frozen copy.
 
 :class:`GeneratorMixin` implements three :class:`~sym3d.protocols.Generator3D` members from one
 generator-specific method, ``_latent_samples``. :func:`latent_stats` gives the engine the mean
@@ -13,6 +13,7 @@ from typing import Any, Self
 import torch
 
 from sym3d.checks import check_shape
+from sym3d.errors import ShapeError
 
 __all__ = ["GeneratorMixin", "latent_stats"]
 
@@ -67,6 +68,20 @@ class GeneratorMixin:
     ) -> torch.Tensor:
         """``[B]`` RMS distance of the sampled first ``w`` rows to their mean."""
         return self.latent_stats(c, num_samples=num_samples, seed=seed)[1]
+
+    def _check_render_inputs(self, ws: torch.Tensor, cameras: torch.Tensor) -> tuple[int, int]:
+        """Check ``ws [B, num_ws, w_dim]`` and ``cameras [B, V, 25]``; return ``(B, V)``.
+
+        Raises:
+            sym3d.errors.ShapeError: on any other shape (with a hint for ``[B, 25]`` cameras).
+        """
+        dims = check_shape(ws, ["B", self.num_ws, self.w_dim], "ws")
+        if cameras.dim() != 3:
+            raise ShapeError(
+                "cameras", "[B,V,25]", cameras.shape, hint="add a view dimension: cameras[:, None]."
+            )
+        check_shape(cameras, ["B", "V", 25], "cameras", dims=dims)
+        return int(cameras.shape[0]), int(cameras.shape[1])
 
     def frozen_copy(self) -> Self:
         """A deep copy in eval mode with every parameter frozen."""

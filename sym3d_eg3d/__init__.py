@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sym3d.lazy import lazy_getattr
+
 __all__ = ["load_checkpoint", "convert_checkpoint", "save_generator", "build_eg3d", "EG3DGenerator"]
 
 _LAZY = {
@@ -21,12 +23,8 @@ _LAZY = {
     "EG3DGenerator": "sym3d_eg3d.adapter",
 }
 
+_load = lazy_getattr(__name__, _LAZY)
+
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'sym3d_eg3d' has no attribute {name!r}")
+    return _load(name)

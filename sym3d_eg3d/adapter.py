@@ -113,9 +113,7 @@ class EG3DGenerator(GeneratorMixin, nn.Module):
         generator: torch.Generator | None = None,
     ) -> RenderOutput:
         """Render ``ws [B, num_ws, w_dim]`` from ``cameras [B, V, 25]`` (one backbone pass per latent)."""
-        dims = check_shape(ws, ["B", self.num_ws, self.w_dim], "ws")
-        check_shape(cameras, ["B", "V", 25], "cameras", dims=dims)
-        b, v = cameras.shape[:2]
+        b, v = self._check_render_inputs(ws, cameras)
         res = int(neural_resolution or self.neural_resolution)
         planes = self.G.backbone_planes(ws, noise_mode="const")
         out = self.G.render_planes(

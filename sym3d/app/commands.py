@@ -337,6 +337,12 @@ _NETWORK_HELP = (
     "Generator weights (needed when the result was made with --network: a path the result "
     "records is never opened, and a recorded sha256 must match)."
 )
+# the options `render` and `edit` share (a result folder in, renders out)
+_NetworkOption = Annotated[Path | None, typer.Option(help=_NETWORK_HELP)]
+_DeviceOption = Annotated[str, typer.Option(help="cpu, cuda, ...")]
+_ProgressOption = Annotated[
+    str, typer.Option(help="rich, plain, json (one JSON object per event on stdout) or off.")
+]
 
 
 def _load_result(result_dir: Path, network: Path | None, device: str) -> tuple[Any, Any]:
@@ -359,16 +365,13 @@ def _load_result(result_dir: Path, network: Path | None, device: str) -> tuple[A
 def render(
     result_dir: Annotated[Path, typer.Argument(help="A result folder written by `sym3d invert`.", show_default=False)],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: RESULT/render).")] = None,
-    network: Annotated[Path | None, typer.Option(help=_NETWORK_HELP)] = None,
+    network: _NetworkOption = None,
     views: Annotated[int, typer.Option(help="Views in the novel-view grid.")] = 9,
     yaw_range: Annotated[float, typer.Option(help="Grid yaw range (degrees, +-).")] = 50.0,
     video_frames: Annotated[int, typer.Option(help="Frames of the orbit video (0: no video).")] = 120,
     mesh_resolution: Annotated[int, typer.Option(help="Marching-cubes resolution (0: no mesh).")] = 128,
-    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
-    progress: Annotated[
-        str,
-        typer.Option(help="rich, plain, json (one JSON object per event on stdout) or off."),
-    ] = "rich",
+    device: _DeviceOption = "cpu",
+    progress: _ProgressOption = "rich",
 ) -> None:
     """Render novel views, an orbit video and a mesh from a saved result.
 
@@ -462,14 +465,11 @@ def edit(
     ],
     strength: Annotated[list[float] | None, typer.Option(help="Edit strength(s), repeatable (default: -2 -1 1 2).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: RESULT/edit-<direction>).")] = None,
-    network: Annotated[Path | None, typer.Option(help=_NETWORK_HELP)] = None,
+    network: _NetworkOption = None,
     views: Annotated[int, typer.Option(help="Views per strength.")] = 5,
     yaw_range: Annotated[float, typer.Option(help="Yaw range (degrees, +-).")] = 40.0,
-    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
-    progress: Annotated[
-        str,
-        typer.Option(help="rich, plain, json (one JSON object per event on stdout) or off."),
-    ] = "rich",
+    device: _DeviceOption = "cpu",
+    progress: _ProgressOption = "rich",
 ) -> None:
     """Latent-direction editing: render ws + s * direction with the tuned generator, per strength.
 

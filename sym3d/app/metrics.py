@@ -24,14 +24,24 @@ from sym3d.losses.ssim import ssim as _ssim
 __all__ = ["psnr", "ssim", "lpips", "depth_mae", "depth_rmse", "ConfidenceInterval", "confidence_interval"]
 
 
-def _check_images(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> None:
-    dims = check_shape(pred, ["B", 3, "H", "W"], "pred")
-    check_shape(target, ["B", 3, "H", "W"], "target", dims=dims)
-    check_range(pred, 0.0, 1.0, "pred", hint="metrics take images in [0, 1]; convert with sym3d.image.from_model_range.")
-    check_range(target, 0.0, 1.0, "target", hint="metrics take images in [0, 1].")
+def _check_pair(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None, channels: int, suffix: str
+) -> None:
+    """Check ``pred``/``target`` ``[B, channels, H, W]`` alike, ``mask`` ``[B, 1, H, W]`` in [0, 1].
+
+    The errors name ``pred<suffix>`` and ``target<suffix>``.
+    """
+    dims = check_shape(pred, ["B", channels, "H", "W"], f"pred{suffix}")
+    check_shape(target, ["B", channels, "H", "W"], f"target{suffix}", dims=dims)
     if mask is not None:
         check_shape(mask, ["B", 1, "H", "W"], "mask", dims=dict(dims))
         check_range(mask, 0.0, 1.0, "mask")
+
+
+def _check_images(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> None:
+    _check_pair(pred, target, mask, 3, "")
+    check_range(pred, 0.0, 1.0, "pred", hint="metrics take images in [0, 1]; convert with sym3d.image.from_model_range.")
+    check_range(target, 0.0, 1.0, "target", hint="metrics take images in [0, 1].")
 
 
 @torch.no_grad()
@@ -74,10 +84,9 @@ def ssim(
 ) -> torch.Tensor:
     """Mean SSIM per sample (Gaussian window 11, sigma 1.5), mask-weighted over the SSIM map.
 
+    ``pred``, ``target`` and ``mask`` are those of :func:`psnr`.
+
     Args:
-        pred: ``[B, 3, H, W]`` in ``[0, 1]``.
-        target: ``[B, 3, H, W]`` in ``[0, 1]``.
-        mask: optional ``[B, 1, H, W]`` weights.
         window_size: odd window side.
 
     Returns:
@@ -136,11 +145,7 @@ def _lpips_module(net: str, resize_to: int | None, device: str) -> torch.nn.Modu
 
 
 def _check_depth(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> None:
-    dims = check_shape(pred, ["B", 1, "H", "W"], "pred_depth")
-    check_shape(target, ["B", 1, "H", "W"], "target_depth", dims=dims)
-    if mask is not None:
-        check_shape(mask, ["B", 1, "H", "W"], "mask", dims=dict(dims))
-        check_range(mask, 0.0, 1.0, "mask")
+    _check_pair(pred, target, mask, 1, "_depth")
 
 
 @torch.no_grad()
@@ -174,10 +179,7 @@ def depth_rmse(
 ) -> torch.Tensor:
     """Root-mean-square depth error per sample over the (weighted) mask.
 
-    Args:
-        pred_depth: ``[B, 1, H, W]`` depth in world units.
-        target_depth: ``[B, 1, H, W]`` depth, same units and convention.
-        mask: optional ``[B, 1, H, W]`` weights.
+    ``pred_depth``, ``target_depth`` and ``mask`` are those of :func:`depth_mae`.
 
     Returns:
         ``[B]`` in world units; NaN for an empty mask.

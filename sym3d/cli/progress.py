@@ -1,6 +1,8 @@
-"""Progress renderers for engine events: ``rich`` (bars with ETA and losses), ``plain`` (a line
-every few steps), ``json`` (one JSON object per event) and ``off``. The engine never prints; the
-CLI picks one of these and passes it as a callback.
+"""Progress renderers for engine events.
+
+``rich`` (bars with ETA and losses), ``plain`` (a line every few steps), ``json`` (one JSON object
+per event) and ``off``. The engine never prints; the CLI picks one of these and passes it as a
+callback.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any, Literal, TextIO
 
 import attrs
 
-from sym3d.cli.renderer_base import NoOpContext, Off
+from sym3d.cli.renderer_base import NoOpContext, Off, rich_bar
 from sym3d.engine.events import CheckpointSaved, Resumed, StageFinished, StageStarted, StepFinished
 
 __all__ = ["ProgressKind", "make_progress", "format_losses"]
@@ -72,28 +74,8 @@ class _Json(NoOpContext):
 
 class _Rich:
     def __init__(self, prefix: str = "") -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         self.prefix = prefix
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[losses]}"),
-            console=Console(stderr=True),
-            transient=False,
-        )
+        self.progress = rich_bar("[bold]{task.description}", tail=["{task.fields[losses]}"])
         self.tasks: dict[str, Any] = {}
         self._last = 0.0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -19,4 +20,36 @@ class Off(NoOpContext):
     """The ``off`` renderer: ignores every event."""
 
     def __call__(self, event: Any) -> None:
-        pass
+        """Ignore ``event``."""
+
+
+def rich_bar(title: str, *, fields: Sequence[str] = (), tail: Sequence[str] = ()) -> Any:
+    """A ``rich.progress.Progress`` on stderr: title, bar, done/total, fields, elapsed, ETA, tail.
+
+    Args:
+        title: the first column's format string (``{task.description}`` for the task's label).
+        fields: format strings of text columns after ``done/total``
+            (``{task.fields[name]}`` reads a field given to ``add_task``/``update``).
+        tail: format strings of text columns after the ETA.
+    """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn(title),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *(TextColumn(f) for f in fields),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        *(TextColumn(t) for t in tail),
+        console=Console(stderr=True),
+    )

@@ -1,14 +1,26 @@
-"""Shared helpers of the loss functions: reduction and masked spatial means (private)."""
+"""Shared helpers of the losses: reduction, masked spatial means, module bases (private)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
+from torch import nn
 
 from sym3d.checks import check_shape
 from sym3d.errors import ConfigError, ShapeError
 from sym3d.protocols import Reduction
 
-__all__ = ["reduce", "check_reduction", "check_image_pair", "check_mask", "masked_mean"]
+__all__ = [
+    "reduce",
+    "check_reduction",
+    "check_image_pair",
+    "check_mask",
+    "masked_mean",
+    "ReducingLoss",
+    "ImageLossModule",
+]
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -70,3 +82,49 @@ def masked_mean(
     empty = total <= 0
     safe = torch.where(empty, torch.ones_like(total), total)
     return torch.where(empty, torch.full_like(total, empty_value), num / safe)
+
+
+class ReducingLoss(nn.Module):
+    """Base of the loss modules: a default ``reduction``, checked here, overridable per call.
+
+    Args:
+        reduction: ``"none"``, ``"mean"`` or ``"sum"``; the default of every call.
+
+    Raises:
+        sym3d.errors.ConfigError: for an unknown ``reduction``.
+    """
+
+    def __init__(self, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        check_reduction(reduction)
+        self.reduction: Reduction = reduction
+
+
+class ImageLossModule(ReducingLoss):
+    """Module form of an image loss function ``_fn(pred, target, *, mask, reduction, **options)``.
+
+    Satisfies :class:`sym3d.protocols.Loss`. Subclasses set ``_fn`` and, where the module holds
+    options of the function, override :meth:`_options`.
+
+    Shape:
+        - pred, target: ``(B, C, H, W)`` in ``[0, 1]``; mask: ``(B, 1, H, W)``.
+        - output: ``(B,)`` for ``"none"``, else ``()``.
+    """
+
+    _fn: Callable[..., torch.Tensor]
+
+    def _options(self) -> dict[str, Any]:
+        """Keyword options the module passes to ``_fn`` on every call."""
+        return {}
+
+    def forward(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        mask: torch.Tensor | None = None,
+        reduction: Reduction | None = None,
+    ) -> torch.Tensor:
+        """The loss of ``pred`` against ``target`` (``reduction`` overrides the module's)."""
+        red = reduction or self.reduction
+        return type(self)._fn(pred, target, mask=mask, reduction=red, **self._options())

@@ -18,11 +18,10 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from sym3d.checks import check_finite, check_shape
 from sym3d.errors import ConfigError, ShapeError, UserInputError
-from sym3d.losses._reduce import check_reduction, reduce
+from sym3d.losses._reduce import ReducingLoss, check_reduction, reduce
 from sym3d.losses.features import FeatureExtractor
 from sym3d.protocols import Reduction
 
@@ -423,7 +422,7 @@ def region_contextual_loss(
 # --------------------------------------------------------------------------------------------
 
 
-class ContextualLoss(nn.Module):
+class ContextualLoss(ReducingLoss):
     """Module form of :func:`contextual_loss` (feature maps in, per-sample loss out).
 
     Args:
@@ -443,13 +442,11 @@ class ContextualLoss(nn.Module):
         center: Centering = "batch",
         reduction: Reduction = "mean",
     ) -> None:
-        super().__init__()
-        check_reduction(reduction)
+        super().__init__(reduction)
         if not bandwidth > 0:
             raise ConfigError(f"bandwidth: expected > 0, got {bandwidth!r}.")
         self.bandwidth, self.eps, self.max_relative_distance = bandwidth, eps, max_relative_distance
         self.center: Centering = center
-        self.reduction: Reduction = reduction
 
     def forward(
         self,
@@ -472,7 +469,7 @@ class ContextualLoss(nn.Module):
         )
 
 
-class RegionContextualLoss(nn.Module):
+class RegionContextualLoss(ReducingLoss):
     """Module form of :func:`region_contextual_loss`, holding the extractor and options.
 
     Args:
@@ -498,8 +495,7 @@ class RegionContextualLoss(nn.Module):
         center: Centering = "batch",
         reduction: Reduction = "mean",
     ) -> None:
-        super().__init__()
-        check_reduction(reduction)
+        super().__init__(reduction)
         if normalization not in ("imagenet", "spi_quirk"):
             raise ConfigError(f"normalization: expected 'imagenet' or 'spi_quirk', got {normalization!r}.")
         self.extractor = extractor
@@ -507,7 +503,6 @@ class RegionContextualLoss(nn.Module):
         self.normalization: Normalization = normalization
         self.bandwidth, self.eps = bandwidth, eps
         self.center: Centering = center
-        self.reduction: Reduction = reduction
 
     def forward(
         self,

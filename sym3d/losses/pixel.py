@@ -7,12 +7,16 @@ if numerical parity with SPI's weights matters.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-from torch import nn
 
-from sym3d.losses._reduce import check_image_pair, check_mask, check_reduction, masked_mean, reduce
+from sym3d.losses._reduce import (
+    ImageLossModule,
+    check_image_pair,
+    check_mask,
+    check_reduction,
+    masked_mean,
+    reduce,
+)
 from sym3d.protocols import Reduction
 
 __all__ = ["mse_loss", "l1_loss", "MSELoss", "L1Loss"]
@@ -72,19 +76,11 @@ def l1_loss(
 ) -> torch.Tensor:
     """Mean absolute error over the (masked) pixels of each sample.
 
-    Args:
-        pred: ``[B, C, H, W]`` predicted image, values in ``[0, 1]``.
-        target: ``[B, C, H, W]`` target image, values in ``[0, 1]``.
-        mask: optional ``[B, 1, H, W]`` (or ``[B, C, H, W]``) pixel weights in ``[0, 1]``;
-            weighted mean as in :func:`mse_loss`, ``0`` for an empty mask.
-        reduction: ``"none"`` returns ``[B]``; ``"mean"`` / ``"sum"`` reduce over the batch.
+    Arguments, mask weighting (``0`` for an empty mask) and errors are those of
+    :func:`mse_loss`, with ``|pred - target|`` in place of the squared error.
 
     Returns:
         ``[B]`` or a scalar, in ``[0, 1]`` intensity units.
-
-    Raises:
-        sym3d.errors.ShapeError: if shapes differ or are not ``[B, C, H, W]``.
-        sym3d.errors.ConfigError: for an unknown ``reduction``.
 
     Example:
         >>> x = torch.zeros(1, 3, 4, 4)
@@ -96,42 +92,13 @@ def l1_loss(
     return _pixel_loss((pred - target).abs(), mask, dims, reduction)
 
 
-class _PixelLossModule(nn.Module):
-    """Module form of a masked pixel loss function ``_loss``; satisfies :class:`sym3d.protocols.Loss`.
+class MSELoss(ImageLossModule):
+    """Module form of :func:`mse_loss`: ``MSELoss(reduction="mean")``, shapes as its function."""
 
-    Args:
-        reduction: default reduction, overridable per call.
-
-    Shape:
-        - pred, target: ``(B, C, H, W)`` in ``[0, 1]``; mask: ``(B, 1, H, W)``.
-        - output: ``(B,)`` for ``"none"``, else ``()``.
-    """
-
-    _loss: Callable[..., torch.Tensor]
-
-    def __init__(self, reduction: Reduction = "mean") -> None:
-        super().__init__()
-        check_reduction(reduction)
-        self.reduction: Reduction = reduction
-
-    def forward(
-        self,
-        pred: torch.Tensor,
-        target: torch.Tensor,
-        *,
-        mask: torch.Tensor | None = None,
-        reduction: Reduction | None = None,
-    ) -> torch.Tensor:
-        return type(self)._loss(pred, target, mask=mask, reduction=reduction or self.reduction)
+    _fn = staticmethod(mse_loss)
 
 
-class MSELoss(_PixelLossModule):
-    """Module form of :func:`mse_loss` (see :class:`_PixelLossModule` for arguments and shapes)."""
+class L1Loss(ImageLossModule):
+    """Module form of :func:`l1_loss`: ``L1Loss(reduction="mean")``, shapes as its function."""
 
-    _loss = staticmethod(mse_loss)
-
-
-class L1Loss(_PixelLossModule):
-    """Module form of :func:`l1_loss` (see :class:`_PixelLossModule` for arguments and shapes)."""
-
-    _loss = staticmethod(l1_loss)
+    _fn = staticmethod(l1_loss)

@@ -8,11 +8,19 @@ neighbours (mask the images first if those must not contribute either).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from torch import nn
 
 from sym3d.errors import ConfigError, ShapeError
-from sym3d.losses._reduce import check_image_pair, check_mask, check_reduction, masked_mean, reduce
+from sym3d.losses._reduce import (
+    ImageLossModule,
+    check_image_pair,
+    check_mask,
+    check_reduction,
+    masked_mean,
+    reduce,
+)
 from sym3d.protocols import Reduction
 
 __all__ = ["ssim", "ssim_loss", "SSIMLoss"]
@@ -115,7 +123,7 @@ def ssim_loss(
     return reduce((1.0 - value) * 0.5, reduction)
 
 
-class SSIMLoss(nn.Module):
+class SSIMLoss(ImageLossModule):
     """Module form of :func:`ssim_loss`; satisfies :class:`sym3d.protocols.Loss`.
 
     Args:
@@ -128,28 +136,13 @@ class SSIMLoss(nn.Module):
         - output: ``(B,)`` for ``"none"``, else ``()``.
     """
 
+    _fn = staticmethod(ssim_loss)
+
     def __init__(self, window_size: int = 11, max_val: float = 1.0, reduction: Reduction = "mean") -> None:
-        super().__init__()
         _check_window(window_size)
-        check_reduction(reduction)
+        super().__init__(reduction)
         self.window_size = window_size
         self.max_val = max_val
-        self.reduction: Reduction = reduction
 
-    def forward(
-        self,
-        pred: torch.Tensor,
-        target: torch.Tensor,
-        *,
-        mask: torch.Tensor | None = None,
-        reduction: Reduction | None = None,
-    ) -> torch.Tensor:
-        """See :func:`ssim_loss`."""
-        return ssim_loss(
-            pred,
-            target,
-            mask=mask,
-            window_size=self.window_size,
-            max_val=self.max_val,
-            reduction=reduction or self.reduction,
-        )
+    def _options(self) -> dict[str, Any]:
+        return {"window_size": self.window_size, "max_val": self.max_val}

@@ -19,6 +19,7 @@ A term's config builds its provider: ``config.setup(env) -> Prior`` (a
 
 from typing import Any
 
+from sym3d.lazy import lazy_getattr
 from sym3d.terms.base import BasePrior, TermConfig, TermEnv, term_config_class, term_names
 
 __all__ = [
@@ -42,22 +43,18 @@ BUILTIN = (
 """The built-in terms (each is the module ``sym3d.terms.<name>``)."""
 
 _LAZY = {
-    "ReconstructionConfig": "reconstruction",
-    "MirrorViewConfig": "mirror_view",
-    "WarpViewsConfig": "warp_views",
-    "MirrorRegionsConfig": "mirror_regions",
-    "DepthRegConfig": "depth_reg",
-    "UnseenAnchorConfig": "unseen_anchor",
-    "region_boxes": "mirror_regions",
+    "ReconstructionConfig": ".reconstruction",
+    "MirrorViewConfig": ".mirror_view",
+    "WarpViewsConfig": ".warp_views",
+    "MirrorRegionsConfig": ".mirror_regions",
+    "DepthRegConfig": ".depth_reg",
+    "UnseenAnchorConfig": ".unseen_anchor",
+    "region_boxes": ".mirror_regions",
 }
+
+# Term modules import torch; config loading imports this package, so they load lazily.
+_load = lazy_getattr(__name__, _LAZY)
 
 
 def __getattr__(name: str) -> Any:
-    # Term modules import torch; config loading imports this package, so they load lazily.
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f"sym3d.terms.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'sym3d.terms' has no attribute {name!r}")
+    return _load(name)

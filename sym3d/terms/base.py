@@ -37,6 +37,7 @@ __all__ = [
     "TermConfig",
     "TermEnv",
     "BasePrior",
+    "OrbitViewsPrior",
     "ImageLossFn",
     "term_config_class",
     "term_names",
@@ -163,4 +164,29 @@ class BasePrior(abc.ABC):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(name={self.name!r}, stages={self.stages}, every={self.every})"
+        )
+
+
+class OrbitViewsPrior(BasePrior):
+    """Base of the providers that compare with the frozen generator at random orbit cameras.
+
+    Subclasses set ``self.config`` (with ``yaw_range`` and ``pitch_range`` half-widths in
+    radians, and optionally ``symmetric``, default ``True``) and ``self.num_views``.
+    """
+
+    config: Any
+    num_views: int
+
+    def views(self, ctx: PriorContext) -> torch.Tensor | None:
+        """``[num_views, 25]`` random orbit cameras drawn with ``ctx.rng``."""
+        from sym3d.camera import sample_orbit_cameras
+
+        c = self.config
+        return sample_orbit_cameras(
+            self.num_views,
+            yaw_range=c.yaw_range,
+            pitch_range=c.pitch_range,
+            symmetric=getattr(c, "symmetric", True),
+            generator=ctx.rng,
+            device=ctx.camera.device,
         )

@@ -8,9 +8,8 @@ import attrs
 import torch
 from attrs import validators as v
 
-from sym3d.camera import sample_orbit_cameras
 from sym3d.protocols import Prior, PriorContext, PriorViews
-from sym3d.terms.base import BasePrior, TermConfig, TermEnv
+from sym3d.terms.base import OrbitViewsPrior, TermConfig, TermEnv
 
 __all__ = ["DepthRegConfig", "DepthReg"]
 
@@ -33,7 +32,7 @@ class DepthRegConfig(TermConfig, name="depth_reg", stages=("generator",)):
         return DepthReg(self, num_views=env.num_views, every=env.every)
 
 
-class DepthReg(BasePrior):
+class DepthReg(OrbitViewsPrior):
     """``weight * MSE(depth_G(w, c_k), depth_G0(w, c_k))`` at random orbit cameras ``c_k``.
 
     ``G0`` is the frozen pretrained generator (``ctx.reference``), rendered without gradient and
@@ -45,18 +44,6 @@ class DepthReg(BasePrior):
         super().__init__("depth_reg", ("generator",), every=every)
         self.config = config
         self.num_views = num_views
-
-    def views(self, ctx: PriorContext) -> torch.Tensor | None:
-        """Random orbit cameras."""
-        c = self.config
-        return sample_orbit_cameras(
-            self.num_views,
-            yaw_range=c.yaw_range,
-            pitch_range=c.pitch_range,
-            symmetric=c.symmetric,
-            generator=ctx.rng,
-            device=ctx.camera.device,
-        )
 
     def __call__(self, ctx: PriorContext, views: PriorViews | None) -> dict[str, torch.Tensor]:
         """Depth MSE to the frozen generator (no term without views or reference)."""

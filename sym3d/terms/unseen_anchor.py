@@ -16,10 +16,9 @@ import attrs
 import torch
 from attrs import validators as v
 
-from sym3d.camera import sample_orbit_cameras
 from sym3d.image import from_model_range
 from sym3d.protocols import Prior, PriorContext, PriorViews
-from sym3d.terms.base import BasePrior, TermConfig, TermEnv
+from sym3d.terms.base import OrbitViewsPrior, TermConfig, TermEnv
 from sym3d.terms.losses import Losses
 from sym3d.warp import DepthMode, warp_photo
 
@@ -48,7 +47,7 @@ class UnseenAnchorConfig(TermConfig, name="unseen_anchor", stages=("generator",)
         return UnseenAnchor(self, env.losses, num_views=env.num_views, every=env.every)
 
 
-class UnseenAnchor(BasePrior):
+class UnseenAnchor(OrbitViewsPrior):
     """``weight * MSE((1 - V_k) * G(w, c_k), (1 - V_k) * G0(w, c_k))`` at random cameras ``c_k``.
 
     ``G0`` is the frozen generator (``ctx.reference``) at the pivot ``w``, rendered without
@@ -64,18 +63,6 @@ class UnseenAnchor(BasePrior):
         self.config = config
         self.losses = losses
         self.num_views = num_views
-
-    def views(self, ctx: PriorContext) -> torch.Tensor | None:
-        """Random orbit cameras."""
-        c = self.config
-        return sample_orbit_cameras(
-            self.num_views,
-            yaw_range=c.yaw_range,
-            pitch_range=c.pitch_range,
-            symmetric=True,
-            generator=ctx.rng,
-            device=ctx.camera.device,
-        )
 
     def __call__(self, ctx: PriorContext, views: PriorViews | None) -> dict[str, torch.Tensor]:
         """Masked image MSE to the frozen generator (no term without views or reference)."""

@@ -162,9 +162,7 @@ class TinyGenerator3D(GeneratorMixin, nn.Module):
         generator: torch.Generator | None = None,
     ) -> RenderOutput:
         """Render ``ws [B, 4, 8]`` from ``cameras [B, V, 25]``; see :meth:`Generator3D.render`."""
-        dims = check_shape(ws, ["B", self.num_ws, self.w_dim], "ws")
-        check_shape(cameras, ["B", "V", 25], "cameras", dims=dims)
-        b, v = cameras.shape[:2]
+        b, v = self._check_render_inputs(ws, cameras)
         res = neural_resolution or self.neural_resolution
         labels = CameraLabels(cameras)
         dirs = camera_ray_directions(cameras, res, res)  # [B, V, HW, 3]

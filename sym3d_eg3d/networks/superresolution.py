@@ -85,7 +85,7 @@ def _block_options(block_kwargs: dict) -> dict:
 
 
 class SuperresolutionBase(nn.Module):
-    """Shared logic of the hybrid SR modules; subclasses set the class attributes and build the blocks."""
+    """Shared logic of the hybrid SR modules; subclasses set the class attributes."""
 
     #: Output resolution the module is built for.
     out_resolution: int = 0
@@ -95,6 +95,26 @@ class SuperresolutionBase(nn.Module):
     resize_rule: str = "!="
     #: Whether block0 keeps the resolution (2X/4X), which enables the aliasing quirk.
     block0_no_up: bool = False
+    #: Output channels of block0 and block1.
+    block_channels: tuple[int, int] = (128, 64)
+    #: Whether the module holds the (unused) ``resample_filter`` buffer of the official modules.
+    has_resample_filter: bool = True
+
+    def __init__(
+        self,
+        channels: int,
+        img_resolution: int,
+        sr_num_fp16_res: int,
+        sr_antialias: bool,
+        **block_kwargs: object,
+    ) -> None:
+        super().__init__()
+        self._check_resolution(img_resolution)
+        self.sr_antialias = sr_antialias
+        mid_channels, out_channels = self.block_channels
+        self._make_blocks(channels, mid_channels, out_channels, sr_num_fp16_res, block_kwargs)
+        if self.has_resample_filter:
+            self.register_buffer("resample_filter", ops.setup_filter([1, 3, 3, 1]))
 
     def _check_resolution(self, img_resolution: int) -> None:
         if img_resolution != self.out_resolution:
@@ -199,15 +219,6 @@ class SuperresolutionHybrid2X(SuperresolutionBase):
     input_resolution = 64
     block0_no_up = True
 
-    def __init__(
-        self, channels: int, img_resolution: int, sr_num_fp16_res: int, sr_antialias: bool, **block_kwargs: object
-    ) -> None:
-        super().__init__()
-        self._check_resolution(img_resolution)
-        self.sr_antialias = sr_antialias
-        self._make_blocks(channels, 128, 64, sr_num_fp16_res, block_kwargs)
-        self.register_buffer("resample_filter", ops.setup_filter([1, 3, 3, 1]))
-
 
 class SuperresolutionHybrid4X(SuperresolutionBase):
     """128 -> 256 superresolution.
@@ -221,15 +232,6 @@ class SuperresolutionHybrid4X(SuperresolutionBase):
     resize_rule = "<"
     block0_no_up = True
 
-    def __init__(
-        self, channels: int, img_resolution: int, sr_num_fp16_res: int, sr_antialias: bool, **block_kwargs: object
-    ) -> None:
-        super().__init__()
-        self._check_resolution(img_resolution)
-        self.sr_antialias = sr_antialias
-        self._make_blocks(channels, 128, 64, sr_num_fp16_res, block_kwargs)
-        self.register_buffer("resample_filter", ops.setup_filter([1, 3, 3, 1]))
-
 
 class SuperresolutionHybrid8X(SuperresolutionBase):
     """128 -> 512 superresolution (two upsampling blocks, 128 and 64 channels).
@@ -239,15 +241,6 @@ class SuperresolutionHybrid8X(SuperresolutionBase):
 
     out_resolution = 512
     input_resolution = 128
-
-    def __init__(
-        self, channels: int, img_resolution: int, sr_num_fp16_res: int, sr_antialias: bool, **block_kwargs: object
-    ) -> None:
-        super().__init__()
-        self._check_resolution(img_resolution)
-        self.sr_antialias = sr_antialias
-        self._make_blocks(channels, 128, 64, sr_num_fp16_res, block_kwargs)
-        self.register_buffer("resample_filter", ops.setup_filter([1, 3, 3, 1]))
 
 
 class SuperresolutionHybrid8XDC(SuperresolutionBase):
@@ -259,14 +252,8 @@ class SuperresolutionHybrid8XDC(SuperresolutionBase):
 
     out_resolution = 512
     input_resolution = 128
-
-    def __init__(
-        self, channels: int, img_resolution: int, sr_num_fp16_res: int, sr_antialias: bool, **block_kwargs: object
-    ) -> None:
-        super().__init__()
-        self._check_resolution(img_resolution)
-        self.sr_antialias = sr_antialias
-        self._make_blocks(channels, 256, 128, sr_num_fp16_res, block_kwargs)
+    block_channels = (256, 128)
+    has_resample_filter = False
 
 
 SUPERRESOLUTION_MODULES: Mapping[str, type[SuperresolutionBase]] = MappingProxyType({

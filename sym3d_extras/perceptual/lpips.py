@@ -23,7 +23,7 @@ from torch import nn
 
 from sym3d.checks import check_shape
 from sym3d.errors import ConfigError, MissingDependencyError, ShapeError, Sym3DWarning
-from sym3d.losses._reduce import check_reduction, masked_mean, reduce
+from sym3d.losses._reduce import ReducingLoss, check_reduction, masked_mean, reduce
 from sym3d.protocols import Reduction
 from sym3d.resize import resize
 from sym3d_extras.perceptual import weights as _weights
@@ -45,7 +45,7 @@ def _unit_normalize(feat: torch.Tensor) -> torch.Tensor:
     return normalize_tensor(feat)
 
 
-class LPIPS(nn.Module):
+class LPIPS(ReducingLoss):
     """LPIPS v0.1 distance with offline weights; satisfies :class:`sym3d.protocols.Loss`.
 
     Args:
@@ -84,15 +84,13 @@ class LPIPS(nn.Module):
         verify_weights: bool = True,
         reduction: Reduction = "mean",
     ) -> None:
-        super().__init__()
+        super().__init__(reduction)
         if net not in ("vgg", "alex"):
             raise ConfigError(f"net: expected 'vgg' or 'alex', got {net!r}.")
         if resize_to is not None and (not isinstance(resize_to, int) or resize_to < 16):
             raise ConfigError(f"resize_to: expected None or an int >= 16, got {resize_to!r}.")
-        check_reduction(reduction)
         self.net_name: Net = net
         self.resize_to = resize_to
-        self.reduction: Reduction = reduction
         self.random_backbone = False
         try:
             state = _weights.load_backbone_state(net, verify=verify_weights)

@@ -198,7 +198,15 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return _sha256_cached(os.fspath(path), st.st_size, st.st_mtime_ns)
 
 
-def _verify(path: Path, expected: str) -> None:
+def _verify(path: Path, known: Mapping[str, str]) -> None:
+    """Check ``path``'s sha256 against ``known[path.name]``; an unknown name is refused."""
+    expected = known.get(path.name)
+    if expected is None:
+        raise CheckpointError(
+            f"{path}: no known sha256 for a file named {path.name!r}; "
+            f"expected one of {sorted(known)}.",
+            hint="pass verify=False to load a trusted file of your own.",
+        )
     actual = file_sha256(path)
     if actual != expected:
         raise CheckpointError(
@@ -266,13 +274,7 @@ def _array(tree: Mapping[str, Any], keys: tuple[str, ...], shape: tuple[int, ...
 def _read_ckpt(path: str, verify: bool) -> dict[str, Any]:
     p = Path(path)
     if verify:
-        expected = CKPT_SHA256.get(p.name)
-        if expected is None:
-            raise CheckpointError(
-                f"{p}: no known sha256 for a file named {p.name!r}; expected one of {sorted(CKPT_SHA256)}.",
-                hint="pass verify=False to load a trusted file of your own.",
-            )
-        _verify(p, expected)
+        _verify(p, CKPT_SHA256)
     tree = read_numpy_pickle(p)
     if not isinstance(tree, Mapping):
         raise CheckpointError(f"{p}: expected a dict at the top level, got {type(tree).__name__}.")
@@ -343,13 +345,7 @@ def _heads_cached(path: str, net: str, verify: bool) -> tuple[torch.Tensor, ...]
         ]
     else:
         if verify:
-            expected = HEADS_SHA256.get(p.name)
-            if expected is None:
-                raise CheckpointError(
-                    f"{p}: no known sha256 for a file named {p.name!r}; expected one of {sorted(HEADS_SHA256)}.",
-                    hint="pass verify=False to load a trusted file of your own.",
-                )
-            _verify(p, expected)
+            _verify(p, HEADS_SHA256)
         try:
             sd = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any failure of the safe loader is a bad file

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from sym3d.checks import check_shape
-from sym3d.errors import ConfigError, ShapeError
+from sym3d.errors import ConfigError
 from sym3d.generator_base import GeneratorMixin
 from sym3d.image import to_model_range
 from sym3d.protocols import GeneratorInfo, RenderOutput
@@ -158,12 +158,7 @@ class SymHeadsGenerator(GeneratorMixin, nn.Module):
         generator: torch.Generator | None = None,
     ) -> RawRender:
         """Render in the world's own units (colour in ``[0, 1]``); see :meth:`render`."""
-        dims = check_shape(ws, ["B", self.num_ws, self.w_dim], "ws")
-        if cameras.dim() != 3:
-            raise ShapeError(
-                "cameras", "[B,V,25]", cameras.shape, hint="add a view dimension: cameras[:, None]."
-            )
-        check_shape(cameras, ["B", "V", 25], "cameras", dims=dims)
+        self._check_render_inputs(ws, cameras)
         res = self.neural_resolution if neural_resolution is None else int(neural_resolution)
         geometry = self.decode(ws)
         field = (

@@ -83,6 +83,29 @@ def test_depth_reg_is_zero_against_itself_and_positive_after_a_perturbation(
     assert term(ctx, None) == {} and term(context(working, ws, img, cam), None) == {}
 
 
+@pytest.mark.parametrize(
+    ("config", "one_sided"),
+    [
+        (DepthRegConfig(symmetric=False, pitch_range=0.0), True),
+        (DepthRegConfig(pitch_range=0.0), False),
+        (UnseenAnchorConfig(yaw_range=0.5, pitch_range=0.0), False),
+    ],
+)
+def test_orbit_terms_draw_their_views_within_the_configured_yaw_range(
+    truth, side_view, losses, config, one_sided
+):
+    gen, ws = truth
+    img, cam = side_view
+    term = config.setup(env(losses, num_views=64))
+    cams = term.views(context(gen, ws, img, cam))
+    assert cams.shape == (64, 25)
+    position = cams[:, :16].reshape(64, 4, 4)[:, :3, 3]  # on a sphere about the origin
+    yaw = torch.atan2(position[:, 0], position[:, 2])
+    assert float(yaw.abs().max()) <= config.yaw_range + 1e-5
+    assert float(yaw.abs().max()) > 0.5 * config.yaw_range  # 64 uniform draws
+    assert (float(yaw.min()) >= -1e-6) == one_sided
+
+
 def test_mirror_view_weight_follows_the_yaw_curve_and_is_zero_for_a_frontal_face(losses):
     term = MirrorViewConfig().setup(env(losses, stage="latent", mirror_min_yaw=0.2))
     cams = [look_at(y, 0.0)[None] for y in (0.0, 0.1, 0.15, 0.25, 0.35, 0.6, 1.0)]

@@ -142,6 +142,16 @@ class TestWeights:
         with pytest.raises(CheckpointError, match="VGG16_0/Conv_0/kernel"):
             load_backbone_state("vgg", verify=False)
 
+    def test_unknown_file_name_refused_for_trunk_and_heads(self, tmp_path):
+        ckpt = tmp_path / "mine.ckpt"
+        ckpt.write_bytes(pickle.dumps({"VGG16_0": {}}, protocol=3))
+        heads = tmp_path / "mine.pth"
+        torch.save({}, heads)
+        with pytest.raises(CheckpointError, match="no known sha256 for a file named 'mine.ckpt'"):
+            load_backbone_state("vgg", path=ckpt)
+        with pytest.raises(CheckpointError, match="no known sha256 for a file named 'mine.pth'"):
+            W.load_heads("vgg", path=heads)
+
     def test_missing_weights_raise_before_download(self, monkeypatch):
         monkeypatch.delenv(W.ENV_WEIGHTS_DIR, raising=False)
         monkeypatch.setattr(W, "package_dir", lambda name: None)

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import attrs
 
-from sym3d.cli.renderer_base import NoOpContext, Off
+from sym3d.cli.renderer_base import NoOpContext, Off, rich_bar
 
 __all__ = ["BatchStarting", "BatchStarted", "ItemStarted", "ItemFinished", "BatchFinished", "make_batch_progress", "headline_metrics"]
 
@@ -124,28 +124,11 @@ class _Rich:
     """One bar for the whole batch (images settled / total, failures, running, ETA) with a log line per image."""
 
     def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
+        self.progress = rich_bar(
+            "[bold]batch",
+            fields=["[red]{task.fields[failed]} failed", "{task.fields[running]} running"],
         )
-
-        self.console = Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("[bold]batch"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("[red]{task.fields[failed]} failed"),
-            TextColumn("{task.fields[running]} running"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=self.console,
-        )
+        self.console = self.progress.console
         self.task: Any = None
         self.running = 0
         self.failed = 0
