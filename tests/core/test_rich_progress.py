@@ -7,7 +7,7 @@ import pytest
 from sym3d.cli import progress as engine_progress
 from sym3d.cli.renderer_base import rich_bar
 from sym3d.engine.events import StageFinished, StageStarted, StepFinished
-from sym3d_extras.batch import progress as batch_progress
+from sym3d.app.batch import progress as batch_progress
 
 
 def _column_texts(progress) -> list[str]:
