@@ -39,7 +39,9 @@ def main(out: Path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(9.0, 3.35), dpi=80)
     axes[0].imshow(photo_np, extent=(0, w, h, 0))
-    axes[0].plot([x0, x0 + side, x0 + side, x0, x0], [y0, y0, y0 + side, y0 + side, y0], "y--", lw=1.5)
+    axes[0].plot(
+        [x0, x0 + side, x0 + side, x0, x0], [y0, y0, y0 + side, y0 + side, y0], "y--", lw=1.5
+    )
     axes[0].set_xlim(x0 - 5, w + 5)
     axes[0].set_ylim(h + 5, y0 - 5)
     axes[0].set_title(f"photo and crop ({100 * frac:.0f}% outside)", fontsize=10)
@@ -54,7 +56,9 @@ def main(out: Path) -> None:
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
-    print(f"wrote {out} ({out.stat().st_size // 1024} KB); crop {100 * frac:.0f}% outside the photo")
+    print(
+        f"wrote {out} ({out.stat().st_size // 1024} KB); crop {100 * frac:.0f}% outside the photo"
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,10 @@ class FrontalDepthPrior(BasePrior):
         depth = views.render.depth[:, 0]
         opacity = views.render.opacity[:, 0]
         mean_depth = (depth * opacity).sum() / opacity.sum().clamp_min(1e-6)
-        return {"depth": self.weight * (mean_depth - self.target_depth).square(), "_mean_depth": mean_depth.detach()}
+        return {
+            "depth": self.weight * (mean_depth - self.target_depth).square(),
+            "_mean_depth": mean_depth.detach(),
+        }
 
 
 def main() -> None:
@@ -47,11 +50,20 @@ def main() -> None:
         camera,
         generator=generator,
         preset="pti",
-        overrides=["perceptual=mse", "perceptual_resize=0", "latent.steps=20", "tune.steps=10", "tune.lr=0.02", "tune.early_stop=0"],
+        overrides=[
+            "perceptual=mse",
+            "perceptual_resize=0",
+            "latent.steps=20",
+            "tune.steps=10",
+            "tune.lr=0.02",
+            "tune.early_stop=0",
+        ],
         priors=[FrontalDepthPrior()],
     )
     last = [h for h in result.history if "frontal_depth/_mean_depth" in h][-1]
-    print(f"final frontal mean depth: {last['frontal_depth/_mean_depth']:.3f} (prior term {last['frontal_depth/depth']:.2e})")
+    print(
+        f"final frontal mean depth: {last['frontal_depth/_mean_depth']:.3f} (prior term {last['frontal_depth/depth']:.2e})"
+    )
 
 
 if __name__ == "__main__":

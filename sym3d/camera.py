@@ -101,7 +101,10 @@ class CameraLabels:
         check_shape(intrinsics, ["*", 3, 3], "intrinsics")
         batch = torch.broadcast_shapes(cam2world.shape[:-2], intrinsics.shape[:-2])
         flat = torch.cat(
-            [cam2world.expand(*batch, 4, 4).reshape(*batch, 16), intrinsics.expand(*batch, 3, 3).reshape(*batch, 9)],
+            [
+                cam2world.expand(*batch, 4, 4).reshape(*batch, 16),
+                intrinsics.expand(*batch, 3, 3).reshape(*batch, 9),
+            ],
             dim=-1,
         )
         return cls(flat)
@@ -226,14 +229,17 @@ def _label_checks(raw: torch.Tensor) -> list[tuple[torch.Tensor, Callable[[int],
         ((fx < lo) | (fx > hi) | (fy < lo) | (fy > hi), bad_focal),
         (
             skew.abs() > 0.01 * fx,
-            lambda i: f"the skew intrinsics[0][1] is {float(skew[i]):.4g}; expected 0 (at most "
-            "1% of fx).",
+            lambda i: (
+                f"the skew intrinsics[0][1] is {float(skew[i]):.4g}; expected 0 (at most 1% of fx)."
+            ),
         ),
         ((cx < 0) | (cx > 1) | (cy < 0) | (cy > 1), bad_principal),
         (
             rest > 1e-3,
-            lambda i: f"the intrinsics' last two rows are {_fmt(k[i, 1:])}; expected [0, fy, cy] "
-            "and [0, 0, 1].",
+            lambda i: (
+                f"the intrinsics' last two rows are {_fmt(k[i, 1:])}; expected [0, fy, cy] "
+                "and [0, 0, 1]."
+            ),
         ),
         (depth <= 0, lambda i: behind),
         (((uv < 0) | (uv > 1)).any(-1), off_image),
@@ -388,7 +394,11 @@ def look_at(
     roll_t = torch.as_tensor(roll, dtype=dtype, device=yaw_t.device)
     yaw_t, pitch_t, roll_t = torch.broadcast_tensors(yaw_t, pitch_t, roll_t)
     piv = torch.as_tensor(pivot, dtype=dtype, device=yaw_t.device)
-    center = piv if orbit_center is None else torch.as_tensor(orbit_center, dtype=dtype, device=yaw_t.device)
+    center = (
+        piv
+        if orbit_center is None
+        else torch.as_tensor(orbit_center, dtype=dtype, device=yaw_t.device)
+    )
     position = center + radius * _direction(yaw_t, pitch_t)
     forward = torch.nn.functional.normalize(piv - position, dim=-1)
     rot = _look_rotation(forward, roll_t)
@@ -474,7 +484,9 @@ def _axis_angle(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     return eye + s * k + (1 - c) * (k @ k)
 
 
-def _rotate_about_pivot(cameras: torch.Tensor, dyaw: torch.Tensor, dpitch: torch.Tensor, pivot: torch.Tensor) -> torch.Tensor:
+def _rotate_about_pivot(
+    cameras: torch.Tensor, dyaw: torch.Tensor, dpitch: torch.Tensor, pivot: torch.Tensor
+) -> torch.Tensor:
     labels = CameraLabels(cameras)
     pos = labels.position
     rel = pos - pivot
@@ -570,7 +582,9 @@ def sample_orbit_cameras(
     u = torch.rand(2, num, generator=generator)
     yaw = (2 * u[0] - 1) * yaw_range if symmetric else u[0] * yaw_range
     pitch = (2 * u[1] - 1) * pitch_range
-    return look_at(yaw.to(device), pitch.to(device), radius=radius, pivot=pivot, focal=focal, device=device)
+    return look_at(
+        yaw.to(device), pitch.to(device), radius=radius, pivot=pivot, focal=focal, device=device
+    )
 
 
 def eg3d_sampler_angles(h: float, v: float) -> tuple[float, float]:
@@ -586,7 +600,11 @@ def eg3d_sampler_angles(h: float, v: float) -> tuple[float, float]:
 
 
 def pixel_centers(
-    height: int, width: int, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+    height: int,
+    width: int,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Normalised pixel-centre coordinates ``[H, W, 2]`` as ``(u, v) = ((j + .5) / W, (i + .5) / H)``.
 
@@ -656,11 +674,15 @@ def unproject_depth(z: torch.Tensor, cameras: torch.Tensor) -> torch.Tensor:
     uv = pixel_centers(h, w, device=z.device, dtype=z.dtype).reshape(-1, 2)
     d_cam = _camera_directions(labels.intrinsics, uv)  # [..., HW, 3]
     p_cam = d_cam * z.flatten(-3)[..., None]  # [..., HW, 3]
-    p_world = (labels.rotation[..., None, :, :] @ p_cam[..., None])[..., 0] + labels.position[..., None, :]
+    p_world = (labels.rotation[..., None, :, :] @ p_cam[..., None])[..., 0] + labels.position[
+        ..., None, :
+    ]
     return p_world.unflatten(-2, (h, w))
 
 
-def project_points(points: torch.Tensor, cameras: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def project_points(
+    points: torch.Tensor, cameras: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Project world points ``[..., N, 3]`` into cameras ``[..., 25]``.
 
     Returns:

@@ -75,12 +75,12 @@ def check_shape(
         pat = pat[1:]
         if len(shape) < len(pat):
             raise ShapeError(name, _pattern_text(pattern), shape)
-        shape_tail = shape[len(shape) - len(pat):]
+        shape_tail = shape[len(shape) - len(pat) :]
     else:
         if len(shape) != len(pat):
             raise ShapeError(name, _pattern_text(pattern), shape)
         shape_tail = shape
-    for want, got in zip(pat, shape_tail):
+    for want, got in zip(pat, shape_tail, strict=True):
         if isinstance(want, int):
             if want != got:
                 raise ShapeError(name, _pattern_text(pattern), shape)
@@ -90,7 +90,10 @@ def check_shape(
                 dims[want] = got
             elif bound != got:
                 raise ShapeError(
-                    name, _pattern_text(pattern), shape, hint=f"dimension {want} is {bound} elsewhere."
+                    name,
+                    _pattern_text(pattern),
+                    shape,
+                    hint=f"dimension {want} is {bound} elsewhere.",
                 )
     return dims
 

@@ -55,7 +55,9 @@ _pos_int = [v.instance_of(int), v.ge(0)]
 
 
 def _float_field(default: float, *validators: Any) -> Any:
-    return attrs.field(default=default, converter=float, validator=[v.instance_of(float), *validators])
+    return attrs.field(
+        default=default, converter=float, validator=[v.instance_of(float), *validators]
+    )
 
 
 Terms = dict[str, TermConfig]
@@ -77,7 +79,9 @@ def _terms_validator(stage: str) -> Any:
             raise TypeError(f"terms: expected a table of term settings, got {terms!r}")
         for name, cfg in terms.items():
             if not isinstance(cfg, TermConfig) or cfg.name != name:
-                raise ValueError(f"terms.{name}: expected the settings of term {name!r}, got {cfg!r}")
+                raise ValueError(
+                    f"terms.{name}: expected the settings of term {name!r}, got {cfg!r}"
+                )
             if stage not in cfg.stages:
                 raise ValueError(
                     f"term {name!r} does not run in the {stage} stage (it runs in: "
@@ -251,7 +255,10 @@ class TuneStageConfig:
     """Cameras sampled per auxiliary term."""
     terms: Terms = attrs.field(
         default=_terms(
-            "warp_views", "mirror_regions", "depth_reg", "reconstruction",
+            "warp_views",
+            "mirror_regions",
+            "depth_reg",
+            "reconstruction",
             reconstruction={"mse_weight": 1.0, "mse_range": "model"},
         ),
         validator=_terms_validator("generator"),
@@ -346,7 +353,7 @@ def _make_converter() -> cattrs.Converter:
         if isinstance(data, str):
             data = {"name": data}
         if not isinstance(data, Mapping):
-            raise TypeError(f"expected a table such as {{ name = \"depth-tv\" }}, got {data!r}")
+            raise TypeError(f'expected a table such as {{ name = "depth-tv" }}, got {data!r}')
         options = dict(data)
         if not isinstance(options.get("name"), str):
             raise TypeError(f"expected a prior name in key 'name', got {data!r}")
@@ -425,7 +432,9 @@ def dump_toml(cfg: Any, path: str | os.PathLike | None = None) -> str:
     return text
 
 
-def load_toml(path: str | os.PathLike, cls: type[T] = InversionConfig, *, base: T | None = None) -> T:  # type: ignore[assignment]
+def load_toml(
+    path: str | os.PathLike, cls: type[T] = InversionConfig, *, base: T | None = None
+) -> T:  # type: ignore[assignment]
     """Load a config from a TOML file, on top of ``base`` (default: ``cls()``).
 
     Keys present in the file override ``base``; absent keys keep ``base``'s values.
@@ -518,7 +527,9 @@ def apply_overrides(cfg: T, overrides: Iterable[str] | Mapping[str, Any]) -> T:
     else:
         for item in overrides:
             if "=" not in item:
-                raise ConfigError(f"override {item!r}: expected the form key.path=value, e.g. tune.steps=100.")
+                raise ConfigError(
+                    f"override {item!r}: expected the form key.path=value, e.g. tune.steps=100."
+                )
             key, _, raw = item.partition("=")
             items.append((key.strip(), _parse_value(raw.strip())))
     for key, val in items:
@@ -532,7 +543,13 @@ def apply_overrides(cfg: T, overrides: Iterable[str] | Mapping[str, Any]) -> T:
 
 _SHARED_WARP = ("yaw_range", "pitch_range", "occlusion_threshold", "depth_mode", "use_face_mask")
 _REGIONS = (
-    "enabled", "weight", "regions", "region_padding", "crop_size", "bandwidth", "authentic_mask",
+    "enabled",
+    "weight",
+    "regions",
+    "region_padding",
+    "crop_size",
+    "bandwidth",
+    "authentic_mask",
     "conflict_threshold",
 )
 
@@ -572,7 +589,9 @@ def _warn_deprecated(old: str) -> None:
     import warnings
 
     new = " and ".join(DEPRECATED_KEYS[old])
-    warnings.warn(f"config key {old!r} is deprecated; use {new!r}.", DeprecationWarning, stacklevel=4)
+    warnings.warn(
+        f"config key {old!r} is deprecated; use {new!r}.", DeprecationWarning, stacklevel=4
+    )
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -45,9 +45,15 @@ def _loss(name: str) -> Any:
 @hookimpl
 def register_losses(register) -> None:  # noqa: ANN001
     """Register the dependency-free image losses and feature extractors."""
-    register("mse", _loss("mse"), description="Mean squared error on [0,1] images (optionally masked).")
-    register("l1", _loss("l1"), description="Mean absolute error on [0,1] images (optionally masked).")
-    register("ssim", _loss("ssim"), description="(1 - SSIM) / 2 (kornia convention), optionally masked.")
+    register(
+        "mse", _loss("mse"), description="Mean squared error on [0,1] images (optionally masked)."
+    )
+    register(
+        "l1", _loss("l1"), description="Mean absolute error on [0,1] images (optionally masked)."
+    )
+    register(
+        "ssim", _loss("ssim"), description="(1 - SSIM) / 2 (kornia convention), optionally masked."
+    )
     register(
         "features:filterbank",
         _loss("features:filterbank"),

@@ -34,14 +34,20 @@ class ConfigError(UserInputError, ValueError):
 
     def __init__(self, messages: Sequence[str] | str, *, hint: str | None = None) -> None:
         self.messages = [messages] if isinstance(messages, str) else list(messages)
-        text = self.messages[0] if len(self.messages) == 1 else "invalid configuration:\n  - " + "\n  - ".join(self.messages)
+        text = (
+            self.messages[0]
+            if len(self.messages) == 1
+            else "invalid configuration:\n  - " + "\n  - ".join(self.messages)
+        )
         super().__init__(text, hint=hint)
 
 
 class ShapeError(UserInputError, ValueError):
     """A tensor has the wrong shape. Carries ``name``, ``expected`` and ``actual``."""
 
-    def __init__(self, name: str, expected: str, actual: Sequence[int], *, hint: str | None = None) -> None:
+    def __init__(
+        self, name: str, expected: str, actual: Sequence[int], *, hint: str | None = None
+    ) -> None:
         self.name, self.expected, self.actual = name, expected, tuple(actual)
         super().__init__(f"{name}: expected shape {expected}, got {list(self.actual)}.", hint=hint)
 
@@ -49,7 +55,14 @@ class ShapeError(UserInputError, ValueError):
 class RangeError(UserInputError, ValueError):
     """Tensor values lie outside the documented range. Carries ``name``, ``expected`` and ``actual``."""
 
-    def __init__(self, name: str, expected: tuple[float, float], actual: tuple[float, float], *, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        expected: tuple[float, float],
+        actual: tuple[float, float],
+        *,
+        hint: str | None = None,
+    ) -> None:
         self.name, self.expected, self.actual = name, expected, actual
         super().__init__(
             f"{name}: expected values in [{expected[0]:g}, {expected[1]:g}], got [{actual[0]:.4g}, {actual[1]:.4g}].",
@@ -94,11 +107,17 @@ class PluginNotFoundError(PluginError, UserInputError, LookupError):
     Deliberately not a ``KeyError``: ``str(KeyError)`` wraps its message in quotes.
     """
 
-    def __init__(self, kind: str, name: str, available: Sequence[str], suggestions: Sequence[str] = ()) -> None:
+    def __init__(
+        self, kind: str, name: str, available: Sequence[str], suggestions: Sequence[str] = ()
+    ) -> None:
         self.kind, self.name = kind, name
         self.available, self.suggestions = list(available), list(suggestions)
         text = f"unknown {kind} {name!r}; available: {', '.join(self.available) or '(none)'}."
-        hint = f"did you mean {self.suggestions[0]!r}?" if self.suggestions else "run `sym3d plugins` to list components."
+        hint = (
+            f"did you mean {self.suggestions[0]!r}?"
+            if self.suggestions
+            else "run `sym3d plugins` to list components."
+        )
         super().__init__(text, hint=hint)
 
 
@@ -153,7 +172,9 @@ class MissingWeightsError(Sym3DError, FileNotFoundError):
 class KernelBuildError(Sym3DError, RuntimeError):
     """Building a CUDA extension failed. Carries ``log_path`` with the compiler output."""
 
-    def __init__(self, message: str, *, log_path: str | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, log_path: str | None = None, hint: str | None = None
+    ) -> None:
         self.log_path = log_path
         if log_path:
             message = f"{message} Build log: {log_path}"

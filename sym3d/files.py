@@ -12,7 +12,6 @@ waits for a writer), then the *open descriptor* is checked with ``fstat``.
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 from pathlib import Path
@@ -52,7 +51,9 @@ def _refuse(path: Path, what: str, mode: int) -> InputFileError:
     return InputFileError(path, f"is {_kind(mode)}; {what} must be a regular file.")
 
 
-def open_regular(path: str | os.PathLike, what: str = "the input", *, max_bytes: int | None = None) -> BinaryIO:
+def open_regular(
+    path: str | os.PathLike, what: str = "the input", *, max_bytes: int | None = None
+) -> BinaryIO:
     """Open ``path`` for binary reading if (after following links) it is a regular file.
 
     Args:
@@ -74,7 +75,9 @@ def open_regular(path: str | os.PathLike, what: str = "the input", *, max_bytes:
     except IsADirectoryError:
         raise InputFileError(p, f"is a directory; {what} must be a regular file.") from None
     except PermissionError:
-        raise InputFileError(p, "permission denied.", hint="check the file's permissions.") from None
+        raise InputFileError(
+            p, "permission denied.", hint="check the file's permissions."
+        ) from None
     except OSError as exc:
         raise InputFileError(p, f"cannot be opened ({exc.strerror or exc}).") from None
     try:
@@ -82,16 +85,20 @@ def open_regular(path: str | os.PathLike, what: str = "the input", *, max_bytes:
         if not stat.S_ISREG(st.st_mode):
             raise _refuse(p, what, st.st_mode)
         if max_bytes is not None and st.st_size > max_bytes:
-            raise InputFileError(p, f"is {st.st_size:,} bytes; {what} may be at most {max_bytes:,} bytes.")
+            raise InputFileError(
+                p, f"is {st.st_size:,} bytes; {what} may be at most {max_bytes:,} bytes."
+            )
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
-        return io.open(fd, "rb", closefd=True)  # noqa: SIM115 - the caller closes it
+        return open(fd, "rb", closefd=True)  # noqa: SIM115 - the caller closes it
     except BaseException:
         os.close(fd)
         raise
 
 
-def check_regular_file(path: str | os.PathLike, what: str = "the input", *, max_bytes: int | None = None) -> Path:
+def check_regular_file(
+    path: str | os.PathLike, what: str = "the input", *, max_bytes: int | None = None
+) -> Path:
     """Raise :class:`InputFileError` unless ``path`` is a readable regular file; return it as a ``Path``."""
     open_regular(path, what, max_bytes=max_bytes).close()
     return Path(path)
@@ -111,11 +118,16 @@ def read_bytes(path: str | os.PathLike, what: str = "the input", *, max_bytes: i
             chunks.append(chunk)
             total += len(chunk)
             if total > max_bytes:
-                raise InputFileError(Path(path), f"grew past {max_bytes:,} bytes while it was read; {what} may be at most that.")
+                raise InputFileError(
+                    Path(path),
+                    f"grew past {max_bytes:,} bytes while it was read; {what} may be at most that.",
+                )
     return b"".join(chunks)
 
 
-def read_text(path: str | os.PathLike, what: str = "the input", *, max_bytes: int = MAX_TEXT_BYTES) -> str:
+def read_text(
+    path: str | os.PathLike, what: str = "the input", *, max_bytes: int = MAX_TEXT_BYTES
+) -> str:
     """Read a regular UTF-8 text file of at most ``max_bytes`` bytes.
 
     Raises:
@@ -125,4 +137,6 @@ def read_text(path: str | os.PathLike, what: str = "the input", *, max_bytes: in
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputFileError(Path(path), f"is not UTF-8 text (byte {exc.start}); {what} must be a text file.") from None
+        raise InputFileError(
+            Path(path), f"is not UTF-8 text (byte {exc.start}); {what} must be a text file."
+        ) from None

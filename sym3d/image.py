@@ -284,7 +284,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
             raise UserInputError(f"image: expected a single image [1,3,H,W], got {list(x.shape)}.")
         x = x[0]
     check_shape(x, [3, "H", "W"], "image")
-    return (x.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+    return x.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def save_image(x: torch.Tensor, path: str | os.PathLike, *, check: bool = True) -> Path:
@@ -297,7 +297,9 @@ def save_image(x: torch.Tensor, path: str | os.PathLike, *, check: bool = True) 
     from PIL import Image
 
     if check:
-        check_range(x, 0.0, 1.0, "image", tol=0.05, hint="convert model output with from_model_range().")
+        check_range(
+            x, 0.0, 1.0, "image", tol=0.05, hint="convert model output with from_model_range()."
+        )
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     arr = to_uint8(x)

@@ -202,9 +202,10 @@ class LightingEstimate:
         under the same light (symmetric albedo). Both shadings are clamped to at least
         ``min_shading`` and the ratio to ``[1 / max_ratio, max_ratio]``.
         """
-        mirrored = normals * torch.tensor(_MIRROR, dtype=normals.dtype, device=normals.device)[
-            :, None, None
-        ]
+        mirrored = (
+            normals
+            * torch.tensor(_MIRROR, dtype=normals.dtype, device=normals.device)[:, None, None]
+        )
         s = self.shading(normals).clamp_min(min_shading)
         s_m = self.shading(mirrored).clamp_min(min_shading)
         return (s_m / s).clamp(1.0 / max_ratio, max_ratio)

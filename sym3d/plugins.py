@@ -376,9 +376,7 @@ def _add_isolated(pm: Sym3DPluginManager, registry: Registry, spec: ComponentSpe
         pm.mark_broken(info.name, info.dist, info.version, exc, component=component)
 
 
-def _make_register(
-    staged: list[ComponentSpec], kind: str, info: PluginInfo
-) -> Callable[..., None]:
+def _make_register(staged: list[ComponentSpec], kind: str, info: PluginInfo) -> Callable[..., None]:
     """The ``register`` callable handed to one plugin's hook; it stages specs for ``info``."""
 
     def register(

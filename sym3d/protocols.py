@@ -159,7 +159,9 @@ class Generator3D(Protocol):
         """Map ``z [B, z_dim]`` conditioned on cameras ``c [B, 25]`` to ``ws [B, num_ws, w_dim]``."""
         ...
 
-    def mean_latent(self, c: torch.Tensor, *, num_samples: int = 600, seed: int = 123) -> torch.Tensor:
+    def mean_latent(
+        self, c: torch.Tensor, *, num_samples: int = 600, seed: int = 123
+    ) -> torch.Tensor:
         """Camera-conditioned mean latent and spread.
 
         Args:
@@ -173,7 +175,9 @@ class Generator3D(Protocol):
         """
         ...
 
-    def latent_std(self, c: torch.Tensor, *, num_samples: int = 600, seed: int = 123) -> torch.Tensor:
+    def latent_std(
+        self, c: torch.Tensor, *, num_samples: int = 600, seed: int = 123
+    ) -> torch.Tensor:
         """``[B]`` RMS distance of sampled ``w`` to their mean (scale of stage-1 latent noise)."""
         ...
 
@@ -235,7 +239,9 @@ class Generator3D(Protocol):
 
     # nn.Module methods the engine relies on (an nn.Module has them all)
     def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...  # noqa: D102
-    def named_parameters(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, torch.nn.Parameter]]: ...  # noqa: D102
+    def named_parameters(  # noqa: D102
+        self, *args: Any, **kwargs: Any
+    ) -> Iterator[tuple[str, torch.nn.Parameter]]: ...
     def state_dict(self, *args: Any, **kwargs: Any) -> dict: ...  # noqa: D102
     def to(self, *args: Any, **kwargs: Any) -> Any: ...  # noqa: D102
     def eval(self) -> Any: ...  # noqa: D102

@@ -138,12 +138,16 @@ def build_record(component: object) -> BuildRecord | None:
 class Registry:
     """All components by kind and name."""
 
-    _specs: dict[str, dict[str, ComponentSpec]] = attrs.field(factory=lambda: {k: {} for k in KINDS})
+    _specs: dict[str, dict[str, ComponentSpec]] = attrs.field(
+        factory=lambda: {k: {} for k in KINDS}
+    )
 
     def add(self, spec: ComponentSpec) -> None:
         """Add ``spec``; raise :class:`PluginConflictError` if its name is taken for its kind."""
         if spec.kind not in self._specs:
-            raise PluginError(f"unknown component kind {spec.kind!r}; expected one of {', '.join(KINDS)}.")
+            raise PluginError(
+                f"unknown component kind {spec.kind!r}; expected one of {', '.join(KINDS)}."
+            )
         if not _NAME.match(spec.name):
             raise PluginError(
                 f"plugin {spec.plugin!r} registered an invalid {spec.kind} name {spec.name!r}; "
@@ -215,7 +219,9 @@ class Registry:
         spec = self.check_options(kind, name, options)
         missing = spec.missing_requirements()
         if missing:
-            raise MissingDependencyError(f"{kind} {name!r}", spec.extra, package=", ".join(missing), dist=spec.dist)
+            raise MissingDependencyError(
+                f"{kind} {name!r}", spec.extra, package=", ".join(missing), dist=spec.dist
+            )
         try:
             component = spec.factory(**options)
         except TypeError as exc:

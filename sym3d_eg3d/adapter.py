@@ -57,7 +57,13 @@ class EG3DGenerator(GeneratorMixin, nn.Module):
 
     name = "eg3d"
 
-    def __init__(self, G: TriPlaneGenerator, *, neural_resolution: int | None = None, build_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        G: TriPlaneGenerator,
+        *,
+        neural_resolution: int | None = None,
+        build_options: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.G = G
         self.z_dim = int(G.z_dim)
@@ -79,11 +85,20 @@ class EG3DGenerator(GeneratorMixin, nn.Module):
         return dict(self.info.build_options or {})
 
     # ------------------------------------------------------------------ latents
-    def mapping(self, z: torch.Tensor, c: torch.Tensor, *, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> torch.Tensor:
+    def mapping(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor,
+        *,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+    ) -> torch.Tensor:
         """``z [B, z_dim]``, conditioning camera ``c [B, 25]`` -> ``ws [B, num_ws, w_dim]``."""
         dims = check_shape(z, ["B", self.z_dim], "z")
         check_shape(c, ["B", 25], "c", dims=dims)
-        return self.G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.G.mapping(
+            z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff
+        )
 
     def _latent_samples(self, c: torch.Tensor, num_samples: int, seed: int) -> torch.Tensor:
         """First ``w`` of seeded z draws mapped per camera of ``c [B, 25]``: ``[B, S, w_dim]``.
@@ -102,7 +117,9 @@ class EG3DGenerator(GeneratorMixin, nn.Module):
     def _random(generator: torch.Generator | None) -> Any:
         if generator is None:
             return "midpoint"
-        return lambda shape, role: torch.rand(shape, generator=generator)  # drawn on the CPU; the renderer moves it
+        return lambda shape, role: torch.rand(
+            shape, generator=generator
+        )  # drawn on the CPU; the renderer moves it
 
     def render(
         self,
@@ -117,7 +134,12 @@ class EG3DGenerator(GeneratorMixin, nn.Module):
         res = int(neural_resolution or self.neural_resolution)
         planes = self.G.backbone_planes(ws, noise_mode="const")
         out = self.G.render_planes(
-            planes, ws, cameras, neural_rendering_resolution=res, random=self._random(generator), return_intermediates=True
+            planes,
+            ws,
+            cameras,
+            neural_rendering_resolution=res,
+            random=self._random(generator),
+            return_intermediates=True,
         )
 
         def views(x: torch.Tensor) -> torch.Tensor:
@@ -145,14 +167,19 @@ class EG3DGenerator(GeneratorMixin, nn.Module):
     def tunable_parameters(self, scope: str = "all") -> dict[str, nn.Parameter]:
         """Parameters of a scope (``all``, ``backbone``, ``decoder``, ``superres``), keyed by their name in this module."""
         if scope not in _SCOPES:
-            raise ConfigError(f"tunable scope {scope!r} is not known to generator 'eg3d'; expected one of {', '.join(_SCOPES)}.")
+            raise ConfigError(
+                f"tunable scope {scope!r} is not known to generator 'eg3d'; expected one of {', '.join(_SCOPES)}."
+            )
         prefixes = tuple(f"G.{p}" for p in _SCOPES[scope])
         return {n: p for n, p in self.named_parameters() if n.startswith(prefixes)}
 
     def noise_buffers(self) -> list[torch.Tensor]:
         """The backbone's stored noise maps (``noise_const``), used with ``noise_mode="const"``."""
-        return [buf for name, buf in self.G.backbone.synthesis.named_buffers() if name.endswith("noise_const")]
-
+        return [
+            buf
+            for name, buf in self.G.backbone.synthesis.named_buffers()
+            if name.endswith("noise_const")
+        ]
 
 
 def build_eg3d(
@@ -199,7 +226,9 @@ def build_eg3d(
             )
         options: dict[str, Any] = {"network": str(network), "network_sha256": G.checkpoint_sha256}
     else:
-        with torch.random.fork_rng(devices=[]):  # seeded construction without touching the global RNG
+        with torch.random.fork_rng(
+            devices=[]
+        ):  # seeded construction without touching the global RNG
             torch.manual_seed(seed)
             G = build_generator(dict(init_kwargs or {})).to(device).eval()
         G.init_kwargs = copy.deepcopy(dict(init_kwargs or {}))

@@ -121,7 +121,9 @@ def _peak_mb(fn: Callable[[], Any], device: torch.device) -> float:
     return mem.peak / 2**20
 
 
-def _time_interleaved(fns: Sequence[Callable[[], Any]], device: torch.device, repeats: int) -> list[float]:
+def _time_interleaved(
+    fns: Sequence[Callable[[], Any]], device: torch.device, repeats: int
+) -> list[float]:
     """Median ms of each function over ``repeats`` rounds that call every function once in turn.
 
     Interleaving makes slow drifts of a shared machine hit all functions alike, so their ratios
@@ -155,7 +157,9 @@ def bench_eg3d(
     rows = []
     for name in configs:
         gen = build_eg3d(init_kwargs=load_config_kwargs(name), device=dev)
-        ws = gen.mapping(torch.randn(1, gen.z_dim, device=dev), look_at(0.0, 0.0, device=dev)[None]).detach()
+        ws = gen.mapping(
+            torch.randn(1, gen.z_dim, device=dev), look_at(0.0, 0.0, device=dev)[None]
+        ).detach()
         params = list(gen.tunable_parameters("all").values())
         for res in neural_resolutions:
             forwards, backwards = [], []
@@ -179,7 +183,9 @@ def _forward(gen: Any, ws: torch.Tensor, cams: torch.Tensor, res: int) -> Callab
     return forward
 
 
-def _forward_backward(gen: Any, ws: torch.Tensor, cams: torch.Tensor, res: int, params: list) -> Callable[[], None]:
+def _forward_backward(
+    gen: Any, ws: torch.Tensor, cams: torch.Tensor, res: int, params: list
+) -> Callable[[], None]:
     def forward_backward() -> None:
         for p in params:
             p.requires_grad_(True)

@@ -517,8 +517,10 @@ def _options_part(
         # The model's own precision: fp32, except the FFHQ512 super-resolution's top 4
         # resolutions, which run fp16 on CUDA as released (sr_num_fp16_res=4).
         (
-            "baseline (model precision, TF32 off)", lambda: gen,
-            lambda: _tf32(False) if cuda else none(), "",
+            "baseline (model precision, TF32 off)",
+            lambda: gen,
+            lambda: _tf32(False) if cuda else none(),
+            "",
         ),
         (
             "TF32 matmul + cuDNN",

@@ -23,14 +23,25 @@ def _group() -> None:
 
 @app.command("convert")
 def convert(
-    in_pkl: Annotated[Path, typer.Argument(help="Official EG3D snapshot, e.g. ffhq512-128.pkl.", show_default=False)],
-    out_dir: Annotated[
-        Path, typer.Argument(help="Output folder for generator.safetensors and generator.json.", show_default=False)
+    in_pkl: Annotated[
+        Path,
+        typer.Argument(help="Official EG3D snapshot, e.g. ffhq512-128.pkl.", show_default=False),
     ],
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing conversion in OUT_DIR.")] = False,
+    out_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="Output folder for generator.safetensors and generator.json.", show_default=False
+        ),
+    ],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing conversion in OUT_DIR.")
+    ] = False,
     verify: Annotated[
         bool,
-        typer.Option("--verify/--no-verify", help="Build the generator and load the weights strictly before writing."),
+        typer.Option(
+            "--verify/--no-verify",
+            help="Build the generator and load the weights strictly before writing.",
+        ),
     ] = True,
 ) -> None:
     """Convert an official EG3D .pkl to OUT_DIR/generator.safetensors + generator.json.
@@ -48,11 +59,20 @@ def convert(
 
 
 def bench(
-    configs: Annotated[str, typer.Option(help="Comma-separated: small, sr512, ffhq512 (random weights).")] = "small",
-    resolutions: Annotated[str, typer.Option(help="Comma-separated neural rendering resolutions.")] = "32,64",
+    configs: Annotated[
+        str, typer.Option(help="Comma-separated: small, sr512, ffhq512 (random weights).")
+    ] = "small",
+    resolutions: Annotated[
+        str, typer.Option(help="Comma-separated neural rendering resolutions.")
+    ] = "32,64",
     views: Annotated[str, typer.Option(help="Comma-separated view counts per latent.")] = "1,6",
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
-    repeats: Annotated[int, typer.Option(help="Timed rounds (median) after one warm-up; view counts alternate within a round.")] = 5,
+    repeats: Annotated[
+        int,
+        typer.Option(
+            help="Timed rounds (median) after one warm-up; view counts alternate within a round."
+        ),
+    ] = 5,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: default).")] = 0,
 ) -> None:
     """EG3D forward and forward+backward time and peak memory: one view vs V views through one backbone pass."""
@@ -72,16 +92,37 @@ def bench(
         repeats=repeats,
     )
     table = Table(title=f"EG3D render: device={device} threads={torch.get_num_threads()}")
-    columns = ("config", "neural res", "views", "fwd ms", "fwd+bwd ms", "fwd peak MB", "fwd+bwd peak MB")
+    columns = (
+        "config",
+        "neural res",
+        "views",
+        "fwd ms",
+        "fwd+bwd ms",
+        "fwd peak MB",
+        "fwd+bwd peak MB",
+    )
     for col in (*columns, "fwd / 1 view", "fwd+bwd / 1 view"):
         table.add_column(col, justify="right")
     single = {(r.config, r.neural_resolution): r for r in rows if r.views == 1}
     for r in rows:
         base = single.get((r.config, r.neural_resolution))
-        ratios = [f"{r.forward_ms / base.forward_ms:.2f}x", f"{r.forward_backward_ms / base.forward_backward_ms:.2f}x"] if base else ["-", "-"]
+        ratios = (
+            [
+                f"{r.forward_ms / base.forward_ms:.2f}x",
+                f"{r.forward_backward_ms / base.forward_backward_ms:.2f}x",
+            ]
+            if base
+            else ["-", "-"]
+        )
         table.add_row(
-            r.config, str(r.neural_resolution), str(r.views), f"{r.forward_ms:.0f}", f"{r.forward_backward_ms:.0f}",
-            f"{r.peak_forward_mb:.0f}", f"{r.peak_backward_mb:.0f}", *ratios,
+            r.config,
+            str(r.neural_resolution),
+            str(r.views),
+            f"{r.forward_ms:.0f}",
+            f"{r.forward_backward_ms:.0f}",
+            f"{r.peak_forward_mb:.0f}",
+            f"{r.peak_backward_mb:.0f}",
+            *ratios,
         )
     Console().print(table)
 
@@ -94,7 +135,9 @@ def bench_gpu(
     ] = None,
     smoke: Annotated[
         bool,
-        typer.Option("--smoke", help="Tiny config, few steps: checks the command, e.g. on the CPU."),
+        typer.Option(
+            "--smoke", help="Tiny config, few steps: checks the command, e.g. on the CPU."
+        ),
     ] = False,
     tests: Annotated[
         Path, typer.Option(help="The checkout's tests folder (its gpu-marked tests are run).")
@@ -132,7 +175,11 @@ def bench_gpu(
     smoke_flag = ["--smoke"] if smoke else []
     argv = ["sym3d bench gpu", f"--device {device}", *smoke_flag, f"--out {folder}"]
     run_gpu_bench(
-        folder, device=dev, smoke=smoke, tests_dir=tests, command=" ".join(argv),
+        folder,
+        device=dev,
+        smoke=smoke,
+        tests_dir=tests,
+        command=" ".join(argv),
         log=lambda msg: typer.echo(msg, err=True),
     )
     typer.echo((folder / "bench_gpu.md").read_text(encoding="utf-8"))

@@ -26,7 +26,10 @@ def eg3d_fixture_dir() -> Path:
     env = os.environ.get("SYM3D_EG3D_FIXTURES")
     if env:
         return Path(env)
-    for candidate in (REPO.parent / "shared" / "fixtures" / "eg3d", Path("/work/shared/fixtures/eg3d")):
+    for candidate in (
+        REPO.parent / "shared" / "fixtures" / "eg3d",
+        Path("/work/shared/fixtures/eg3d"),
+    ):
         if candidate.exists():
             return candidate
     return REPO.parent / "shared" / "fixtures" / "eg3d"

@@ -23,7 +23,9 @@ GENERATOR_HELP = (
 
 def _check_progress(progress: str) -> str:
     if progress not in ("rich", "plain", "json", "off"):
-        raise typer.BadParameter(f"expected one of rich, plain, json, off; got {progress!r}", param_hint="--progress")
+        raise typer.BadParameter(
+            f"expected one of rich, plain, json, off; got {progress!r}", param_hint="--progress"
+        )
     return progress
 
 
@@ -31,7 +33,10 @@ def _parse_export(export: str) -> tuple[str, ...]:
     parts = tuple(p.strip() for p in export.split(",") if p.strip())
     unknown = [p for p in parts if p not in EXPORT_PARTS]
     if unknown:
-        raise typer.BadParameter(f"unknown output(s) {unknown}; choose from {', '.join(EXPORT_PARTS)}", param_hint="--export")
+        raise typer.BadParameter(
+            f"unknown output(s) {unknown}; choose from {', '.join(EXPORT_PARTS)}",
+            param_hint="--export",
+        )
     return parts
 
 
@@ -54,7 +59,9 @@ def _check_network(network: Path) -> None:
             check_regular_file(f, "every file of the --network folder")
 
 
-def load_generator_for(name: str, network: Path | None, device: str, options: dict[str, Any] | None = None) -> Any:
+def load_generator_for(
+    name: str, network: Path | None, device: str, options: dict[str, Any] | None = None
+) -> Any:
     """Build a registered generator; ``--network`` becomes its ``network`` option.
 
     ``device`` is checked first (:func:`sym3d.checks.check_device`), and ``--network`` must be a
@@ -175,7 +182,7 @@ def _read_cameras(path: Path, names: Sequence[str] | None = None) -> dict[str, l
         raise ConfigError(f"{path}: not valid JSON ({exc}); expected {shape}.") from None
     entries = data.get("labels") if isinstance(data, dict) else None
     if not isinstance(entries, list):
-        raise ConfigError(f"{path}: expected {shape}; there is no \"labels\" list.")
+        raise ConfigError(f'{path}: expected {shape}; there is no "labels" list.')
     raw: dict[str, Any] = {}
     for n, entry in enumerate(entries):
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
@@ -212,26 +219,79 @@ def _read_cameras(path: Path, names: Sequence[str] | None = None) -> dict[str, l
 
 
 def invert(
-    images: Annotated[list[Path], typer.Argument(help="Photos (PNG, JPEG, WebP, ...).", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; one sub-folder per image.")] = Path("sym3d-out"),
+    images: Annotated[
+        list[Path], typer.Argument(help="Photos (PNG, JPEG, WebP, ...).", show_default=False)
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder; one sub-folder per image.")
+    ] = Path("sym3d-out"),
     generator: Annotated[str, typer.Option(help=GENERATOR_HELP)] = DEFAULT_GENERATOR,
-    network: Annotated[Path | None, typer.Option(help="Generator weights: an official EG3D .pkl or a folder from `sym3d eg3d convert`.")] = None,
-    preset: Annotated[str, typer.Option(help="spi, pti, w, w+, pti-depth-reg or an ablation (see docs/engine.md).")] = "spi",
-    steps: Annotated[int | None, typer.Option(help="Steps of each stage (shortcut for --set latent.steps=N --set tune.steps=N).")] = None,
+    network: Annotated[
+        Path | None,
+        typer.Option(
+            help="Generator weights: an official EG3D .pkl or a folder from `sym3d eg3d convert`."
+        ),
+    ] = None,
+    preset: Annotated[
+        str,
+        typer.Option(help="spi, pti, w, w+, pti-depth-reg or an ablation (see docs/engine.md)."),
+    ] = "spi",
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Steps of each stage (shortcut for --set latent.steps=N --set tune.steps=N)."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     config: Annotated[Path | None, typer.Option(help="TOML config merged on the preset.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Dotted override, repeatable: --set tune.lr=1e-4.")] = None,
-    prior: Annotated[list[str] | None, typer.Option("--prior", help="Registered prior to add, repeatable: NAME or NAME:key=value,key=value (e.g. depth-tv:weight=0.1); added to the config's priors.")] = None,
-    generator_option: Annotated[list[str] | None, typer.Option("--generator-option", help="Option of the generator's factory, repeatable: key=value (e.g. resolution=64).")] = None,
-    cameras: Annotated[Path | None, typer.Option(help="EG3D dataset.json with camera labels of already aligned crops (skips pose estimation).")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Dotted override, repeatable: --set tune.lr=1e-4."),
+    ] = None,
+    prior: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--prior",
+            help="Registered prior to add, repeatable: NAME or NAME:key=value,key=value (e.g. depth-tv:weight=0.1); added to the config's priors.",
+        ),
+    ] = None,
+    generator_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--generator-option",
+            help="Option of the generator's factory, repeatable: key=value (e.g. resolution=64).",
+        ),
+    ] = None,
+    cameras: Annotated[
+        Path | None,
+        typer.Option(
+            help="EG3D dataset.json with camera labels of already aligned crops (skips pose estimation)."
+        ),
+    ] = None,
     pose: Annotated[str, typer.Option(help="Registered pose estimator for photos.")] = "mediapipe",
-    export: Annotated[str, typer.Option(help=f"Outputs to write: {','.join(EXPORT_PARTS)}.")] = ",".join(EXPORT_PARTS),
+    export: Annotated[
+        str, typer.Option(help=f"Outputs to write: {','.join(EXPORT_PARTS)}.")
+    ] = ",".join(EXPORT_PARTS),
     video_frames: Annotated[int, typer.Option(help="Frames of the orbit video.")] = 120,
-    mesh_resolution: Annotated[int, typer.Option(help="Marching-cubes grid points per axis.")] = 128,
-    mesh_level: Annotated[float | None, typer.Option(help="Mesh iso-level in density units (default: the generator's; EG3D: sigma 10).")] = None,
+    mesh_resolution: Annotated[
+        int, typer.Option(help="Marching-cubes grid points per axis.")
+    ] = 128,
+    mesh_level: Annotated[
+        float | None,
+        typer.Option(
+            help="Mesh iso-level in density units (default: the generator's; EG3D: sigma 10)."
+        ),
+    ] = None,
     progress: Annotated[str, typer.Option(help="rich, plain, json or off.")] = "rich",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace finished results.")] = False,
-    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue interrupted runs from their checkpoints.")] = True,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace finished results.")
+    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--no-resume", help="Continue interrupted runs from their checkpoints."
+        ),
+    ] = True,
 ) -> None:
     """Reconstruct faces from photos: crop + camera, inversion, views, orbit video, depth, mesh, report.
 
@@ -306,7 +366,11 @@ def invert(
                     device=device,
                     callbacks=[bar],
                     export=parts,
-                    export_options={"video_frames": video_frames, "mesh_resolution": mesh_resolution, "mesh_level": mesh_level},
+                    export_options={
+                        "video_frames": video_frames,
+                        "mesh_resolution": mesh_resolution,
+                        "mesh_level": mesh_level,
+                    },
                     overwrite=overwrite,
                     resume=resume,
                 )
@@ -320,7 +384,8 @@ def invert(
             # as sym3d.cli.main decides: a path the user chose (permissions, ...) is exit 2
             user = isinstance(exc, UserInputError) or (
                 isinstance(exc, OSError)
-                and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR)
+                and exc.errno
+                in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR)
             )
             failures.append((img, message, user))
             console.print(f"  [red]failed[/] after {time.perf_counter() - t0:.0f} s: ", end="")
@@ -328,7 +393,9 @@ def invert(
     if len(images) > 1 or failures:
         console.print(f"\n{len(outcomes)} done, {len(failures)} failed")
         for img, err, _ in failures:  # most messages start with the file's name already
-            console.print(f"  {err}" if err.startswith(str(img)) else f"  {img}: {err}", markup=False)
+            console.print(
+                f"  {err}" if err.startswith(str(img)) else f"  {img}: {err}", markup=False
+            )
     if failures:
         raise typer.Exit(2 if all(user for _, _, user in failures) else 1)
 
@@ -363,13 +430,21 @@ def _load_result(result_dir: Path, network: Path | None, device: str) -> tuple[A
 
 
 def render(
-    result_dir: Annotated[Path, typer.Argument(help="A result folder written by `sym3d invert`.", show_default=False)],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: RESULT/render).")] = None,
+    result_dir: Annotated[
+        Path, typer.Argument(help="A result folder written by `sym3d invert`.", show_default=False)
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder (default: RESULT/render).")
+    ] = None,
     network: _NetworkOption = None,
     views: Annotated[int, typer.Option(help="Views in the novel-view grid.")] = 9,
     yaw_range: Annotated[float, typer.Option(help="Grid yaw range (degrees, +-).")] = 50.0,
-    video_frames: Annotated[int, typer.Option(help="Frames of the orbit video (0: no video).")] = 120,
-    mesh_resolution: Annotated[int, typer.Option(help="Marching-cubes resolution (0: no mesh).")] = 128,
+    video_frames: Annotated[
+        int, typer.Option(help="Frames of the orbit video (0: no video).")
+    ] = 120,
+    mesh_resolution: Annotated[
+        int, typer.Option(help="Marching-cubes resolution (0: no mesh).")
+    ] = 128,
     device: _DeviceOption = "cpu",
     progress: _ProgressOption = "rich",
 ) -> None:
@@ -387,7 +462,11 @@ def render(
     dest = out or (result_dir / "render")
     check_not_linked(dest, result_dir if out is None else dest.parent)  # never write through a link
     result, tuned = _load_result(result_dir, network, device)
-    what = ["views", "depth"] + (["video"] if video_frames > 0 else []) + (["mesh"] if mesh_resolution > 0 else [])
+    what = (
+        ["views", "depth"]
+        + (["video"] if video_frames > 0 else [])
+        + (["mesh"] if mesh_resolution > 0 else [])
+    )
     with make_stage_progress(progress, prefix=result_dir.name) as bar:  # type: ignore[arg-type]
         written = export_result(
             result,
@@ -454,7 +533,9 @@ def _read_direction(path: Path) -> Any:
 
 
 def edit(
-    result_dir: Annotated[Path, typer.Argument(help="A result folder written by `sym3d invert`.", show_default=False)],
+    result_dir: Annotated[
+        Path, typer.Argument(help="A result folder written by `sym3d invert`.", show_default=False)
+    ],
     direction: Annotated[
         Path,
         # "\[" keeps rich from reading the shapes as markup tags (which it drops)
@@ -463,8 +544,13 @@ def edit(
             "\\[w_dim], \\[num_ws, w_dim] or \\[1, num_ws, w_dim]."
         ),
     ],
-    strength: Annotated[list[float] | None, typer.Option(help="Edit strength(s), repeatable (default: -2 -1 1 2).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: RESULT/edit-<direction>).")] = None,
+    strength: Annotated[
+        list[float] | None, typer.Option(help="Edit strength(s), repeatable (default: -2 -1 1 2).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output folder (default: RESULT/edit-<direction>)."),
+    ] = None,
     network: _NetworkOption = None,
     views: Annotated[int, typer.Option(help="Views per strength.")] = 5,
     yaw_range: Annotated[float, typer.Option(help="Yaw range (degrees, +-).")] = 40.0,
@@ -492,7 +578,9 @@ def edit(
     try:
         d = d.reshape(1, 1, -1).expand_as(ws) if d.numel() == ws.shape[-1] else d.reshape(ws.shape)
     except RuntimeError:
-        raise ShapeError("direction", f"[{ws.shape[-1]}] or {list(ws.shape[1:])}", d.shape) from None
+        raise ShapeError(
+            "direction", f"[{ws.shape[-1]}] or {list(ws.shape[1:])}", d.shape
+        ) from None
     strengths = strength or [-2.0, -1.0, 1.0, 2.0]
     yaws = torch.linspace(-math.radians(yaw_range), math.radians(yaw_range), views)
     cams = look_at(yaws, 0.0)[None].to(device)
@@ -514,5 +602,7 @@ def edit(
         summary = {"grid": str(grid), "row_strengths": [0.0, *strengths], "yaw_range": yaw_range}
         typer.echo(json.dumps(summary))
         return
-    typer.echo(f"rows: strength 0 (the reconstruction), then {', '.join(f'{s:+g}' for s in strengths)}; columns: yaw -{yaw_range:g}..+{yaw_range:g} degrees")
+    typer.echo(
+        f"rows: strength 0 (the reconstruction), then {', '.join(f'{s:+g}' for s in strengths)}; columns: yaw -{yaw_range:g}..+{yaw_range:g} degrees"
+    )
     typer.echo(f"grid: {grid}")

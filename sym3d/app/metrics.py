@@ -21,7 +21,15 @@ from sym3d.errors import MissingDependencyError, UserInputError
 from sym3d.losses._reduce import masked_mean
 from sym3d.losses.ssim import ssim as _ssim
 
-__all__ = ["psnr", "ssim", "lpips", "depth_mae", "depth_rmse", "ConfidenceInterval", "confidence_interval"]
+__all__ = [
+    "psnr",
+    "ssim",
+    "lpips",
+    "depth_mae",
+    "depth_rmse",
+    "ConfidenceInterval",
+    "confidence_interval",
+]
 
 
 def _check_pair(
@@ -40,7 +48,13 @@ def _check_pair(
 
 def _check_images(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> None:
     _check_pair(pred, target, mask, 3, "")
-    check_range(pred, 0.0, 1.0, "pred", hint="metrics take images in [0, 1]; convert with sym3d.image.from_model_range.")
+    check_range(
+        pred,
+        0.0,
+        1.0,
+        "pred",
+        hint="metrics take images in [0, 1]; convert with sym3d.image.from_model_range.",
+    )
     check_range(target, 0.0, 1.0, "target", hint="metrics take images in [0, 1].")
 
 
@@ -93,7 +107,9 @@ def ssim(
         ``[B]``, 1 for identical images; NaN for an empty mask.
     """
     _check_images(pred, target, mask)
-    return _ssim(pred, target, mask=mask, window_size=window_size, empty_value=math.nan, reduction="none")
+    return _ssim(
+        pred, target, mask=mask, window_size=window_size, empty_value=math.nan, reduction="none"
+    )
 
 
 @torch.no_grad()

@@ -53,7 +53,9 @@ class PhotoOutcome:
 def observation_from_label(image: torch.Tensor, camera: torch.Tensor) -> FaceObservation:
     """An observation for an already aligned crop with a known camera label (no masks, no regions)."""
     cam = camera.reshape(1, 25).float()
-    return FaceObservation(image=image, camera=cam, notes=("camera label given; no pose estimation",))
+    return FaceObservation(
+        image=image, camera=cam, notes=("camera label given; no pose estimation",)
+    )
 
 
 def _json(path: Path, data: Any) -> None:
@@ -200,10 +202,18 @@ def _run(
     if camera is not None:
         obs = observation_from_label(photo, camera)
     elif pose_estimator is not None:
-        analysis = pose_estimator.analyze(photo, source=name) if hasattr(pose_estimator, "analyze") else None
+        analysis = (
+            pose_estimator.analyze(photo, source=name)
+            if hasattr(pose_estimator, "analyze")
+            else None
+        )
         obs = analysis.observation if analysis is not None else pose_estimator(photo)
         if analysis is not None:
-            pose = {k: math.degrees(float(getattr(analysis, k))) for k in ("yaw", "pitch", "roll") if hasattr(analysis, k)}
+            pose = {
+                k: math.degrees(float(getattr(analysis, k)))
+                for k in ("yaw", "pitch", "roll")
+                if hasattr(analysis, k)
+            }
     else:
         raise UserInputError(
             f"{name}: no camera label and no pose estimator.",
@@ -221,7 +231,11 @@ def _run(
     if obs.face_mask is not None:
         save_image(obs.face_mask.expand(-1, 3, -1, -1), work / Files.FACE_MASK)
         expected.append(Files.FACE_MASK)
-    pose_record = {"image": Path(name).name, "camera": obs.camera.reshape(-1).tolist(), "angles_degrees": pose}
+    pose_record = {
+        "image": Path(name).name,
+        "camera": obs.camera.reshape(-1).tolist(),
+        "angles_degrees": pose,
+    }
     _json(work / Files.POSE, {**pose_record, "regions": dict(obs.regions), "notes": notes})
 
     try:
@@ -255,7 +269,9 @@ def _run(
         tuned = result.apply(generator)
         # the report is titled with the result's name, not the work folder's
         options = {"title": f"sym3d: {work.name}", **dict(export_options or {})}
-        written = export_result(result, tuned, work, what=tuple(export), progress=progress, **options)
+        written = export_result(
+            result, tuned, work, what=tuple(export), progress=progress, **options
+        )
         expected.extend(str(Path(p).relative_to(work)) for p in written.values())
         if "metrics" in written and Path(written["metrics"]).exists():
             metrics = json.loads(Path(written["metrics"]).read_text())

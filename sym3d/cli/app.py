@@ -29,9 +29,17 @@ def build_app() -> typer.Typer:
     @app.callback()
     def root(
         version: Annotated[
-            bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
+            bool,
+            typer.Option(
+                "--version",
+                callback=_version_callback,
+                is_eager=True,
+                help="Print the version and exit.",
+            ),
         ] = False,
-        debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+        debug: Annotated[
+            bool, typer.Option("--debug", help="Show full tracebacks on errors.")
+        ] = False,
     ) -> None:
         """sym3d: single-photo 3D face reconstruction with a facial symmetry prior."""
 

@@ -19,13 +19,23 @@ def _group() -> None:
 
 def engine(
     generator: Annotated[str, typer.Option(help="Registered generator name.")] = DEFAULT_GENERATOR,
-    network: Annotated[str | None, typer.Option(help="Checkpoint for generators that need one (e.g. eg3d).")] = None,
+    network: Annotated[
+        str | None, typer.Option(help="Checkpoint for generators that need one (e.g. eg3d).")
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
-    presets: Annotated[str, typer.Option(help="Comma-separated presets.")] = "w+,pti,pti-depth-reg,spi",
-    latent_steps: Annotated[int, typer.Option(help="Stage-1 steps per preset (first is warm-up).")] = 6,
-    tune_steps: Annotated[int, typer.Option(help="Stage-2 steps per preset (first is warm-up).")] = 9,
+    presets: Annotated[
+        str, typer.Option(help="Comma-separated presets.")
+    ] = "w+,pti,pti-depth-reg,spi",
+    latent_steps: Annotated[
+        int, typer.Option(help="Stage-1 steps per preset (first is warm-up).")
+    ] = 6,
+    tune_steps: Annotated[
+        int, typer.Option(help="Stage-2 steps per preset (first is warm-up).")
+    ] = 9,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch default).")] = 0,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Config overrides, e.g. --set perceptual=mse.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Config overrides, e.g. --set perceptual=mse.")
+    ] = None,
     progress: Annotated[
         str,
         typer.Option(help="rich, plain, json (one JSON object per event) or off; on stderr."),
@@ -68,19 +78,39 @@ def engine(
             stream=sys.stderr,
         ),
     )
-    table = Table(title=f"engine ms/step: generator={generator} device={device} threads={torch.get_num_threads()}")
-    for col in ("preset", "stage-1 views", "stage 1", "stage 2 plain", "stage 2 aux", "stage 2 mean"):
+    table = Table(
+        title=f"engine ms/step: generator={generator} device={device} threads={torch.get_num_threads()}"
+    )
+    for col in (
+        "preset",
+        "stage-1 views",
+        "stage 1",
+        "stage 2 plain",
+        "stage 2 aux",
+        "stage 2 mean",
+    ):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(r.preset, str(r.views_latent), f"{r.latent_ms:.1f}", f"{r.tune_plain_ms:.1f}", f"{r.tune_aux_ms:.1f}", f"{r.tune_mean_ms:.1f}")
+        table.add_row(
+            r.preset,
+            str(r.views_latent),
+            f"{r.latent_ms:.1f}",
+            f"{r.tune_plain_ms:.1f}",
+            f"{r.tune_aux_ms:.1f}",
+            f"{r.tune_mean_ms:.1f}",
+        )
     console = Console()
     console.print(table)
     by = {r.preset: r for r in rows}
     single = by.get("w+") or by.get("pti")
     if "spi" in by and single is not None:
-        console.print(f"stage 1 with mirror (2 views, one render call) / single view: {by['spi'].latent_ms / single.latent_ms:.2f}x")
+        console.print(
+            f"stage 1 with mirror (2 views, one render call) / single view: {by['spi'].latent_ms / single.latent_ms:.2f}x"
+        )
     if "spi" in by and "pti" in by:
-        console.print(f"stage 2 SPI/PTI cost per step: mean {by['spi'].tune_mean_ms / by['pti'].tune_mean_ms:.2f}x, auxiliary steps {by['spi'].tune_aux_ms / by['pti'].tune_aux_ms:.2f}x")
+        console.print(
+            f"stage 2 SPI/PTI cost per step: mean {by['spi'].tune_mean_ms / by['pti'].tune_mean_ms:.2f}x, auxiliary steps {by['spi'].tune_aux_ms / by['pti'].tune_aux_ms:.2f}x"
+        )
 
 
 def register(app: typer.Typer) -> typer.Typer:

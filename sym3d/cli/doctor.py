@@ -35,27 +35,47 @@ def core_checks() -> list[DoctorCheck]:
         detail = (
             f"{torch.cuda.device_count()} device(s): {torch.cuda.get_device_name(0)}"
             if cuda
-            else f"no CUDA device (torch built for CUDA {torch.version.cuda})" if torch.version.cuda else "CPU-only torch build"
+            else f"no CUDA device (torch built for CUDA {torch.version.cuda})"
+            if torch.version.cuda
+            else "CPU-only torch build"
         )
         checks.append(
             DoctorCheck(
-                "CUDA device", cuda, detail, "" if cuda else "optional: inversion runs on CPU, slowly; use a machine with an NVIDIA GPU for 512px EG3D."
+                "CUDA device",
+                cuda,
+                detail,
+                ""
+                if cuda
+                else "optional: inversion runs on CPU, slowly; use a machine with an NVIDIA GPU for 512px EG3D.",
             )
         )
     except Exception as exc:  # pragma: no cover - torch is a hard dependency
-        checks.append(DoctorCheck("torch", False, f"import failed: {exc}", "pip install torch", required=True))
-    nvcc = shutil.which("nvcc") or (os.path.join(os.environ["CUDA_HOME"], "bin", "nvcc") if os.environ.get("CUDA_HOME") else None)
+        checks.append(
+            DoctorCheck("torch", False, f"import failed: {exc}", "pip install torch", required=True)
+        )
+    nvcc = shutil.which("nvcc") or (
+        os.path.join(os.environ["CUDA_HOME"], "bin", "nvcc")
+        if os.environ.get("CUDA_HOME")
+        else None
+    )
     checks.append(
         DoctorCheck(
             "nvcc (CUDA kernels)",
             bool(nvcc and os.path.exists(nvcc)),
             nvcc or "not found",
-            "" if nvcc else "optional: install the CUDA toolkit (or set CUDA_HOME) to build the EG3D kernels; the pure-torch reference is used otherwise.",
+            ""
+            if nvcc
+            else "optional: install the CUDA toolkit (or set CUDA_HOME) to build the EG3D kernels; the pure-torch reference is used otherwise.",
         )
     )
     has_ninja = _has("ninja") or bool(shutil.which("ninja"))
     checks.append(
-        DoctorCheck("ninja", has_ninja, "build tool for CUDA extensions" if has_ninja else "not found", "" if has_ninja else "pip install ninja")
+        DoctorCheck(
+            "ninja",
+            has_ninja,
+            "build tool for CUDA extensions" if has_ninja else "not found",
+            "" if has_ninja else "pip install ninja",
+        )
     )
     for module, extra, what in (
         ("lpips", "lpips", "the LPIPS network (losses lpips-vgg, lpips-alex; the LPIPS metric)"),
@@ -67,7 +87,14 @@ def core_checks() -> list[DoctorCheck]:
         ("ray", "dist", "cluster batch runs"),
     ):
         ok = _has(module)
-        checks.append(DoctorCheck(f"{module}", ok, what if ok else f"not installed ({what})", "" if ok else f"pip install 'sym3d[{extra}]'"))
+        checks.append(
+            DoctorCheck(
+                f"{module}",
+                ok,
+                what if ok else f"not installed ({what})",
+                "" if ok else f"pip install 'sym3d[{extra}]'",
+            )
+        )
     return checks
 
 

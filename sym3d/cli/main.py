@@ -160,7 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # unexpected: one line plus how to see more
         if debug:
             raise
-        _print_error(RuntimeError(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"), code=1)
+        _print_error(
+            RuntimeError(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"),
+            code=1,
+        )
         code = 1
     if argv is None:
         raise SystemExit(code)

@@ -48,14 +48,26 @@ class _Plain(NoOpContext):
     def __call__(self, event: Any) -> None:
         p = f"{self.prefix}: " if self.prefix else ""
         if isinstance(event, StageStarted):
-            print(f"{p}{_STAGE_LABEL.get(event.stage, event.stage)}: {event.num_steps} steps", file=self.stream, flush=True)
+            print(
+                f"{p}{_STAGE_LABEL.get(event.stage, event.stage)}: {event.num_steps} steps",
+                file=self.stream,
+                flush=True,
+            )
         elif isinstance(event, StepFinished):
             done = event.step + 1
             if done % self.every == 0 or done == event.num_steps:
-                print(f"{p}  {event.stage} {done}/{event.num_steps} {format_losses(event.losses)}", file=self.stream, flush=True)
+                print(
+                    f"{p}  {event.stage} {done}/{event.num_steps} {format_losses(event.losses)}",
+                    file=self.stream,
+                    flush=True,
+                )
         elif isinstance(event, StageFinished):
             stop = " (early stop)" if event.early_stopped else ""
-            print(f"{p}{_STAGE_LABEL.get(event.stage, event.stage)} done: {event.steps_run} steps in {event.seconds:.1f}s{stop}", file=self.stream, flush=True)
+            print(
+                f"{p}{_STAGE_LABEL.get(event.stage, event.stage)} done: {event.steps_run} steps in {event.seconds:.1f}s{stop}",
+                file=self.stream,
+                flush=True,
+            )
         elif isinstance(event, Resumed):
             print(f"{p}{describe_resumed(event)}", file=self.stream, flush=True)
 
@@ -83,7 +95,9 @@ class _Rich:
         stage = getattr(event, "stage", "")
         label = f"{self.prefix} {_STAGE_LABEL.get(stage, stage)}".strip()
         if isinstance(event, StageStarted):
-            self.tasks[event.stage] = self.progress.add_task(label, total=max(event.num_steps, 1), completed=event.start_step, losses="")
+            self.tasks[event.stage] = self.progress.add_task(
+                label, total=max(event.num_steps, 1), completed=event.start_step, losses=""
+            )
         elif isinstance(event, StepFinished) and event.stage in self.tasks:
             now = time.perf_counter()
             update: dict[str, Any] = {"completed": event.step + 1}
@@ -92,9 +106,14 @@ class _Rich:
                 self._last = now
             self.progress.update(self.tasks[event.stage], **update)
         elif isinstance(event, StageFinished) and event.stage in self.tasks:
-            self.progress.update(self.tasks[event.stage], completed=self.progress.tasks[self.tasks[event.stage]].total)
+            self.progress.update(
+                self.tasks[event.stage],
+                completed=self.progress.tasks[self.tasks[event.stage]].total,
+            )
         elif isinstance(event, Resumed):
-            self.progress.console.print(f"{self.prefix} {describe_resumed(event)}".strip(), markup=False)
+            self.progress.console.print(
+                f"{self.prefix} {describe_resumed(event)}".strip(), markup=False
+            )
         elif isinstance(event, CheckpointSaved):
             pass
 
@@ -106,7 +125,9 @@ class _Rich:
         self.progress.stop()
 
 
-def make_progress(kind: ProgressKind = "rich", *, prefix: str = "", stream: TextIO | None = None) -> Any:
+def make_progress(
+    kind: ProgressKind = "rich", *, prefix: str = "", stream: TextIO | None = None
+) -> Any:
     """A context manager that is also an engine callback.
 
     Args:

@@ -74,18 +74,35 @@ def bench_engine(
     with watch("warm-up") as cb:
         cbs = [cb] if cb is not None else []
         sym3d.invert(
-            target, cam, generator=generator, preset=presets[0], overrides=warm, device=dev,
-            callbacks=cbs, progress="off",
+            target,
+            cam,
+            generator=generator,
+            preset=presets[0],
+            overrides=warm,
+            device=dev,
+            callbacks=cbs,
+            progress="off",
         )
     for preset in presets:
-        over: list[Any] = [f"latent.steps={latent_steps}", f"tune.steps={tune_steps}", "tune.early_stop=0", *overrides]
+        over: list[Any] = [
+            f"latent.steps={latent_steps}",
+            f"tune.steps={tune_steps}",
+            "tune.early_stop=0",
+            *overrides,
+        ]
         if preset in ("w", "w+"):
             over.append("tune.steps=0")
         with watch(preset) as cb:
             cbs = [cb] if cb is not None else []
             r = sym3d.invert(
-                target, cam, generator=generator, preset=preset, overrides=over, device=dev,
-                callbacks=cbs, progress="off",
+                target,
+                cam,
+                generator=generator,
+                preset=preset,
+                overrides=over,
+                device=dev,
+                callbacks=cbs,
+                progress="off",
             )
         every = r.config.tune.aux_every
         lat = [h["seconds"] for h in r.history if h["stage"] == "latent"][1:]
@@ -93,14 +110,18 @@ def bench_engine(
         plain = [h["seconds"] for h in tune if h["step"] % every != 0]
         aux = [h["seconds"] for h in tune if h["step"] % every == 0]
         mirror_view = r.config.latent.terms.get("mirror_view")
-        mirror = mirror_view is not None and mirror_view.enabled and abs(yaw) >= r.config.mirror_min_yaw
+        mirror = (
+            mirror_view is not None and mirror_view.enabled and abs(yaw) >= r.config.mirror_min_yaw
+        )
         rows.append(
             EngineTiming(
                 preset=preset,
                 latent_ms=_median_ms(lat),
                 tune_plain_ms=_median_ms(plain),
                 tune_aux_ms=_median_ms(aux),
-                tune_mean_ms=1000.0 * statistics.mean(h["seconds"] for h in tune) if tune else float("nan"),
+                tune_mean_ms=1000.0 * statistics.mean(h["seconds"] for h in tune)
+                if tune
+                else float("nan"),
                 views_latent=2 if mirror else 1,
             )
         )

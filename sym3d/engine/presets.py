@@ -98,8 +98,8 @@ def get_preset(name: str, base: InversionConfig | None = None) -> InversionConfi
     if name not in PRESETS:
         import difflib
 
-        raise PluginNotFoundError("preset", name, preset_names(), difflib.get_close_matches(name, preset_names(), n=2))
+        raise PluginNotFoundError(
+            "preset", name, preset_names(), difflib.get_close_matches(name, preset_names(), n=2)
+        )
     cfg = apply_overrides(base or InversionConfig(), PRESETS[name])
     return attrs.evolve(cfg, preset=name)
-
-

@@ -134,7 +134,9 @@ class InversionResult:
                     "was this result made with another generator?"
                 )
             if params[name].shape != value.shape:
-                raise CheckpointError(f"tuned parameter {name!r}: expected shape {list(params[name].shape)}, got {list(value.shape)}.")
+                raise CheckpointError(
+                    f"tuned parameter {name!r}: expected shape {list(params[name].shape)}, got {list(value.shape)}."
+                )
             with torch.no_grad():
                 params[name].copy_(value.to(params[name]))
         g.requires_grad_(False)
@@ -206,7 +208,11 @@ class InversionResult:
 
             blob = st_save(
                 {k: v.detach().cpu().contiguous() for k, v in self.tuned.items()},
-                metadata={"format": RESULT_FORMAT, "generator": self.generator_name, "scope": self.scope},
+                metadata={
+                    "format": RESULT_FORMAT,
+                    "generator": self.generator_name,
+                    "scope": self.scope,
+                },
             )
             atomic_write_bytes(d / ResultFiles.TUNED, blob)
         history = json.dumps(list(self.history), indent=1).encode()

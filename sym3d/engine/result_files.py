@@ -48,8 +48,7 @@ def read_latent(path: Path) -> dict[str, Any]:
         ) from None
     except Exception as exc:  # a damaged zip or pickle: torch raises several types
         raise CheckpointError(
-            f"{path}: unreadable ({type(exc).__name__}); the file is damaged or not a "
-            f"{path.name}.",
+            f"{path}: unreadable ({type(exc).__name__}); the file is damaged or not a {path.name}.",
             hint=_FIX,
         ) from None
     if not isinstance(meta, dict) or meta.get("format") != RESULT_FORMAT:

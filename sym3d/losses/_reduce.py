@@ -28,7 +28,9 @@ _REDUCTIONS = ("none", "mean", "sum")
 def check_reduction(reduction: str) -> None:
     """Raise :class:`ConfigError` unless ``reduction`` is ``"none"``, ``"mean"`` or ``"sum"``."""
     if reduction not in _REDUCTIONS:
-        raise ConfigError(f"reduction: expected one of {', '.join(map(repr, _REDUCTIONS))}, got {reduction!r}.")
+        raise ConfigError(
+            f"reduction: expected one of {', '.join(map(repr, _REDUCTIONS))}, got {reduction!r}."
+        )
 
 
 def reduce(per_sample: torch.Tensor, reduction: Reduction) -> torch.Tensor:
@@ -41,7 +43,9 @@ def reduce(per_sample: torch.Tensor, reduction: Reduction) -> torch.Tensor:
     return per_sample
 
 
-def check_image_pair(pred: torch.Tensor, target: torch.Tensor, channels: int | None = 3) -> dict[str, int]:
+def check_image_pair(
+    pred: torch.Tensor, target: torch.Tensor, channels: int | None = 3
+) -> dict[str, int]:
     """Check that ``pred`` and ``target`` are ``[B, C, H, W]`` with equal shapes; return the dims."""
     pattern: list[int | str] = ["B", "C" if channels is None else channels, "H", "W"]
     dims = check_shape(pred, pattern, "pred")

@@ -141,7 +141,9 @@ def contextual_loss(
     else:
         m = _flatten_weights(target_weights, b, n_t, "target_weights").to(y.dtype)
         empty = m.sum(dim=1) <= 0  # [B]
-        m = torch.where(empty[:, None], torch.ones_like(m), m)  # keeps the math finite; zeroed below
+        m = torch.where(
+            empty[:, None], torch.ones_like(m), m
+        )  # keeps the math finite; zeroed below
         if center == "batch":
             mw = m * (~empty)[:, None].to(m.dtype)  # empty samples do not shift the batch mean
             mu = (y * mw[:, None]).sum(dim=(0, 2), keepdim=True) / mw.sum().clamp_min(1e-12)
@@ -154,10 +156,16 @@ def contextual_loss(
     if m is None:
         d_min = dist.min(dim=2, keepdim=True).values
     else:
-        d_min = torch.where(m[:, None] > 0, dist, torch.full_like(dist, math.inf)).min(dim=2, keepdim=True).values
+        d_min = (
+            torch.where(m[:, None] > 0, dist, torch.full_like(dist, math.inf))
+            .min(dim=2, keepdim=True)
+            .values
+        )
     # (1 - rel) / h up to a per-row constant, which the normalisation over targets cancels;
     # clamping rel at max_relative_distance is clamping these logits at -max_relative_distance / h
-    logits = (dist * (-1.0 / (bandwidth * (d_min + eps)))).clamp(min=-max_relative_distance / bandwidth)
+    logits = (dist * (-1.0 / (bandwidth * (d_min + eps)))).clamp(
+        min=-max_relative_distance / bandwidth
+    )
     if m is None:
         cx = torch.softmax(logits, dim=2)  # [B, Np, Nt]
         score = cx.max(dim=1).values.mean(dim=1)  # max over pred, mean over targets
@@ -294,7 +302,11 @@ def spi_boxes_from_landmarks(
     ih, iw = (image_size, image_size) if isinstance(image_size, int) else image_size
     scale = landmarks.new_tensor([iw, ih, iw, ih])
     out = []
-    for idx, pad in ((slice(48, 68), mouth_padding), (slice(36, 42), eye_padding), (slice(42, 48), eye_padding)):
+    for idx, pad in (
+        (slice(48, 68), mouth_padding),
+        (slice(36, 42), eye_padding),
+        (slice(42, 48), eye_padding),
+    ):
         pts = landmarks[:, idx]
         lo, hi = pts.min(dim=1).values, pts.max(dim=1).values  # [B, 2]
         pad_xy = landmarks.new_tensor([pad * iw / reference_size, pad * ih / reference_size])
@@ -370,9 +382,13 @@ def region_contextual_loss(
     """
     check_reduction(reduction)
     if normalization not in ("imagenet", "spi_quirk"):
-        raise ConfigError(f"normalization: expected 'imagenet' or 'spi_quirk', got {normalization!r}.")
+        raise ConfigError(
+            f"normalization: expected 'imagenet' or 'spi_quirk', got {normalization!r}."
+        )
     if crop_size < 1 or (resize_to is not None and resize_to < 1):
-        raise ConfigError(f"crop_size/resize_to: expected positive sizes, got {crop_size!r}/{resize_to!r}.")
+        raise ConfigError(
+            f"crop_size/resize_to: expected positive sizes, got {crop_size!r}/{resize_to!r}."
+        )
     dims = check_shape(pred, ["B", 3, "H", "W"], "pred")
     check_shape(target, ["B", 3, "H", "W"], "target", dims=dims)
     for name, t in (("mask", mask), ("weight_mask", weight_mask)):
@@ -387,9 +403,13 @@ def region_contextual_loss(
     if mask is not None:
         pred, target = pred * mask, target * mask
 
-    stacked = torch.cat([pred, target] + ([weight_mask.to(pred.dtype)] if weight_mask is not None else []), dim=1)
+    stacked = torch.cat(
+        [pred, target] + ([weight_mask.to(pred.dtype)] if weight_mask is not None else []), dim=1
+    )
     if resize_to is not None and tuple(stacked.shape[-2:]) != (resize_to, resize_to):
-        stacked = F.interpolate(stacked, size=(resize_to, resize_to), mode="bilinear", align_corners=False)
+        stacked = F.interpolate(
+            stacked, size=(resize_to, resize_to), mode="bilinear", align_corners=False
+        )
     h, w = stacked.shape[-2:]
     pix = box_t * box_t.new_tensor([w, h, w, h])
     crops = crop_boxes(stacked, pix, crop_size)  # [B, R, 6|7, s, s]
@@ -397,7 +417,11 @@ def region_contextual_loss(
     crops_tgt = crops[:, :, 3:6].reshape(b * r, 3, crop_size, crop_size)
 
     feats = extractor(torch.cat([crops_pred, crops_tgt], dim=0))  # [2*B*R, C, fh, fw]
-    check_shape(feats, [2 * b * r, "C", "h", "w"], f"features of extractor {getattr(extractor, 'name', '?')!r}")
+    check_shape(
+        feats,
+        [2 * b * r, "C", "h", "w"],
+        f"features of extractor {getattr(extractor, 'name', '?')!r}",
+    )
     feats = feats.reshape(2, b, r, *feats.shape[1:])
     if weight_mask is not None:
         wm = crops[:, :, 6:7].reshape(b * r, 1, crop_size, crop_size)
@@ -497,7 +521,9 @@ class RegionContextualLoss(ReducingLoss):
     ) -> None:
         super().__init__(reduction)
         if normalization not in ("imagenet", "spi_quirk"):
-            raise ConfigError(f"normalization: expected 'imagenet' or 'spi_quirk', got {normalization!r}.")
+            raise ConfigError(
+                f"normalization: expected 'imagenet' or 'spi_quirk', got {normalization!r}."
+            )
         self.extractor = extractor
         self.crop_size, self.resize_to = crop_size, resize_to
         self.normalization: Normalization = normalization

@@ -101,8 +101,12 @@ class GaussianDerivativeFeatures(nn.Module):
             dg_list.append(F.pad(dg, (pad, pad)))
         # separable filtering: rows with (g, dg) per sigma, then columns with (g, g, dg), giving
         # (smooth, d/dx, d/dy) per sigma
-        rows = torch.stack([k for pair in zip(g_list, dg_list, strict=True) for k in pair])  # [2S, k]
-        cols = torch.stack([k for g, dg in zip(g_list, dg_list, strict=True) for k in (g, g, dg)])  # [3S, k]
+        rows = torch.stack(
+            [k for pair in zip(g_list, dg_list, strict=True) for k in pair]
+        )  # [2S, k]
+        cols = torch.stack(
+            [k for g, dg in zip(g_list, dg_list, strict=True) for k in (g, g, dg)]
+        )  # [3S, k]
         self.register_buffer("row_kernels", rows.reshape(-1, 1, 1, size).float(), persistent=False)
         self.register_buffer("col_kernels", cols.reshape(-1, 1, size, 1).float(), persistent=False)
         # which row response feeds each column filter: (g, dg, g) for every sigma
@@ -122,7 +126,9 @@ class GaussianDerivativeFeatures(nn.Module):
         x = F.pad(x, (self._radius,) * 4, mode=mode)
         kw = {"device": images.device, "dtype": images.dtype}
         rows = F.conv2d(x, self.row_kernels.to(**kw))  # [B*3, 2S, H + 2r, W]
-        out = F.conv2d(rows[:, self._col_source], self.col_kernels.to(**kw), groups=len(self._col_source))
+        out = F.conv2d(
+            rows[:, self._col_source], self.col_kernels.to(**kw), groups=len(self._col_source)
+        )
         out = out.reshape(b, c * out.shape[1], h, w)  # [B, 3 * 3S, H, W]
         if self.stride > 1:
             out = F.avg_pool2d(out, self.stride)

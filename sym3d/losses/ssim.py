@@ -138,7 +138,9 @@ class SSIMLoss(ImageLossModule):
 
     _fn = staticmethod(ssim_loss)
 
-    def __init__(self, window_size: int = 11, max_val: float = 1.0, reduction: Reduction = "mean") -> None:
+    def __init__(
+        self, window_size: int = 11, max_val: float = 1.0, reduction: Reduction = "mean"
+    ) -> None:
         _check_window(window_size)
         super().__init__(reduction)
         self.window_size = window_size

@@ -38,7 +38,12 @@ __all__ = [
 ]
 
 BUILTIN = (
-    "reconstruction", "mirror_view", "warp_views", "mirror_regions", "depth_reg", "unseen_anchor",
+    "reconstruction",
+    "mirror_view",
+    "warp_views",
+    "mirror_regions",
+    "depth_reg",
+    "unseen_anchor",
 )
 """The built-in terms (each is the module ``sym3d.terms.<name>``)."""
 

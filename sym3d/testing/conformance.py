@@ -113,7 +113,9 @@ def _latents(gen: Generator3D, b: int, device: torch.device, seed: int = 0) -> t
         return gen.mapping(z, c)
 
 
-def _render(gen: Generator3D, ws: torch.Tensor, cams: torch.Tensor, opts: ConformanceOptions, **kw: object) -> RenderOutput:
+def _render(
+    gen: Generator3D, ws: torch.Tensor, cams: torch.Tensor, opts: ConformanceOptions, **kw: object
+) -> RenderOutput:
     return gen.render(ws, cams, neural_resolution=opts.neural_resolution, **kw)  # type: ignore[arg-type]
 
 
@@ -160,7 +162,9 @@ def check_mapping(gen: Generator3D, opts: ConformanceOptions) -> None:
     dev = _device(gen)
     ws = _latents(gen, opts.batch, dev)
     if tuple(ws.shape) != (opts.batch, gen.num_ws, gen.w_dim):
-        _fail(f"mapping: expected ws of shape {[opts.batch, gen.num_ws, gen.w_dim]}, got {list(ws.shape)}.")
+        _fail(
+            f"mapping: expected ws of shape {[opts.batch, gen.num_ws, gen.w_dim]}, got {list(ws.shape)}."
+        )
     if not torch.isfinite(ws).all():
         _fail("mapping returned NaN/inf.")
     c = _cameras(opts.batch, 1, dev)[:, 0]
@@ -168,9 +172,13 @@ def check_mapping(gen: Generator3D, opts: ConformanceOptions) -> None:
         mean = gen.mean_latent(c, num_samples=16, seed=1)
         std = gen.latent_std(c, num_samples=16, seed=1)
     if tuple(mean.shape) != (opts.batch, gen.num_ws, gen.w_dim):
-        _fail(f"mean_latent: expected shape {[opts.batch, gen.num_ws, gen.w_dim]}, got {list(mean.shape)}.")
+        _fail(
+            f"mean_latent: expected shape {[opts.batch, gen.num_ws, gen.w_dim]}, got {list(mean.shape)}."
+        )
     if tuple(std.shape) != (opts.batch,) or not bool((std > 0).all()):
-        _fail(f"latent_std: expected positive values of shape [{opts.batch}], got shape {list(std.shape)}.")
+        _fail(
+            f"latent_std: expected positive values of shape [{opts.batch}], got shape {list(std.shape)}."
+        )
 
 
 def check_render_shapes_and_ranges(gen: Generator3D, opts: ConformanceOptions) -> None:
@@ -199,15 +207,21 @@ def check_render_shapes_and_ranges(gen: Generator3D, opts: ConformanceOptions) -
     for key in ("image", "image_raw"):
         x = getattr(out, key)
         if float(x.min()) < -1 - opts.image_tol or float(x.max()) > 1 + opts.image_tol:
-            _fail(f"render().{key}: expected values in [-1, 1], got [{float(x.min()):.3f}, {float(x.max()):.3f}].")
+            _fail(
+                f"render().{key}: expected values in [-1, 1], got [{float(x.min()):.3f}, {float(x.max()):.3f}]."
+            )
     if float(out.opacity.min()) < -1e-4 or float(out.opacity.max()) > 1 + 1e-4:
-        _fail(f"render().opacity: expected values in [0, 1], got [{float(out.opacity.min()):.3f}, {float(out.opacity.max()):.3f}].")
+        _fail(
+            f"render().opacity: expected values in [0, 1], got [{float(out.opacity.min()):.3f}, {float(out.opacity.max()):.3f}]."
+        )
     if float(out.depth.min()) <= 0:
         _fail(f"render().depth: expected positive distances, got min {float(out.depth.min()):.4f}.")
     expected_z = ray_distance_to_z(out.depth, cams)
     err = _close(out.depth_z, expected_z, opts.atol)
     if err > 1e-3 * float(out.depth.max()):
-        _fail(f"render().depth_z must be the camera z of depth (ray distance); max difference {err:.3g}.")
+        _fail(
+            f"render().depth_z must be the camera z of depth (ray distance); max difference {err:.3g}."
+        )
 
 
 def check_multiview_equals_single(gen: Generator3D, opts: ConformanceOptions) -> None:
@@ -243,7 +257,11 @@ def check_determinism(gen: Generator3D, opts: ConformanceOptions) -> None:
         if err > 0:
             _fail(f"two renders with the same seed differ in {key!r} (max abs diff {err:.3g}).")
     for k, v in gen.state_dict().items():
-        if k not in state_before or v.shape != state_before[k].shape or not torch.equal(v, state_before[k]):
+        if (
+            k not in state_before
+            or v.shape != state_before[k].shape
+            or not torch.equal(v, state_before[k])
+        ):
             _fail(f"render() changed the module state ({k!r}); rendering must be pure.")
 
 
@@ -263,11 +281,17 @@ def check_gradients(gen: Generator3D, opts: ConformanceOptions) -> None:
         out = _render(gen, ws, cams, opts)
         loss = out.image.square().mean() + out.depth.mean() + out.image_raw.mean()
         loss.backward()
-        if ws.grad is None or not torch.isfinite(ws.grad).all() or float(ws.grad.abs().sum()) == 0.0:
+        if (
+            ws.grad is None
+            or not torch.isfinite(ws.grad).all()
+            or float(ws.grad.abs().sum()) == 0.0
+        ):
             _fail("no (finite, non-zero) gradient reached ws through render().")
         got = [n for n, p in params.items() if p.grad is not None and float(p.grad.abs().sum()) > 0]
         if not got:
-            _fail("no tunable parameter of scope 'all' received a non-zero gradient through render().")
+            _fail(
+                "no tunable parameter of scope 'all' received a non-zero gradient through render()."
+            )
     finally:
         for n, p in params.items():
             p.grad = None
@@ -283,7 +307,9 @@ def check_density(gen: Generator3D, opts: ConformanceOptions) -> None:
     with torch.no_grad():
         d = gen.sample_density(ws, torch.cat([inside, outside], dim=1))
     if tuple(d.shape) != (opts.batch, 2):
-        _fail(f"sample_density: expected shape [{opts.batch}, 2] for 2 points, got {list(d.shape)}.")
+        _fail(
+            f"sample_density: expected shape [{opts.batch}, 2] for 2 points, got {list(d.shape)}."
+        )
     if not torch.isfinite(d).all() or float(d.min()) < 0:
         _fail("sample_density must return finite, non-negative densities.")
 
@@ -296,7 +322,9 @@ def check_scopes(gen: Generator3D, opts: ConformanceOptions) -> None:
         if not params:
             _fail(f"tunable_parameters({scope!r}) is empty.")
         if any(id(p) not in own for p in params.values()):
-            _fail(f"tunable_parameters({scope!r}) returned tensors that are not parameters of the generator.")
+            _fail(
+                f"tunable_parameters({scope!r}) returned tensors that are not parameters of the generator."
+            )
 
 
 def check_unknown_scope(gen: Generator3D, opts: ConformanceOptions) -> None:
@@ -324,8 +352,12 @@ def check_bad_camera_shape(gen: Generator3D, opts: ConformanceOptions) -> None:
     except ShapeError:
         return
     except Exception as exc:
-        _fail(f"render() with cameras of shape [1, 24] raised {type(exc).__name__}, expected sym3d.errors.ShapeError.")
-    _fail("render() accepted cameras of shape [1, 24]; expected a ShapeError (cameras are [B, V, 25]).")
+        _fail(
+            f"render() with cameras of shape [1, 24] raised {type(exc).__name__}, expected sym3d.errors.ShapeError."
+        )
+    _fail(
+        "render() accepted cameras of shape [1, 24]; expected a ShapeError (cameras are [B, V, 25])."
+    )
 
 
 def check_frozen_copy(gen: Generator3D, opts: ConformanceOptions) -> None:
@@ -347,9 +379,13 @@ def check_frozen_copy(gen: Generator3D, opts: ConformanceOptions) -> None:
             after_frozen = _render(frozen, ws, cams, opts).image
             after_tuned = _render(gen, ws, cams, opts).image
         if _close(after_frozen, before, 0) > opts.atol:
-            _fail("changing the original generator's tunable parameters changed the frozen copy's renders.")
+            _fail(
+                "changing the original generator's tunable parameters changed the frozen copy's renders."
+            )
         if _close(after_tuned, before, 0) <= 1e-7:
-            _fail("perturbing tunable_parameters('all') did not change the renders; they must affect the output.")
+            _fail(
+                "perturbing tunable_parameters('all') did not change the renders; they must affect the output."
+            )
     finally:
         with torch.no_grad():
             for n, p in params.items():
@@ -391,7 +427,9 @@ def check_image_range(gen: Generator3D, opts: ConformanceOptions) -> None:
         x = getattr(out, key).float()
         lo, hi = float(x.min()), float(x.max())
         if hi > 2.0:
-            _fail(f"render().{key} has values up to {hi:.1f}: generators return [-1, 1], not [0, 255].")
+            _fail(
+                f"render().{key} has values up to {hi:.1f}: generators return [-1, 1], not [0, 255]."
+            )
         if lo >= 0.0:
             _fail(
                 f"render().{key} has no negative value (range [{lo:.3f}, {hi:.3f}]): it looks like "
@@ -477,8 +515,11 @@ def check_camera_convention(gen: Generator3D, opts: ConformanceOptions) -> None:
             hint = "sample_density may not be the density the renderer integrates"
             if float(acc.max()) < 0.05:
                 hint = "sample_density accumulates no opacity along any ray of the render"
-            flips = (("flipped both ways (OpenGL-style axes)", (0, 1)),
-                     ("flipped upside down", (0,)), ("mirrored left-right", (1,)))
+            flips = (
+                ("flipped both ways (OpenGL-style axes)", (0, 1)),
+                ("flipped upside down", (0,)),
+                ("mirrored left-right", (1,)),
+            )
             for name, dims in flips:
                 f_mad, f_differ = _mismatch(op_map.flip(dims).reshape(-1)[index], acc)
                 if f_mad <= opts.opacity_tol and f_differ <= 1.0 - opts.agreement:

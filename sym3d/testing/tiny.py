@@ -66,7 +66,9 @@ class TinyGenerator3D(GeneratorMixin, nn.Module):
         self.near, self.far = near, far
         self.tunable_scopes = ("all", "residual")
         g = torch.Generator().manual_seed(seed)
-        self.register_buffer("map_weight", torch.randn(self.num_ws, self.w_dim, self.z_dim, generator=g) * 0.5)
+        self.register_buffer(
+            "map_weight", torch.randn(self.num_ws, self.w_dim, self.z_dim, generator=g) * 0.5
+        )
         self.register_buffer("map_bias", torch.randn(self.num_ws, self.w_dim, generator=g) * 0.2)
         self.planes = nn.Parameter(torch.zeros(3, 4, plane_resolution, plane_resolution))
 
@@ -85,7 +87,9 @@ class TinyGenerator3D(GeneratorMixin, nn.Module):
         if truncation_psi != 1.0:
             cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
             avg = self.map_bias.expand_as(ws)
-            ws = torch.cat([avg[:, :cutoff].lerp(ws[:, :cutoff], truncation_psi), ws[:, cutoff:]], dim=1)
+            ws = torch.cat(
+                [avg[:, :cutoff].lerp(ws[:, :cutoff], truncation_psi), ws[:, cutoff:]], dim=1
+            )
         return ws
 
     def _latent_samples(self, c: torch.Tensor, num_samples: int, seed: int) -> torch.Tensor:
@@ -99,17 +103,36 @@ class TinyGenerator3D(GeneratorMixin, nn.Module):
     def _shape_params(ws: torch.Tensor) -> dict[str, torch.Tensor]:
         s = torch.tanh(ws[:, 0])
         return {
-            "radii": torch.stack([0.24 * torch.exp(0.2 * s[:, 0]), 0.30 * torch.exp(0.2 * s[:, 1]), 0.24 * torch.exp(0.2 * s[:, 2])], -1),
+            "radii": torch.stack(
+                [
+                    0.24 * torch.exp(0.2 * s[:, 0]),
+                    0.30 * torch.exp(0.2 * s[:, 1]),
+                    0.24 * torch.exp(0.2 * s[:, 2]),
+                ],
+                -1,
+            ),
             "center_y": 0.08 * s[:, 3],
             "bump_size": 0.06 + 0.03 * s[:, 4],
             "bump_y": 0.05 * s[:, 5],
         }
 
-    def _density_and_colour(self, ws: torch.Tensor, pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _density_and_colour(
+        self, ws: torch.Tensor, pts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Fields at world points ``pts [B, N, 3]``: density ``[B, N]`` (>= 0) and rgb ``[B, N, 3]`` in (0, 1)."""
         sp = self._shape_params(ws)
         center = torch.zeros_like(pts[:, :1, :])
-        center = center + torch.stack([torch.zeros_like(sp["center_y"]), sp["center_y"], torch.zeros_like(sp["center_y"])], -1)[:, None]
+        center = (
+            center
+            + torch.stack(
+                [
+                    torch.zeros_like(sp["center_y"]),
+                    sp["center_y"],
+                    torch.zeros_like(sp["center_y"]),
+                ],
+                -1,
+            )[:, None]
+        )
         q = (pts - center) / sp["radii"][:, None, :]
         sdf = (q.norm(dim=-1) - 1.0) * sp["radii"].min(-1).values[:, None]
         # A frontal bump (nose-like) on the +z side of the ellipsoid, on the symmetry plane.
@@ -126,20 +149,35 @@ class TinyGenerator3D(GeneratorMixin, nn.Module):
         x, y, z = pts.unbind(-1)
         base = ws[:, 1, None, :3]
         pattern_w = ws[:, 2]
-        basis = torch.stack([x.square() * 8.0, y * 3.0, z * 3.0, torch.cos(6.0 * y), torch.cos(8.0 * x.square())], -1)  # [B,N,5]
-        pattern = torch.einsum("bnk,bkc->bnc", basis, pattern_w[:, :5, None].expand(-1, -1, 3) * torch.tensor([1.0, 0.6, 0.3], device=ws.device))
+        basis = torch.stack(
+            [x.square() * 8.0, y * 3.0, z * 3.0, torch.cos(6.0 * y), torch.cos(8.0 * x.square())],
+            -1,
+        )  # [B,N,5]
+        pattern = torch.einsum(
+            "bnk,bkc->bnc",
+            basis,
+            pattern_w[:, :5, None].expand(-1, -1, 3)
+            * torch.tensor([1.0, 0.6, 0.3], device=ws.device),
+        )
         eye_w = ws[:, 3]
         spacing = 0.09 + 0.02 * torch.tanh(eye_w[:, 0])
         eye_y = 0.06 + 0.03 * torch.tanh(eye_w[:, 1])
         eye_r = 0.04 + 0.01 * torch.tanh(eye_w[:, 2])
         # Eye centres on the front of the ellipsoid, mirrored in x.
         rx, ry, rz = sp["radii"].unbind(-1)
-        eye_z = rz * torch.sqrt((1 - (spacing / rx).square() - ((eye_y - sp["center_y"]) / ry).square()).clamp_min(0.05))
+        eye_z = rz * torch.sqrt(
+            (1 - (spacing / rx).square() - ((eye_y - sp["center_y"]) / ry).square()).clamp_min(0.05)
+        )
         d_eye = torch.sqrt(
-            (x.abs() - spacing[:, None]).square() + (y - eye_y[:, None]).square() + (z - eye_z[:, None]).square() + 1e-8
+            (x.abs() - spacing[:, None]).square()
+            + (y - eye_y[:, None]).square()
+            + (z - eye_z[:, None]).square()
+            + 1e-8
         )
         eye = torch.sigmoid((eye_r[:, None] - d_eye) / 0.008)
-        logits = base + pattern - (1.5 + torch.tanh(eye_w[:, 3]))[:, None, None] * 2.0 * eye[..., None]
+        logits = (
+            base + pattern - (1.5 + torch.tanh(eye_w[:, 3]))[:, None, None] * 2.0 * eye[..., None]
+        )
         logits = logits + feats[..., 1:]
         return density, torch.sigmoid(logits)
 
@@ -147,9 +185,17 @@ class TinyGenerator3D(GeneratorMixin, nn.Module):
         """Sum of the three residual planes at ``pts [B, N, 3]`` (unit box ``[-0.5, 0.5]^3``): ``[B, N, 4]``."""
         b, n, _ = pts.shape
         g = (pts * 2.0).clamp(-1.5, 1.5)
-        coords = torch.stack([g[..., [0, 1]], g[..., [0, 2]], g[..., [2, 1]]], dim=1)  # [B, 3, N, 2]
+        coords = torch.stack(
+            [g[..., [0, 1]], g[..., [0, 2]], g[..., [2, 1]]], dim=1
+        )  # [B, 3, N, 2]
         planes = self.planes[None].expand(b, -1, -1, -1, -1).reshape(b * 3, *self.planes.shape[1:])
-        out = F.grid_sample(planes, coords.reshape(b * 3, 1, n, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
+        out = F.grid_sample(
+            planes,
+            coords.reshape(b * 3, 1, n, 2),
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=False,
+        )
         return out.reshape(b, 3, -1, n).sum(1).permute(0, 2, 1)
 
     # ------------------------------------------------------------------ rendering
@@ -180,7 +226,9 @@ class TinyGenerator3D(GeneratorMixin, nn.Module):
         rgb = rgb.reshape(b, v, res * res, n, 3)
         delta = torch.cat([t[..., 1:] - t[..., :-1], (edges[-1] - t[..., -1:]).clamp_min(1e-3)], -1)
         alpha = 1.0 - torch.exp(-density * delta)
-        trans = torch.cumprod(torch.cat([torch.ones_like(alpha[..., :1]), 1.0 - alpha[..., :-1] + 1e-10], -1), -1)
+        trans = torch.cumprod(
+            torch.cat([torch.ones_like(alpha[..., :1]), 1.0 - alpha[..., :-1] + 1e-10], -1), -1
+        )
         weights = alpha * trans
         acc = weights.sum(-1)
         colour = (weights[..., None] * rgb).sum(-2) + (1.0 - acc[..., None])  # white background
@@ -209,10 +257,11 @@ class TinyGenerator3D(GeneratorMixin, nn.Module):
     def tunable_parameters(self, scope: str = "all") -> dict[str, nn.Parameter]:
         """``{"planes": ...}`` for scopes ``"all"`` and ``"residual"``."""
         if scope not in self.tunable_scopes:
-            raise ConfigError(f"tunable scope {scope!r} is not known to generator 'tiny'; expected one of {', '.join(self.tunable_scopes)}.")
+            raise ConfigError(
+                f"tunable scope {scope!r} is not known to generator 'tiny'; expected one of {', '.join(self.tunable_scopes)}."
+            )
         return {"planes": self.planes}
 
     def noise_buffers(self) -> list[torch.Tensor]:
         """No noise inputs."""
         return []
-

@@ -92,8 +92,14 @@ def modulated_conv2d(
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
         x = conv2d_resample(
-            x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
-            flip_weight=flip_weight, impl=impl,
+            x,
+            weight.to(x.dtype),
+            f=resample_filter,
+            up=up,
+            down=down,
+            padding=padding,
+            flip_weight=flip_weight,
+            impl=impl,
         )
         if demodulate and noise is not None:
             return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(batch, -1, 1, 1))
@@ -106,8 +112,15 @@ def modulated_conv2d(
     # Fused: fold the batch into the channel axis and run one grouped convolution.
     x = x.reshape(1, -1, *x.shape[2:])
     x = conv2d_resample(
-        x, w.reshape(-1, in_ch, kh, kw).to(x.dtype), f=resample_filter, up=up, down=down,
-        padding=padding, groups=batch, flip_weight=flip_weight, impl=impl,
+        x,
+        w.reshape(-1, in_ch, kh, kw).to(x.dtype),
+        f=resample_filter,
+        up=up,
+        down=down,
+        padding=padding,
+        groups=batch,
+        flip_weight=flip_weight,
+        impl=impl,
     )
     x = x.reshape(batch, -1, *x.shape[2:])
     if noise is not None:
@@ -225,7 +238,9 @@ class Conv2dLayer(nn.Module):
         self.act_gain = activation_spec(activation).default_gain
 
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format)
+        weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(
+            memory_format=memory_format
+        )
         bias_t = torch.zeros([out_channels]) if bias else None
         if trainable:
             self.weight = nn.Parameter(weight)
@@ -242,12 +257,20 @@ class Conv2dLayer(nn.Module):
         w = self.weight * self.weight_gain
         b = self.bias.to(x.dtype) if self.bias is not None else None
         x = conv2d_resample(
-            x, w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down,
-            padding=self.padding, flip_weight=(self.up == 1), impl=self.ops_impl,
+            x,
+            w.to(x.dtype),
+            f=self.resample_filter,
+            up=self.up,
+            down=self.down,
+            padding=self.padding,
+            flip_weight=(self.up == 1),
+            impl=self.ops_impl,
         )
         act_gain = self.act_gain * gain
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return ops.bias_act(x, b, act=self.activation, gain=act_gain, clamp=act_clamp, impl=self.ops_impl)
+        return ops.bias_act(
+            x, b, act=self.activation, gain=act_gain, clamp=act_clamp, impl=self.ops_impl
+        )
 
     def extra_repr(self) -> str:
         """One-line summary shown by ``repr``."""

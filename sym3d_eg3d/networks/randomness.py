@@ -124,7 +124,13 @@ class ReplayRandom:
         return out
 
 
-RandomLike = RandomSource | torch.Generator | Literal["midpoint"] | Callable[[tuple[int, ...], str], torch.Tensor] | None
+RandomLike = (
+    RandomSource
+    | torch.Generator
+    | Literal["midpoint"]
+    | Callable[[tuple[int, ...], str], torch.Tensor]
+    | None
+)
 """Anything accepted as ``random=`` (see the module docstring)."""
 
 
@@ -166,7 +172,9 @@ def draw_uniform(
     shape = tuple(int(s) for s in shape)
     out = source.uniform(shape, role=role, dtype=like.dtype, device=like.device)
     if not isinstance(out, torch.Tensor):
-        raise UserInputError(f"random source returned {type(out).__name__} for the {role} draw; expected a tensor.")
+        raise UserInputError(
+            f"random source returned {type(out).__name__} for the {role} draw; expected a tensor."
+        )
     if tuple(out.shape) != shape:
         raise ShapeError(f"{role} random draw", str(list(shape)), out.shape)
     return out.to(dtype=like.dtype, device=like.device)

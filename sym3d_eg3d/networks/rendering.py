@@ -45,6 +45,7 @@ PLANE_GRID_AXES: Mapping[str, tuple[tuple[int, int], ...]] = {
     "corrected": ((0, 1), (0, 2), (1, 2)),
 }
 
+
 class Decoder(Protocol):
     """What the renderer needs of a decoder: ``decode(mean_features [N, M, C])``.
 
@@ -62,7 +63,9 @@ def plane_axes_matrices(order: PlaneOrder = "released") -> torch.Tensor:
     For ``"released"`` this equals the official renderer's constant ``plane_axes``.
     """
     if order not in PLANE_GRID_AXES:
-        raise ConfigError(f"plane order must be one of {', '.join(PLANE_GRID_AXES)}; got {order!r}.")
+        raise ConfigError(
+            f"plane order must be one of {', '.join(PLANE_GRID_AXES)}; got {order!r}."
+        )
     mats = torch.zeros(3, 3, 3)
     for k, (gx, gy) in enumerate(PLANE_GRID_AXES[order]):
         third = 3 - gx - gy
@@ -149,7 +152,9 @@ class _WeightedRowSum(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, rows: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(
+        ctx, rows: torch.Tensor, index: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(rows, index, weights)
         return F.embedding_bag(index, rows, per_sample_weights=weights, mode="sum")
 
@@ -198,7 +203,9 @@ def sample_plane_mean(
     """
     n, p, ch, h, w = plane_shape
     m = coordinates.shape[1]
-    grid = project_onto_planes(plane_axes, (2 / box_warp) * coordinates).transpose(1, 2).float()  # [N, M, P, 2]
+    grid = (
+        project_onto_planes(plane_axes, (2 / box_warp) * coordinates).transpose(1, 2).float()
+    )  # [N, M, P, 2]
     # grid_sample's unnormalisation for align_corners=False. Outside [-1, W] (resp. [-1, H]) both
     # corners are off the plane, so clamping there changes neither the value (0) nor the gradient (0).
     ix = (((grid[..., 0] + 1) * w - 1) / 2).clamp(-1, w)
@@ -209,7 +216,9 @@ def sample_plane_mean(
         # Corners off the plane read zeros (padding_mode="zeros"): their weight is masked to 0 and
         # their index clamped onto the plane, so no zero border has to be built around the planes.
         # A NaN point keeps NaN weights (NaN * 0 = NaN) and propagates NaN as grid_sample does.
-        cols = x0.nan_to_num(-1).unsqueeze(-1) + torch.tensor([0.0, 1.0], device=x0.device)  # [N, M, P, 2]
+        cols = x0.nan_to_num(-1).unsqueeze(-1) + torch.tensor(
+            [0.0, 1.0], device=x0.device
+        )  # [N, M, P, 2]
         rows_ = y0.nan_to_num(-1).unsqueeze(-1) + torch.tensor([0.0, 1.0], device=y0.device)
         on_x = ((cols >= 0) & (cols <= w - 1)).to(ix.dtype)
         on_y = ((rows_ >= 0) & (rows_ <= h - 1)).to(iy.dtype)
@@ -218,7 +227,9 @@ def sample_plane_mean(
         first = torch.arange(n * p, device=ix.device).view(n, 1, p, 1, 1) * (h * w)
         # [N, M, P, 2 (row), 2 (col)] -> corners nw, ne, sw, se of each plane
         index = (first + row.unsqueeze(-1) * w + col.unsqueeze(-2)).reshape(n * m, p * 4)
-    wx = torch.stack((x0 + 1 - ix, ix - x0), -1) * on_x  # [N, M, P, 2]: weights of columns x0, x0 + 1
+    wx = (
+        torch.stack((x0 + 1 - ix, ix - x0), -1) * on_x
+    )  # [N, M, P, 2]: weights of columns x0, x0 + 1
     wy = torch.stack((y0 + 1 - iy, iy - y0), -1) * on_y
     weights = (wy.unsqueeze(-1) * wx.unsqueeze(-2)).reshape(n * m, p * 4)
     summed = _WeightedRowSum.apply(rows, index, weights.to(rows.dtype))
@@ -249,8 +260,12 @@ def ray_limits_box(
     sign = (inv_d < 0).long()
 
     def slab(axis: int) -> tuple[torch.Tensor, torch.Tensor]:
-        near = (bounds.index_select(0, sign[..., axis])[..., axis] - o[..., axis]) * inv_d[..., axis]
-        far = (bounds.index_select(0, 1 - sign[..., axis])[..., axis] - o[..., axis]) * inv_d[..., axis]
+        near = (bounds.index_select(0, sign[..., axis])[..., axis] - o[..., axis]) * inv_d[
+            ..., axis
+        ]
+        far = (bounds.index_select(0, 1 - sign[..., axis])[..., axis] - o[..., axis]) * inv_d[
+            ..., axis
+        ]
         return near, far
 
     tmin, tmax = slab(0)
@@ -346,14 +361,18 @@ class MipRayMarcher2(nn.Module):
         """
         clamp_mode = rendering_options.get("clamp_mode", "softplus")
         if clamp_mode != "softplus":
-            raise ConfigError(f"rendering_kwargs['clamp_mode']: only 'softplus' is supported; got {clamp_mode!r}.")
+            raise ConfigError(
+                f"rendering_kwargs['clamp_mode']: only 'softplus' is supported; got {clamp_mode!r}."
+            )
         deltas = depths[:, :, 1:] - depths[:, :, :-1]
         densities_mid = (densities[:, :, :-1] + densities[:, :, 1:]) / 2
         depths_mid = (depths[:, :, :-1] + depths[:, :, 1:]) / 2
 
         densities_mid = F.softplus(densities_mid - 1)  # the -1 bias helps at initialisation
         alpha = 1 - torch.exp(-(densities_mid * deltas))
-        transmittance = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :, :1]), 1 - alpha + 1e-10], -2), -2)
+        transmittance = torch.cumprod(
+            torch.cat([torch.ones_like(alpha[:, :, :1]), 1 - alpha + 1e-10], -2), -2
+        )
         weights = alpha * transmittance[:, :, :-1]
 
         # sum_s w_s (c_s + c_{s+1}) / 2 (mid-point colours) regrouped per sample as
@@ -456,12 +475,19 @@ class ImportanceRenderer(nn.Module):
         else:
             ray_start, ray_end = opts["ray_start"], opts["ray_end"]
         depths_coarse = self.sample_stratified(
-            ray_origins, ray_start, ray_end, depth_res, source, opts.get("disparity_space_sampling", False)
+            ray_origins,
+            ray_start,
+            ray_end,
+            depth_res,
+            source,
+            opts.get("disparity_space_sampling", False),
         )
         n, r, _, _ = depths_coarse.shape
         u_importance = None
         if n_importance > 0:
-            u_importance = draw_uniform(source, (n * r, n_importance), "importance", like=depths_coarse)
+            u_importance = draw_uniform(
+                source, (n * r, n_importance), "importance", like=depths_coarse
+            )
             u_importance = u_importance.reshape(n, r, n_importance)
         rows = plane_rows(planes)
 
@@ -470,17 +496,27 @@ class ImportanceRenderer(nn.Module):
             hi = min(lo + self.ray_chunk, r)
             parts.append(
                 self._render_chunk(
-                    planes.shape, rows, decoder, ray_origins[:, lo:hi], ray_directions[:, lo:hi],
-                    depths_coarse[:, lo:hi], None if u_importance is None else u_importance[:, lo:hi], opts,
+                    planes.shape,
+                    rows,
+                    decoder,
+                    ray_origins[:, lo:hi],
+                    ray_directions[:, lo:hi],
+                    depths_coarse[:, lo:hi],
+                    None if u_importance is None else u_importance[:, lo:hi],
+                    opts,
                 )
             )
         rgb, depth, weights_sum, depths_fine = (
-            None if parts[0][k] is None else torch.cat([part[k] for part in parts], 1) for k in range(4)
+            None if parts[0][k] is None else torch.cat([part[k] for part in parts], 1)
+            for k in range(4)
         )
         # The official batch-wide clamp, over every sample depth of every ray.
         lo_depth, hi_depth = depths_coarse.min(), depths_coarse.max()
         if depths_fine is not None:
-            lo_depth, hi_depth = torch.minimum(lo_depth, depths_fine.min()), torch.maximum(hi_depth, depths_fine.max())
+            lo_depth, hi_depth = (
+                torch.minimum(lo_depth, depths_fine.min()),
+                torch.maximum(hi_depth, depths_fine.max()),
+            )
         depth = torch.clamp(depth, lo_depth, hi_depth)
         return RenderResult(rgb, depth, weights_sum, depths_coarse, depths_fine)
 
@@ -497,20 +533,30 @@ class ImportanceRenderer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Both passes for ``R`` rays: ``(rgb [N, R, C], unclamped depth [N, R, 1], opacity [N, R, 1], fine depths)``."""
         n, r, s, _ = depths_coarse.shape
-        coords = (ray_origins.unsqueeze(-2) + depths_coarse * ray_directions.unsqueeze(-2)).reshape(n, -1, 3)
+        coords = (ray_origins.unsqueeze(-2) + depths_coarse * ray_directions.unsqueeze(-2)).reshape(
+            n, -1, 3
+        )
         out = self._decode_points(plane_shape, rows, decoder, coords, opts)
         colors_coarse = out["rgb"].reshape(n, r, s, out["rgb"].shape[-1])
         densities_coarse = out["sigma"].reshape(n, r, s, 1)
 
         if u_importance is None:
-            rgb, depth, weights = self.ray_marcher(colors_coarse, densities_coarse, depths_coarse, opts, clamp_depth=False)
+            rgb, depth, weights = self.ray_marcher(
+                colors_coarse, densities_coarse, depths_coarse, opts, clamp_depth=False
+            )
             return rgb, depth, weights.sum(2), None
 
-        _, _, weights = self.ray_marcher(colors_coarse, densities_coarse, depths_coarse, opts, clamp_depth=False)
+        _, _, weights = self.ray_marcher(
+            colors_coarse, densities_coarse, depths_coarse, opts, clamp_depth=False
+        )
         n_importance = u_importance.shape[-1]
-        depths_fine = self.sample_importance(depths_coarse, weights, u_importance.reshape(n * r, n_importance))
+        depths_fine = self.sample_importance(
+            depths_coarse, weights, u_importance.reshape(n * r, n_importance)
+        )
 
-        coords = (ray_origins.unsqueeze(-2) + depths_fine * ray_directions.unsqueeze(-2)).reshape(n, -1, 3)
+        coords = (ray_origins.unsqueeze(-2) + depths_fine * ray_directions.unsqueeze(-2)).reshape(
+            n, -1, 3
+        )
         out = self._decode_points(plane_shape, rows, decoder, coords, opts)
         colors_fine = out["rgb"].reshape(n, r, n_importance, out["rgb"].shape[-1])
         densities_fine = out["sigma"].reshape(n, r, n_importance, 1)
@@ -518,16 +564,27 @@ class ImportanceRenderer(nn.Module):
         depths_all, colors_all, densities_all = self.unify_samples(
             depths_coarse, colors_coarse, densities_coarse, depths_fine, colors_fine, densities_fine
         )
-        rgb, depth, weights = self.ray_marcher(colors_all, densities_all, depths_all, opts, clamp_depth=False)
+        rgb, depth, weights = self.ray_marcher(
+            colors_all, densities_all, depths_all, opts, clamp_depth=False
+        )
         return rgb, depth, weights.sum(2), depths_fine
 
     def _decode_points(
-        self, plane_shape: tuple[int, ...], rows: torch.Tensor, decoder: Decoder, coordinates: torch.Tensor, options: Mapping
+        self,
+        plane_shape: tuple[int, ...],
+        rows: torch.Tensor,
+        decoder: Decoder,
+        coordinates: torch.Tensor,
+        options: Mapping,
     ) -> dict:
-        features = sample_plane_mean(self.plane_axes, rows, plane_shape, coordinates, options["box_warp"])
+        features = sample_plane_mean(
+            self.plane_axes, rows, plane_shape, coordinates, options["box_warp"]
+        )
         out = decoder.decode(features)
         if options.get("density_noise", 0) > 0:
-            out = dict(out, sigma=out["sigma"] + torch.randn_like(out["sigma"]) * options["density_noise"])
+            out = dict(
+                out, sigma=out["sigma"] + torch.randn_like(out["sigma"]) * options["density_noise"]
+            )
         return out
 
     def run_model(
@@ -561,7 +618,9 @@ class ImportanceRenderer(nn.Module):
         depths, order = torch.sort(depths, dim=-2)
         n, r, s, ch = colors.shape
         # Whole rows of C values per sample: index_select moves them much faster than gather.
-        flat = (order[..., 0] + s * torch.arange(n * r, device=order.device).view(n, r, 1)).reshape(-1)
+        flat = (order[..., 0] + s * torch.arange(n * r, device=order.device).view(n, r, 1)).reshape(
+            -1
+        )
         colors = colors.reshape(n * r * s, ch).index_select(0, flat).reshape(n, r, s, ch)
         densities = densities.reshape(n * r * s).index_select(0, flat).reshape(n, r, s, 1)
         return depths, colors, densities
@@ -583,12 +642,18 @@ class ImportanceRenderer(nn.Module):
         n, r, _ = ray_origins.shape
         device = ray_origins.device
         if disparity_space_sampling:
-            t = torch.linspace(0, 1, depth_resolution, device=device).reshape(1, 1, depth_resolution, 1).repeat(n, r, 1, 1)
+            t = (
+                torch.linspace(0, 1, depth_resolution, device=device)
+                .reshape(1, 1, depth_resolution, 1)
+                .repeat(n, r, 1, 1)
+            )
             u = draw_uniform(source, t.shape, "stratified", like=t)
             t = t + u * (1 / (depth_resolution - 1))
             return 1.0 / (1.0 / ray_start * (1.0 - t) + 1.0 / ray_end * t)
         if isinstance(ray_start, torch.Tensor):
-            steps = torch.arange(depth_resolution, dtype=torch.float32, device=device) / (depth_resolution - 1)
+            steps = torch.arange(depth_resolution, dtype=torch.float32, device=device) / (
+                depth_resolution - 1
+            )
             steps = steps.reshape(-1, *([1] * ray_start.ndim))
             depths = (ray_start[None] + steps * (ray_end - ray_start)[None]).permute(1, 2, 0, 3)
             delta = (ray_end - ray_start) / (depth_resolution - 1)
@@ -600,7 +665,9 @@ class ImportanceRenderer(nn.Module):
         u = draw_uniform(source, depths.shape, "stratified", like=depths)
         return depths + u * delta
 
-    def sample_importance(self, depths: torch.Tensor, weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    def sample_importance(
+        self, depths: torch.Tensor, weights: torch.Tensor, u: torch.Tensor
+    ) -> torch.Tensor:
         """Importance depths per ray from the coarse weights: ``[N, R, n_importance, 1]``.
 
         The weights (``[N, R, D-1, 1]``) are smoothed with a 2-tap max then a 2-tap mean filter

@@ -106,14 +106,22 @@ def conv2d_resample(
 
     # 1x1 kernel, downsampling only: decimate first, then convolve (cheaper).
     if kw == 1 and kh == 1 and down > 1 and up == 1:
-        x = ops.upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1], flip_filter=flip_filter, impl=impl)
+        x = ops.upfirdn2d(
+            x, f, down=down, padding=[px0, px1, py0, py1], flip_filter=flip_filter, impl=impl
+        )
         return _conv(x, w, groups=groups, correlate=flip_weight)
 
     # 1x1 kernel, upsampling only: convolve first, then upsample.
     if kw == 1 and kh == 1 and up > 1 and down == 1:
         x = _conv(x, w, groups=groups, correlate=flip_weight)
         return ops.upfirdn2d(
-            x, f, up=up, padding=[px0, px1, py0, py1], gain=up**2, flip_filter=flip_filter, impl=impl
+            x,
+            f,
+            up=up,
+            padding=[px0, px1, py0, py1],
+            gain=up**2,
+            flip_filter=flip_filter,
+            impl=impl,
         )
 
     # Downsampling only: FIR filter, then a strided convolution.
@@ -136,7 +144,15 @@ def conv2d_resample(
         # The transposed conv can absorb the common (cropping) part of the padding.
         pxt = max(min(-px0, -px1), 0)
         pyt = max(min(-py0, -py1), 0)
-        x = _conv(x, w, stride=up, padding=[pyt, pxt], groups=groups, transpose=True, correlate=not flip_weight)
+        x = _conv(
+            x,
+            w,
+            stride=up,
+            padding=[pyt, pxt],
+            groups=groups,
+            transpose=True,
+            correlate=not flip_weight,
+        )
         x = ops.upfirdn2d(
             x,
             f,

@@ -81,7 +81,11 @@ class SynthesisBlockNoUp(SynthesisBlock):
 
 def _block_options(block_kwargs: dict) -> dict:
     """Drop the keys that the official SR constructors accept and ignore."""
-    return {k: v for k, v in block_kwargs.items() if k not in ("num_fp16_res", "conv_clamp", "channel_base", "channel_max")}
+    return {
+        k: v
+        for k, v in block_kwargs.items()
+        if k not in ("num_fp16_res", "conv_clamp", "channel_base", "channel_max")
+    }
 
 
 class SuperresolutionBase(nn.Module):
@@ -136,13 +140,20 @@ class SuperresolutionBase(nn.Module):
         use_fp16 = sr_num_fp16_res > 0
         # Quirk (official SR): conv_clamp is tied to use_fp16 and is applied in float32 too.
         common = dict(
-            w_dim=_SR_W_DIM, img_channels=3, use_fp16=use_fp16, conv_clamp=(256 if use_fp16 else None),
+            w_dim=_SR_W_DIM,
+            img_channels=3,
+            use_fp16=use_fp16,
+            conv_clamp=(256 if use_fp16 else None),
             **_block_options(block_kwargs),
         )
         block0_cls = SynthesisBlockNoUp if self.block0_no_up else SynthesisBlock
         block0_res = self.input_resolution if self.block0_no_up else self.input_resolution * 2
-        self.block0 = block0_cls(channels, mid_channels, resolution=block0_res, is_last=False, **common)
-        self.block1 = SynthesisBlock(mid_channels, out_channels, resolution=self.out_resolution, is_last=True, **common)
+        self.block0 = block0_cls(
+            channels, mid_channels, resolution=block0_res, is_last=False, **common
+        )
+        self.block1 = SynthesisBlock(
+            mid_channels, out_channels, resolution=self.out_resolution, is_last=True, **common
+        )
 
     def needs_resize(self, size: int) -> bool:
         """Whether an input of spatial size ``size`` is resized to :attr:`input_resolution`."""
@@ -150,7 +161,9 @@ class SuperresolutionBase(nn.Module):
             return size < self.input_resolution
         return size != self.input_resolution
 
-    def resize_inputs(self, rgb: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    def resize_inputs(
+        self, rgb: torch.Tensor, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """Bilinearly resize ``rgb [N, 3, r, r]`` and ``x [N, C, r, r]`` to the input resolution.
 
         Returns:
@@ -160,8 +173,12 @@ class SuperresolutionBase(nn.Module):
         if not self.needs_resize(x.shape[-1]):
             return rgb, x, False
         size = (self.input_resolution, self.input_resolution)
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=self.sr_antialias)
-        rgb = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False, antialias=self.sr_antialias)
+        x = F.interpolate(
+            x, size=size, mode="bilinear", align_corners=False, antialias=self.sr_antialias
+        )
+        rgb = F.interpolate(
+            rgb, size=size, mode="bilinear", align_corners=False, antialias=self.sr_antialias
+        )
         return rgb, x, True
 
     def forward(
@@ -195,7 +212,12 @@ class SuperresolutionBase(nn.Module):
         # Every SR layer (conv0, conv1, ToRGB of both blocks) uses the last w.
         ws = ws[:, -1:, :].repeat(1, _SR_NUM_WS, 1)
         rgb, x, resized = self.resize_inputs(rgb, x)
-        opts = dict(noise_mode=noise_mode, force_fp32=force_fp32, fused_modconv=fused_modconv, update_emas=update_emas)
+        opts = dict(
+            noise_mode=noise_mode,
+            force_fp32=force_fp32,
+            fused_modconv=fused_modconv,
+            update_emas=update_emas,
+        )
         x, rgb = self.block0(x, rgb, ws, **opts)
         rgb_alias = rgb if (self.block0_no_up and not resized) else None
         x, rgb = self.block1(x, rgb, ws, **opts)
@@ -256,10 +278,17 @@ class SuperresolutionHybrid8XDC(SuperresolutionBase):
     has_resample_filter = False
 
 
-SUPERRESOLUTION_MODULES: Mapping[str, type[SuperresolutionBase]] = MappingProxyType({
-    cls.__name__: cls
-    for cls in (SuperresolutionHybrid2X, SuperresolutionHybrid4X, SuperresolutionHybrid8X, SuperresolutionHybrid8XDC)
-})
+SUPERRESOLUTION_MODULES: Mapping[str, type[SuperresolutionBase]] = MappingProxyType(
+    {
+        cls.__name__: cls
+        for cls in (
+            SuperresolutionHybrid2X,
+            SuperresolutionHybrid4X,
+            SuperresolutionHybrid8X,
+            SuperresolutionHybrid8XDC,
+        )
+    }
+)
 """Our SR classes by official class name."""
 
 _OFFICIAL_PREFIX = "training.superresolution."
@@ -275,7 +304,11 @@ def resolve_superresolution_class(name: str) -> type[SuperresolutionBase]:
         ConfigError: unknown name; the message lists the known ones.
 
     """
-    short = name[len(_OFFICIAL_PREFIX):] if isinstance(name, str) and name.startswith(_OFFICIAL_PREFIX) else name
+    short = (
+        name[len(_OFFICIAL_PREFIX) :]
+        if isinstance(name, str) and name.startswith(_OFFICIAL_PREFIX)
+        else name
+    )
     cls = SUPERRESOLUTION_MODULES.get(short) if isinstance(short, str) else None
     if cls is None:
         known = ", ".join(_OFFICIAL_PREFIX + n for n in SUPERRESOLUTION_MODULES)

@@ -36,10 +36,14 @@ ARCHITECTURES = ("orig", "skip", "resnet")
 
 def _check_noise_mode(noise_mode: str) -> None:
     if noise_mode not in NOISE_MODES:
-        raise ConfigError(f"noise_mode must be one of {', '.join(NOISE_MODES)}; got {noise_mode!r}.")
+        raise ConfigError(
+            f"noise_mode must be one of {', '.join(NOISE_MODES)}; got {noise_mode!r}."
+        )
 
 
-def resolve_fused_modconv(fused_modconv: bool | str | None, default: bool | str, training: bool) -> bool:
+def resolve_fused_modconv(
+    fused_modconv: bool | str | None, default: bool | str, training: bool
+) -> bool:
     """Resolve the fused-modconv choice of a block.
 
     ``None`` uses the block default; ``"inference_only"`` means fused in eval mode and non-fused
@@ -49,7 +53,9 @@ def resolve_fused_modconv(fused_modconv: bool | str | None, default: bool | str,
     if choice == "inference_only":
         return not training
     if not isinstance(choice, bool):
-        raise ConfigError(f"fused_modconv must be a bool, None or 'inference_only'; got {choice!r}.")
+        raise ConfigError(
+            f"fused_modconv must be a bool, None or 'inference_only'; got {choice!r}."
+        )
     return choice
 
 
@@ -105,7 +111,9 @@ class SynthesisLayer(nn.Module):
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.weight = nn.Parameter(
-            torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format)
+            torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(
+                memory_format=memory_format
+            )
         )
         if use_noise:
             self.register_buffer("noise_const", torch.randn([resolution, resolution]))
@@ -138,19 +146,34 @@ class SynthesisLayer(nn.Module):
 
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+            noise = (
+                torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device)
+                * self.noise_strength
+            )
         if self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
 
         x = modulated_conv2d(
-            x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-            resample_filter=self.resample_filter, flip_weight=(self.up == 1),
-            fused_modconv=fused_modconv, impl=self.ops_impl,
+            x,
+            self.weight,
+            styles,
+            noise=noise,
+            up=self.up,
+            padding=self.padding,
+            resample_filter=self.resample_filter,
+            flip_weight=(self.up == 1),
+            fused_modconv=fused_modconv,
+            impl=self.ops_impl,
         )
         act_gain = self.act_gain * gain
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return ops.bias_act(
-            x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp, impl=self.ops_impl
+            x,
+            self.bias.to(x.dtype),
+            act=self.activation,
+            gain=act_gain,
+            clamp=act_clamp,
+            impl=self.ops_impl,
         )
 
     def extra_repr(self) -> str:
@@ -186,7 +209,9 @@ class ToRGBLayer(nn.Module):
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.weight = nn.Parameter(
-            torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format)
+            torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(
+                memory_format=memory_format
+            )
         )
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
@@ -194,12 +219,21 @@ class ToRGBLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         """Project ``x [N, in_channels, R, R]`` to ``[N, out_channels, R, R]``."""
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv, impl=self.ops_impl)
+        x = modulated_conv2d(
+            x,
+            self.weight,
+            styles,
+            demodulate=False,
+            fused_modconv=fused_modconv,
+            impl=self.ops_impl,
+        )
         return ops.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp, impl=self.ops_impl)
 
     def extra_repr(self) -> str:
         """One-line summary shown by ``repr``."""
-        return f"in_channels={self.in_channels}, out_channels={self.out_channels}, w_dim={self.w_dim}"
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, w_dim={self.w_dim}"
+        )
 
 
 class SynthesisBlock(nn.Module):
@@ -246,7 +280,9 @@ class SynthesisBlock(nn.Module):
         **layer_kwargs: object,
     ) -> None:
         if architecture not in ARCHITECTURES:
-            raise ConfigError(f"architecture must be one of {', '.join(ARCHITECTURES)}; got {architecture!r}.")
+            raise ConfigError(
+                f"architecture must be one of {', '.join(ARCHITECTURES)}; got {architecture!r}."
+            )
         super().__init__()
         self.in_channels = in_channels
         self.w_dim = w_dim
@@ -267,28 +303,48 @@ class SynthesisBlock(nn.Module):
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
             self.conv0 = SynthesisLayer(
-                in_channels, out_channels, w_dim=w_dim, resolution=resolution, up=conv0_up,
-                resample_filter=resample_filter, conv_clamp=conv_clamp,
-                channels_last=self.channels_last, **layer_kwargs,
+                in_channels,
+                out_channels,
+                w_dim=w_dim,
+                resolution=resolution,
+                up=conv0_up,
+                resample_filter=resample_filter,
+                conv_clamp=conv_clamp,
+                channels_last=self.channels_last,
+                **layer_kwargs,
             )
             self.num_conv += 1
 
         self.conv1 = SynthesisLayer(
-            out_channels, out_channels, w_dim=w_dim, resolution=resolution,
-            conv_clamp=conv_clamp, channels_last=self.channels_last, **layer_kwargs,
+            out_channels,
+            out_channels,
+            w_dim=w_dim,
+            resolution=resolution,
+            conv_clamp=conv_clamp,
+            channels_last=self.channels_last,
+            **layer_kwargs,
         )
         self.num_conv += 1
 
         if is_last or architecture == "skip":
             self.torgb = ToRGBLayer(
-                out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp, channels_last=self.channels_last
+                out_channels,
+                img_channels,
+                w_dim=w_dim,
+                conv_clamp=conv_clamp,
+                channels_last=self.channels_last,
             )
             self.num_torgb += 1
 
         if in_channels != 0 and architecture == "resnet":
             self.skip = Conv2dLayer(
-                in_channels, out_channels, kernel_size=1, bias=False, up=conv0_up,
-                resample_filter=resample_filter, channels_last=self.channels_last,
+                in_channels,
+                out_channels,
+                kernel_size=1,
+                bias=False,
+                up=conv0_up,
+                resample_filter=resample_filter,
+                channels_last=self.channels_last,
             )
 
     def forward(
@@ -325,7 +381,11 @@ class SynthesisBlock(nn.Module):
         if ws.device.type != "cuda":
             force_fp32 = True
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
-        memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
+        memory_format = (
+            torch.channels_last
+            if self.channels_last and not force_fp32
+            else torch.contiguous_format
+        )
         fused = resolve_fused_modconv(fused_modconv, self.fused_modconv_default, self.training)
         in_res = self.resolution // 2 if self.upsamples else self.resolution
 
@@ -341,7 +401,9 @@ class SynthesisBlock(nn.Module):
         elif self.architecture == "resnet":
             y = self.skip(x, gain=np.sqrt(0.5))
             x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused)
-            x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused, gain=np.sqrt(0.5))
+            x = self.conv1(
+                x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused, gain=np.sqrt(0.5)
+            )
             x = y + x
         else:
             x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused)
@@ -415,8 +477,13 @@ class SynthesisNetwork(nn.Module):
         for res in self.block_resolutions:
             is_last = res == img_resolution
             block = SynthesisBlock(
-                channels[res // 2] if res > 4 else 0, channels[res], w_dim=w_dim, resolution=res,
-                img_channels=img_channels, is_last=is_last, use_fp16=(res >= fp16_resolution),
+                channels[res // 2] if res > 4 else 0,
+                channels[res],
+                w_dim=w_dim,
+                resolution=res,
+                img_channels=img_channels,
+                is_last=is_last,
+                use_fp16=(res >= fp16_resolution),
                 **block_kwargs,
             )
             self.num_ws += block.num_conv
@@ -454,8 +521,13 @@ class SynthesisNetwork(nn.Module):
         for res, block_ws in zip(self.block_resolutions, self.split_ws(ws), strict=True):
             block = getattr(self, f"b{res}")
             x, img = block(
-                x, img, block_ws, noise_mode=noise_mode, force_fp32=force_fp32,
-                fused_modconv=fused_modconv, update_emas=update_emas,
+                x,
+                img,
+                block_ws,
+                noise_mode=noise_mode,
+                force_fp32=force_fp32,
+                fused_modconv=fused_modconv,
+                update_emas=update_emas,
             )
         return img
 
@@ -498,7 +570,10 @@ class Generator(nn.Module):
         self.img_resolution = img_resolution
         self.img_channels = img_channels
         self.synthesis = SynthesisNetwork(
-            w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **synthesis_kwargs
+            w_dim=w_dim,
+            img_resolution=img_resolution,
+            img_channels=img_channels,
+            **synthesis_kwargs,
         )
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(
@@ -515,5 +590,11 @@ class Generator(nn.Module):
         **synthesis_kwargs: object,
     ) -> torch.Tensor:
         """Map and synthesise: ``z [N, z_dim], c [N, c_dim] -> [N, img_channels, R, R]``."""
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)
+        ws = self.mapping(
+            z,
+            c,
+            truncation_psi=truncation_psi,
+            truncation_cutoff=truncation_cutoff,
+            update_emas=update_emas,
+        )
         return self.synthesis(ws, update_emas=update_emas, **synthesis_kwargs)

@@ -76,10 +76,14 @@ class OSGDecoder(nn.Module):
         self.net = nn.Sequential(
             FullyConnectedLayer(n_features, self.hidden_dim, lr_multiplier=lr_mul),
             nn.Softplus(),
-            FullyConnectedLayer(self.hidden_dim, 1 + options["decoder_output_dim"], lr_multiplier=lr_mul),
+            FullyConnectedLayer(
+                self.hidden_dim, 1 + options["decoder_output_dim"], lr_multiplier=lr_mul
+            ),
         )
 
-    def forward(self, sampled_features: torch.Tensor, ray_directions: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, sampled_features: torch.Tensor, ray_directions: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Decode ``[N, P, M, C]`` plane samples (``ray_directions`` is unused)."""
         return self.decode(sampled_features.mean(1))
 
@@ -157,16 +161,27 @@ class TriPlaneGenerator(nn.Module):
         self.ray_sampler = RaySampler()
         # Quirk (official): the backbone is always 256x256 with 3*32 channels, whatever img_resolution.
         self.backbone = Generator(
-            z_dim, c_dim, w_dim, img_resolution=BACKBONE_RESOLUTION, img_channels=PLANE_CHANNELS * NUM_PLANES,
-            mapping_kwargs=dict(mapping_kwargs or {}), **synthesis_kwargs,
+            z_dim,
+            c_dim,
+            w_dim,
+            img_resolution=BACKBONE_RESOLUTION,
+            img_channels=PLANE_CHANNELS * NUM_PLANES,
+            mapping_kwargs=dict(mapping_kwargs or {}),
+            **synthesis_kwargs,
         )
         self.superresolution = sr_class(
-            channels=PLANE_CHANNELS, img_resolution=img_resolution, sr_num_fp16_res=sr_num_fp16_res,
-            sr_antialias=rendering_kwargs["sr_antialias"], **dict(sr_kwargs or {}),
+            channels=PLANE_CHANNELS,
+            img_resolution=img_resolution,
+            sr_num_fp16_res=sr_num_fp16_res,
+            sr_antialias=rendering_kwargs["sr_antialias"],
+            **dict(sr_kwargs or {}),
         )
         self.decoder = OSGDecoder(
             PLANE_CHANNELS,
-            {"decoder_lr_mul": rendering_kwargs.get("decoder_lr_mul", 1), "decoder_output_dim": PLANE_CHANNELS},
+            {
+                "decoder_lr_mul": rendering_kwargs.get("decoder_lr_mul", 1),
+                "decoder_output_dim": PLANE_CHANNELS,
+            },
         )
         # The training loop adds this buffer to every official G; nothing reads it.
         self.register_buffer("dataset_label_std", torch.zeros([c_dim]))
@@ -208,8 +223,11 @@ class TriPlaneGenerator(nn.Module):
         if self.rendering_kwargs.get("c_gen_conditioning_zero", False):
             c = torch.zeros_like(c)
         return self.backbone.mapping(
-            z, c * self.rendering_kwargs.get("c_scale", 0), truncation_psi=truncation_psi,
-            truncation_cutoff=truncation_cutoff, update_emas=update_emas,
+            z,
+            c * self.rendering_kwargs.get("c_scale", 0),
+            truncation_psi=truncation_psi,
+            truncation_cutoff=truncation_cutoff,
+            update_emas=update_emas,
         )
 
     # -- synthesis -----------------------------------------------------------------------------
@@ -228,9 +246,15 @@ class TriPlaneGenerator(nn.Module):
         Plane k holds channels ``32k .. 32k+31`` of the backbone output.
         """
         planes = self.backbone.synthesis(
-            ws, noise_mode=noise_mode, force_fp32=force_fp32, fused_modconv=fused_modconv, update_emas=update_emas
+            ws,
+            noise_mode=noise_mode,
+            force_fp32=force_fp32,
+            fused_modconv=fused_modconv,
+            update_emas=update_emas,
         )
-        return planes.view(planes.shape[0], NUM_PLANES, PLANE_CHANNELS, planes.shape[-2], planes.shape[-1])
+        return planes.view(
+            planes.shape[0], NUM_PLANES, PLANE_CHANNELS, planes.shape[-2], planes.shape[-1]
+        )
 
     def render_planes(
         self,
@@ -270,7 +294,11 @@ class TriPlaneGenerator(nn.Module):
             images in [-1, 1] (not clamped), depth as expected distance along the unit ray.
 
         """
-        res = self.neural_rendering_resolution if neural_rendering_resolution is None else int(neural_rendering_resolution)
+        res = (
+            self.neural_rendering_resolution
+            if neural_rendering_resolution is None
+            else int(neural_rendering_resolution)
+        )
         if res < 1:
             raise ConfigError(f"neural_rendering_resolution must be >= 1; got {res}.")
         dims = check_shape(planes, ["N", NUM_PLANES, PLANE_CHANNELS, "H", "W"], "planes")
@@ -284,21 +312,33 @@ class TriPlaneGenerator(nn.Module):
         cams = c.reshape(n * views, CAMERA_DIM).to(torch.float32)
         m = res * res
 
-        ray_origins, ray_directions = self.ray_sampler(cams[:, :16].view(-1, 4, 4), cams[:, 16:25].view(-1, 3, 3), res)
+        ray_origins, ray_directions = self.ray_sampler(
+            cams[:, :16].view(-1, 4, 4), cams[:, 16:25].view(-1, 3, 3), res
+        )
         # All views of a latent go through one renderer call as one long list of rays.
         result = self.renderer(
-            planes, self.decoder, ray_origins.reshape(n, views * m, 3), ray_directions.reshape(n, views * m, 3),
-            self.rendering_kwargs, random=random,
+            planes,
+            self.decoder,
+            ray_origins.reshape(n, views * m, 3),
+            ray_directions.reshape(n, views * m, 3),
+            self.rendering_kwargs,
+            random=random,
         )
         batch = n * views
         features = result.features.reshape(batch, m, -1)
-        feature_image = features.permute(0, 2, 1).reshape(batch, features.shape[-1], res, res).contiguous()
+        feature_image = (
+            features.permute(0, 2, 1).reshape(batch, features.shape[-1], res, res).contiguous()
+        )
         depth_image = result.depth.reshape(batch, m, 1).permute(0, 2, 1).reshape(batch, 1, res, res)
 
         rgb_image = feature_image[:, :3]
         ws_sr = ws.repeat_interleave(views, dim=0) if views > 1 else ws
-        sr = self._superresolve(rgb_image, feature_image, ws_sr, force_fp32=force_fp32, fused_modconv=fused_modconv)
-        image_raw = sr.rgb_alias if (self.reproduce_sr_aliasing and sr.rgb_alias is not None) else rgb_image
+        sr = self._superresolve(
+            rgb_image, feature_image, ws_sr, force_fp32=force_fp32, fused_modconv=fused_modconv
+        )
+        image_raw = (
+            sr.rgb_alias if (self.reproduce_sr_aliasing and sr.rgb_alias is not None) else rgb_image
+        )
         out = {"image": sr.image, "image_raw": image_raw, "image_depth": depth_image}
         if return_intermediates:
             out.update(
@@ -322,13 +362,22 @@ class TriPlaneGenerator(nn.Module):
     """
 
     def _superresolve(
-        self, rgb: torch.Tensor, features: torch.Tensor, ws: torch.Tensor, *, force_fp32: bool, fused_modconv: bool | str | None
+        self,
+        rgb: torch.Tensor,
+        features: torch.Tensor,
+        ws: torch.Tensor,
+        *,
+        force_fp32: bool,
+        fused_modconv: bool | str | None,
     ) -> SROutput:
         chunk = self.superresolution_chunk or (1 if rgb.device.type == "cpu" else rgb.shape[0])
         parts = [
             self.superresolution(
-                rgb[k : k + chunk], features[k : k + chunk], ws[k : k + chunk],
-                noise_mode=self.rendering_kwargs["superresolution_noise_mode"], force_fp32=force_fp32,
+                rgb[k : k + chunk],
+                features[k : k + chunk],
+                ws[k : k + chunk],
+                noise_mode=self.rendering_kwargs["superresolution_noise_mode"],
+                force_fp32=force_fp32,
                 fused_modconv=fused_modconv,
             )
             for k in range(0, rgb.shape[0], chunk)
@@ -358,11 +407,21 @@ class TriPlaneGenerator(nn.Module):
         as in :meth:`render_planes`.
         """
         planes = self.backbone_planes(
-            ws, noise_mode=noise_mode, force_fp32=force_fp32, fused_modconv=fused_modconv, update_emas=update_emas
+            ws,
+            noise_mode=noise_mode,
+            force_fp32=force_fp32,
+            fused_modconv=fused_modconv,
+            update_emas=update_emas,
         )
         return self.render_planes(
-            planes, ws, c, neural_rendering_resolution=neural_rendering_resolution, random=random,
-            force_fp32=force_fp32, fused_modconv=fused_modconv, return_intermediates=return_intermediates,
+            planes,
+            ws,
+            c,
+            neural_rendering_resolution=neural_rendering_resolution,
+            random=random,
+            force_fp32=force_fp32,
+            fused_modconv=fused_modconv,
+            return_intermediates=return_intermediates,
         )
 
     def forward(
@@ -381,10 +440,22 @@ class TriPlaneGenerator(nn.Module):
         return_intermediates: bool = False,
     ) -> dict[str, torch.Tensor]:
         """:meth:`mapping` with ``c`` as conditioning, then :meth:`synthesis` from camera ``c [N, 25]``."""
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)
+        ws = self.mapping(
+            z,
+            c,
+            truncation_psi=truncation_psi,
+            truncation_cutoff=truncation_cutoff,
+            update_emas=update_emas,
+        )
         return self.synthesis(
-            ws, c, neural_rendering_resolution=neural_rendering_resolution, random=random, noise_mode=noise_mode,
-            force_fp32=force_fp32, fused_modconv=fused_modconv, update_emas=update_emas,
+            ws,
+            c,
+            neural_rendering_resolution=neural_rendering_resolution,
+            random=random,
+            noise_mode=noise_mode,
+            force_fp32=force_fp32,
+            fused_modconv=fused_modconv,
+            update_emas=update_emas,
             return_intermediates=return_intermediates,
         )
 
@@ -408,7 +479,9 @@ class TriPlaneGenerator(nn.Module):
         dims = check_shape(planes, ["N", NUM_PLANES, PLANE_CHANNELS, "H", "W"], "planes")
         check_shape(coordinates, ["N", "M", 3], "coordinates", dims=dims)
         check_shape(directions, ["N", "M", 3], "directions", dims=dims)
-        return self.renderer.run_model(planes, self.decoder, coordinates, directions, self.rendering_kwargs)
+        return self.renderer.run_model(
+            planes, self.decoder, coordinates, directions, self.rendering_kwargs
+        )
 
     def sample_mixed(
         self,
@@ -423,7 +496,11 @@ class TriPlaneGenerator(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Density and features at points for latents ``ws`` (backbone + :meth:`sample_planes`)."""
         planes = self.backbone_planes(
-            ws, noise_mode=noise_mode, force_fp32=force_fp32, fused_modconv=fused_modconv, update_emas=update_emas
+            ws,
+            noise_mode=noise_mode,
+            force_fp32=force_fp32,
+            fused_modconv=fused_modconv,
+            update_emas=update_emas,
         )
         return self.sample_planes(planes, coordinates, directions)
 
@@ -442,10 +519,21 @@ class TriPlaneGenerator(nn.Module):
         fused_modconv: bool | str | None = None,
     ) -> dict[str, torch.Tensor]:
         """:meth:`mapping` then :meth:`sample_mixed`."""
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)
+        ws = self.mapping(
+            z,
+            c,
+            truncation_psi=truncation_psi,
+            truncation_cutoff=truncation_cutoff,
+            update_emas=update_emas,
+        )
         return self.sample_mixed(
-            coordinates, directions, ws, noise_mode=noise_mode, force_fp32=force_fp32,
-            fused_modconv=fused_modconv, update_emas=update_emas,
+            coordinates,
+            directions,
+            ws,
+            noise_mode=noise_mode,
+            force_fp32=force_fp32,
+            fused_modconv=fused_modconv,
+            update_emas=update_emas,
         )
 
     def extra_repr(self) -> str:

@@ -77,7 +77,9 @@ def _on_cuda(x: torch.Tensor) -> bool:
     return x.device.type == "cuda"
 
 
-def resolve_impl(op: str, impl: str, x: torch.Tensor, *, unsupported: str | None = None) -> Literal["ref", "cuda"]:
+def resolve_impl(
+    op: str, impl: str, x: torch.Tensor, *, unsupported: str | None = None
+) -> Literal["ref", "cuda"]:
     """Decide which implementation of ``op`` runs on ``x``.
 
     Args:
@@ -115,7 +117,10 @@ def resolve_impl(op: str, impl: str, x: torch.Tensor, *, unsupported: str | None
                 + (f", or unset {IMPL_ENV}." if source == IMPL_ENV else "."),
             )
         if unsupported is not None:
-            raise UserInputError(f"{op}: the CUDA kernel cannot take these inputs: {unsupported}.", hint="use impl='auto' or 'ref'.")
+            raise UserInputError(
+                f"{op}: the CUDA kernel cannot take these inputs: {unsupported}.",
+                hint="use impl='auto' or 'ref'.",
+            )
         _build.KERNELS.get(_KERNEL_OF[op])
         return "cuda"
     if not on_cuda or unsupported is not None:
@@ -162,8 +167,12 @@ def upfirdn2d(
     ``upfirdn2d``, so gradients of every order are available.
     """
     if resolve_impl("upfirdn2d", impl, x) == "cuda":
-        return _cuda.upfirdn2d(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
-    return reference.upfirdn2d(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
+        return _cuda.upfirdn2d(
+            x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain
+        )
+    return reference.upfirdn2d(
+        x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain
+    )
 
 
 def filter2d(
@@ -193,7 +202,9 @@ def upsample2d(
     """FIR upsampling by ``up``; see :func:`reference.upsample2d`."""
     upx, upy = reference.parse_scaling(up, "up")
     pad = reference.upsample2d_padding(f, (upx, upy), padding)
-    return upfirdn2d(x, f, up=(upx, upy), padding=pad, flip_filter=flip_filter, gain=gain * upx * upy, impl=impl)
+    return upfirdn2d(
+        x, f, up=(upx, upy), padding=pad, flip_filter=flip_filter, gain=gain * upx * upy, impl=impl
+    )
 
 
 def downsample2d(

@@ -206,7 +206,9 @@ def parse_scaling(scaling: int | Sequence[int], name: str = "scaling") -> tuple[
     """Normalise an up/down factor to ``(sx, sy)``; each must be an int >= 1."""
     pair = [scaling, scaling] if isinstance(scaling, int) else list(scaling)
     if len(pair) != 2 or not all(isinstance(s, int) and s >= 1 for s in pair):
-        raise ConfigError(f"{name}: expected an int >= 1 or a pair (x, y) of them, got {scaling!r}.")
+        raise ConfigError(
+            f"{name}: expected an int >= 1 or a pair (x, y) of them, got {scaling!r}."
+        )
     return pair[0], pair[1]
 
 
@@ -319,7 +321,9 @@ def upfirdn2d(
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
     fw, fh = filter_size(f)
     if f.dtype != torch.float32:
-        raise UserInputError(f"f: expected a float32 filter, got {f.dtype}.", hint="use setup_filter().")
+        raise UserInputError(
+            f"f: expected a float32 filter, got {f.dtype}.", hint="use setup_filter()."
+        )
     if f.requires_grad:
         raise UserInputError("f: the filter must not require grad; gradients flow to x only.")
     batch, channels, in_h, in_w = x.shape
@@ -338,7 +342,9 @@ def upfirdn2d(
         )
 
     if (upx > 1 or upy > 1) and x.dtype in (torch.float32, torch.float64):
-        return _upfirdn2d_transposed(x, f, (upx, upy), (downx, downy), (px0, px1, py0, py1), flip_filter, gain)
+        return _upfirdn2d_transposed(
+            x, f, (upx, upy), (downx, downy), (px0, px1, py0, py1), flip_filter, gain
+        )
 
     # Zero insertion: give every pixel a trailing block of (up-1) zeros along each axis.
     x = x.reshape(batch, channels, in_h, 1, in_w, 1)
@@ -391,10 +397,16 @@ def _upfirdn2d_transposed(
     if flip_filter:
         w = w.flip(list(range(w.ndim)))
     if w.ndim == 2:
-        x = F.conv_transpose2d(x, w[None, None].expand(channels, 1, fh, fw), stride=(upy, upx), groups=channels)
+        x = F.conv_transpose2d(
+            x, w[None, None].expand(channels, 1, fh, fw), stride=(upy, upx), groups=channels
+        )
     else:
-        x = F.conv_transpose2d(x, w.view(1, 1, 1, fw).expand(channels, 1, 1, fw), stride=(1, upx), groups=channels)
-        x = F.conv_transpose2d(x, w.view(1, 1, fh, 1).expand(channels, 1, fh, 1), stride=(upy, 1), groups=channels)
+        x = F.conv_transpose2d(
+            x, w.view(1, 1, 1, fw).expand(channels, 1, 1, fw), stride=(1, upx), groups=channels
+        )
+        x = F.conv_transpose2d(
+            x, w.view(1, 1, fh, 1).expand(channels, 1, fh, 1), stride=(upy, 1), groups=channels
+        )
     out_h = in_h * upy + py0 + py1 - fh + 1
     out_w = in_w * upx + px0 + px1 - fw + 1
     sy, sx = fh - 1 - py0, fw - 1 - px0  # where output 0 sits in the transposed result

@@ -137,7 +137,12 @@ def _row(name: str, workers: int, threads: int, images: int, report: BatchReport
     )
 
 
-def run_bench(settings: BatchBenchSettings, *, out: str | os.PathLike | None = None, log: Callable[[str], None] = lambda s: None) -> tuple[list[BenchRow], dict[str, Any]]:
+def run_bench(
+    settings: BatchBenchSettings,
+    *,
+    out: str | os.PathLike | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> tuple[list[BenchRow], dict[str, Any]]:
     """Run every configuration; returns the rows and the machine's description (cores, load before and after)."""
     cores = settings.cores or available_cores()
     meta: dict[str, Any] = {
@@ -154,12 +159,20 @@ def run_bench(settings: BatchBenchSettings, *, out: str | os.PathLike | None = N
         spec = JobSpec(
             generator="symheads",
             pose=None,
-            overrides=(f"latent.steps={settings.steps}", f"tune.steps={settings.steps}", *settings.overrides),
+            overrides=(
+                f"latent.steps={settings.steps}",
+                f"tune.steps={settings.steps}",
+                *settings.overrides,
+            ),
             export=settings.export,
         )
-        configs: list[tuple[str, int, int, str | None]] = [("local", w, max(1, cores // w), None) for w in settings.local_workers]
+        configs: list[tuple[str, int, int, str | None]] = [
+            ("local", w, max(1, cores // w), None) for w in settings.local_workers
+        ]
         if settings.ray_workers:
-            configs.append(("ray (local)", settings.ray_workers, max(1, cores // settings.ray_workers), "auto"))
+            configs.append(
+                ("ray (local)", settings.ray_workers, max(1, cores // settings.ray_workers), "auto")
+            )
         rows: list[BenchRow] = []
         for name, workers, threads, ray in configs:
             dest = root / f"{name.split()[0]}-{workers}w"
@@ -175,7 +188,10 @@ def run_bench(settings: BatchBenchSettings, *, out: str | os.PathLike | None = N
                 threads=threads,
                 ray_init_options={"num_cpus": cores} if ray else {},
             )
-            with _env("RAY_worker_niceness", None if not ray or settings.ray_niceness is None else str(settings.ray_niceness)):
+            with _env(
+                "RAY_worker_niceness",
+                None if not ray or settings.ray_niceness is None else str(settings.ray_niceness),
+            ):
                 report = run_batch(settings_)
             rows.append(_row(name, workers, threads, settings.images, report))
             log(f"  {rows[-1].done}/{settings.images} done in {report.seconds:.1f} s")
@@ -188,17 +204,39 @@ def print_bench(rows: Sequence[BenchRow], meta: dict[str, Any], console: Any) ->
     from rich.table import Table
 
     load = meta.get("load_before", (math.nan,) * 3)
-    table = Table(title=f"batch throughput, SymHeads, {meta.get('cores')} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start")
-    for col in ("backend", "workers x threads", "images", "wall s", "start-up s", "images/min", "images/min steady", "worker s/image", "dispatch ms/image"):
+    table = Table(
+        title=f"batch throughput, SymHeads, {meta.get('cores')} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start"
+    )
+    for col in (
+        "backend",
+        "workers x threads",
+        "images",
+        "wall s",
+        "start-up s",
+        "images/min",
+        "images/min steady",
+        "worker s/image",
+        "dispatch ms/image",
+    ):
         table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         table.add_row(
-            r.backend, f"{r.workers} x {r.threads}", f"{r.done}/{r.images}", f"{r.wall:.1f}", f"{r.startup:.1f}", f"{r.per_minute:.1f}", f"{r.steady_per_minute:.1f}", f"{r.work_mean:.2f}", f"{r.overhead_ms:.0f}"
+            r.backend,
+            f"{r.workers} x {r.threads}",
+            f"{r.done}/{r.images}",
+            f"{r.wall:.1f}",
+            f"{r.startup:.1f}",
+            f"{r.per_minute:.1f}",
+            f"{r.steady_per_minute:.1f}",
+            f"{r.work_mean:.2f}",
+            f"{r.overhead_ms:.0f}",
         )
     console.print(table)
     ray_rows = [r for r in rows if r.backend.startswith("ray")]
     for ray_row in ray_rows:
-        local = next((r for r in rows if r.backend == "local" and r.workers == ray_row.workers), None)
+        local = next(
+            (r for r in rows if r.backend == "local" and r.workers == ray_row.workers), None
+        )
         if local is None:
             continue
         steady_local = (local.wall - local.startup) / max(local.done, 1)
@@ -208,7 +246,9 @@ def print_bench(rows: Sequence[BenchRow], meta: dict[str, Any], console: Any) ->
             f"steady wall time {1000 * (steady_ray - steady_local):+.0f} ms/image; start-up {ray_row.startup - local.startup:+.1f} s"
         )
     if ray_rows and meta.get("ray_niceness") is not None:
-        console.print(f"Ray worker processes ran at niceness {meta['ray_niceness']} (Ray's default is 15; the local pool runs at 0).")
+        console.print(
+            f"Ray worker processes ran at niceness {meta['ray_niceness']} (Ray's default is 15; the local pool runs at 0)."
+        )
     console.print(
         "steady: images per minute once the workers were up; dispatch: the coordinator's round trip per image minus the worker's own time."
     )

@@ -18,7 +18,10 @@ def demo(
     seed: Annotated[int, typer.Option(help="Which SymHeads head.")] = 3,
     yaw: Annotated[float, typer.Option(help="Yaw of the input view, degrees.")] = 35.0,
     progress: Annotated[str, typer.Option(help="rich, plain, json or off.")] = "rich",
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Config overrides for both methods, e.g. --set tune.steps=100.")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Config overrides for both methods, e.g. --set tune.steps=100."),
+    ] = None,
 ) -> None:
     """Invert a synthetic head seen at 35 degrees with PTI and with SPI; write a comparison figure and metrics."""
     import time
@@ -27,7 +30,9 @@ def demo(
     from sym3d_extras.benchmarks.demo import run_demo
 
     if progress not in ("rich", "plain", "json", "off"):
-        raise typer.BadParameter(f"expected one of rich, plain, json, off; got {progress!r}", param_hint="--progress")
+        raise typer.BadParameter(
+            f"expected one of rich, plain, json, off; got {progress!r}", param_hint="--progress"
+        )
     t0 = time.perf_counter()
     renderers = {}
 
@@ -38,7 +43,9 @@ def demo(
         return [r]
 
     try:
-        paths = run_demo(out, seed=seed, source_yaw=yaw, overrides=set_ or [], callbacks_for=callbacks_for)
+        paths = run_demo(
+            out, seed=seed, source_yaw=yaw, overrides=set_ or [], callbacks_for=callbacks_for
+        )
     finally:
         for r in renderers.values():
             r.__exit__(None, None, None)
@@ -50,17 +57,43 @@ def demo(
 
 
 def bench_quality(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (rows.csv is appended; a re-run resumes).")] = Path("bench-results/quality"),
-    heads: Annotated[int, typer.Option(help="Number of heads (seeds 0..N-1; hyperparameters were chosen on seeds >= 100).")] = 8,
-    seeds: Annotated[str | None, typer.Option(help="Comma-separated head seeds (instead of --heads), e.g. to split a run over processes.")] = None,
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Output folder (rows.csv is appended; a re-run resumes)."),
+    ] = Path("bench-results/quality"),
+    heads: Annotated[
+        int,
+        typer.Option(
+            help="Number of heads (seeds 0..N-1; hyperparameters were chosen on seeds >= 100)."
+        ),
+    ] = 8,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated head seeds (instead of --heads), e.g. to split a run over processes."
+        ),
+    ] = None,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: default).")] = 0,
     seed: Annotated[int, typer.Option(help="Engine seed.")] = 0,
     size: Annotated[int, typer.Option(help="Image side of the world and the generator.")] = 64,
-    source_yaws: Annotated[str, typer.Option(help="Comma-separated source yaws (degrees).")] = "0,15,30,45,60",
-    methods: Annotated[str, typer.Option(help="Comma-separated presets.")] = "w+,pti,pti-depth-reg,spi,spi-no-mirror,spi-no-warp,spi-no-authentic-mask,spi-no-depth-reg",
-    conditions: Annotated[str, typer.Option(help="Comma-separated conditions, each factors joined by '+' (detail, mole, fringe, sidelight, sidelight-right, toplight, lowlight, twolights, colourlight).")] = "detail+mole,detail+mole+fringe,detail+mole+sidelight",
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Config overrides for every method.")] = None,
-    lpips: Annotated[bool, typer.Option("--lpips/--no-lpips", help="Compute LPIPS (needs the lpips extra).")] = True,
+    source_yaws: Annotated[
+        str, typer.Option(help="Comma-separated source yaws (degrees).")
+    ] = "0,15,30,45,60",
+    methods: Annotated[
+        str, typer.Option(help="Comma-separated presets.")
+    ] = "w+,pti,pti-depth-reg,spi,spi-no-mirror,spi-no-warp,spi-no-authentic-mask,spi-no-depth-reg",
+    conditions: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated conditions, each factors joined by '+' (detail, mole, fringe, sidelight, sidelight-right, toplight, lowlight, twolights, colourlight)."
+        ),
+    ] = "detail+mole,detail+mole+fringe,detail+mole+sidelight",
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Config overrides for every method.")
+    ] = None,
+    lpips: Annotated[
+        bool, typer.Option("--lpips/--no-lpips", help="Compute LPIPS (needs the lpips extra).")
+    ] = True,
 ) -> None:
     """SymHeads quality benchmark: PSNR/SSIM/LPIPS/depth/mole/ghost at novel views, means with 95% CIs over heads."""
     import time
@@ -102,19 +135,36 @@ def bench_quality(
     rows = run_quality(settings, out, progress=report)
     paths = write_summary(rows, out)
     typer.echo(paths["summary_md"].read_text())
-    typer.echo(f"rows: {rows.resolve()}\nsummary: {paths['summary_md'].resolve()}\nplots: {', '.join(str(p) for k, p in paths.items() if k.startswith('plot_'))}")
+    typer.echo(
+        f"rows: {rows.resolve()}\nsummary: {paths['summary_md'].resolve()}\nplots: {', '.join(str(p) for k, p in paths.items() if k.startswith('plot_'))}"
+    )
 
 
 def bench_batch(
     images: Annotated[int, typer.Option(help="SymHeads images to invert per configuration.")] = 8,
     steps: Annotated[int, typer.Option(help="Steps of each stage.")] = 10,
     workers: Annotated[str, typer.Option(help="Comma-separated local worker counts.")] = "1,2",
-    ray: Annotated[bool, typer.Option("--ray/--no-ray", help="Also measure a local Ray (needs the dist extra).")] = True,
+    ray: Annotated[
+        bool,
+        typer.Option("--ray/--no-ray", help="Also measure a local Ray (needs the dist extra)."),
+    ] = True,
     ray_workers: Annotated[int, typer.Option(help="Ray actors (threads: cores / actors).")] = 2,
-    export: Annotated[str, typer.Option(help=f"Outputs per image: {','.join(EXPORT_PARTS)}, or none.")] = "metrics",
+    export: Annotated[
+        str, typer.Option(help=f"Outputs per image: {','.join(EXPORT_PARTS)}, or none.")
+    ] = "metrics",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Extra config overrides.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Keep the inputs and results here (default: a temporary folder).")] = None,
-    ray_niceness: Annotated[int, typer.Option(help="Niceness of Ray's worker processes (Ray's default: 15; the local pool runs at 0).")] = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Keep the inputs and results here (default: a temporary folder)."
+        ),
+    ] = None,
+    ray_niceness: Annotated[
+        int,
+        typer.Option(
+            help="Niceness of Ray's worker processes (Ray's default: 15; the local pool runs at 0)."
+        ),
+    ] = 0,
 ) -> None:
     """Batch throughput with the SymHeads generator: images/minute for local pools and a local Ray, and Ray's per-image overhead."""
     from rich.console import Console

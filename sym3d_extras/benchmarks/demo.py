@@ -87,7 +87,13 @@ def run_demo(
     for method in methods:
         t0 = time.perf_counter()
         cbs = callbacks_for(method) if callbacks_for else []
-        result = sym3d.invert(observation=obs, generator=world, preset=method, overrides=list(overrides), callbacks=cbs)
+        result = sym3d.invert(
+            observation=obs,
+            generator=world,
+            preset=method,
+            overrides=list(overrides),
+            callbacks=cbs,
+        )
         timings[method] = time.perf_counter() - t0
         result.save(out / method)
         tuned = result.apply(world)
@@ -101,7 +107,9 @@ def run_demo(
         err = (img - truth.image).abs().mean(1, keepdim=True)
         groups: dict[str, list[int]] = {}
         for i, y in enumerate(DEMO_YAWS):
-            groups.setdefault(group_of(source_yaw, y) if abs(y + source_yaw) > 1e-6 else "mirror", []).append(i)
+            groups.setdefault(
+                group_of(source_yaw, y) if abs(y + source_yaw) > 1e-6 else "mirror", []
+            ).append(i)
         row: dict[str, float] = {}
         for g, idx in groups.items():
             row[f"psnr_{g}"] = float(psnr[idx].mean())
@@ -154,7 +162,9 @@ def run_demo(
     }
 
     # ---- metrics
-    groups = sorted({k.split("_", 1)[1] for row in table.values() for k in row if k.startswith("psnr_")})
+    groups = sorted(
+        {k.split("_", 1)[1] for row in table.values() for k in row if k.startswith("psnr_")}
+    )
     lines = [
         f"# sym3d demo: SymHeads head {seed}, input yaw {source_yaw:+.0f} degrees",
         "",
@@ -162,7 +172,11 @@ def run_demo(
         "at the true one-sided mole and at its mirrored spot (which must stay clean). near: |target - source| <= 15 degrees;",
         "mirror: the mirrored view; far: the rest.",
         "",
-        "| method | " + " | ".join(f"PSNR {g}" for g in groups) + " | " + " | ".join(f"depth MAE {g}" for g in groups) + " | mole err | ghost err | seconds |",
+        "| method | "
+        + " | ".join(f"PSNR {g}" for g in groups)
+        + " | "
+        + " | ".join(f"depth MAE {g}" for g in groups)
+        + " | mole err | ghost err | seconds |",
         "|---" * (3 + 2 * len(groups) + 1) + "|",
     ]
     for method, row in table.items():

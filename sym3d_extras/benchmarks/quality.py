@@ -42,8 +42,17 @@ __all__ = [
 ]
 
 DEFAULT_METHODS = (
-    "w+", "pti", "pti-depth-reg", "spi", "spi-paper", "spi-no-relight", "spi-no-anchor",
-    "spi-no-mirror", "spi-no-warp", "spi-no-authentic-mask", "spi-no-depth-reg",
+    "w+",
+    "pti",
+    "pti-depth-reg",
+    "spi",
+    "spi-paper",
+    "spi-no-relight",
+    "spi-no-anchor",
+    "spi-no-mirror",
+    "spi-no-warp",
+    "spi-no-authentic-mask",
+    "spi-no-depth-reg",
 )
 
 
@@ -131,8 +140,19 @@ CONDITIONS: Mapping[str, Mapping[str, Any]] = {
 ``+``-composition of :data:`CONDITION_TOKENS` is accepted too (:func:`parse_condition`)."""
 
 FIELDS = (
-    "condition", "head", "source_yaw", "method", "target_yaw", "group",
-    "psnr", "ssim", "lpips", "depth_mae", "mole_err", "ghost_err", "seconds",
+    "condition",
+    "head",
+    "source_yaw",
+    "method",
+    "target_yaw",
+    "group",
+    "psnr",
+    "ssim",
+    "lpips",
+    "depth_mae",
+    "mole_err",
+    "ghost_err",
+    "seconds",
 )
 METRICS = ("psnr", "ssim", "lpips", "depth_mae", "mole_err", "ghost_err")
 
@@ -195,7 +215,10 @@ def _read_done(path: Path) -> set[tuple]:
     if not path.exists():
         return set()
     with open(path, newline="") as f:
-        return {(r["condition"], int(r["head"]), float(r["source_yaw"]), r["method"]) for r in csv.DictReader(f)}
+        return {
+            (r["condition"], int(r["head"]), float(r["source_yaw"]), r["method"])
+            for r in csv.DictReader(f)
+        }
 
 
 def run_quality(
@@ -229,7 +252,9 @@ def run_quality(
         from sym3d_extras.perceptual import LPIPS
 
         lpips_fn = LPIPS("alex", resize_to=None)
-    jobs = [(c, h, s) for c in settings.conditions for h in settings.heads for s in settings.source_yaws]
+    jobs = [
+        (c, h, s) for c in settings.conditions for h in settings.heads for s in settings.source_yaws
+    ]
     total = len(jobs) * len(settings.methods)
     count = 0
     with open(rows_path, "a", newline="") as f:
@@ -248,11 +273,18 @@ def run_quality(
                 if (cond, head, float(src), method) in done:
                     continue
                 t0 = time.perf_counter()
-                cfg = resolve_config(method, None, settings.overrides, recommended=generator_info(world).recommended_overrides)
+                cfg = resolve_config(
+                    method,
+                    None,
+                    settings.overrides,
+                    recommended=generator_info(world).recommended_overrides,
+                )
                 cfg = apply_overrides(cfg, {"seed": settings.seed})
                 key = _stage1_key(cfg)
                 pivot = pivots.get(key)
-                result = sym3d.invert(observation=obs, generator=world, config=cfg, pivot=pivot, progress="off")
+                result = sym3d.invert(
+                    observation=obs, generator=world, config=cfg, pivot=pivot, progress="off"
+                )
                 pivots.setdefault(key, result.ws)
                 tuned = result.apply(world)
                 with torch.no_grad():
@@ -261,7 +293,11 @@ def run_quality(
                 mask = truth.face_mask
                 psnr = metrics.psnr(img, truth.image, mask=mask)
                 ssim = metrics.ssim(img, truth.image, mask=mask)
-                lp = lpips_fn(img * mask, truth.image * mask, reduction="none") if lpips_fn is not None else torch.full((len(targets),), float("nan"))
+                lp = (
+                    lpips_fn(img * mask, truth.image * mask, reduction="none")
+                    if lpips_fn is not None
+                    else torch.full((len(targets),), float("nan"))
+                )
                 seconds = time.perf_counter() - t0
                 err = (img - truth.image).abs().mean(1, keepdim=True)
                 for i, tyaw in enumerate(settings.target_yaws):
@@ -299,7 +335,9 @@ def _load_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def summarize(rows_path: str | Path, *, groups: Iterable[str] = ("near", "far", "mirror")) -> list[dict[str, Any]]:
+def summarize(
+    rows_path: str | Path, *, groups: Iterable[str] = ("near", "far", "mirror")
+) -> list[dict[str, Any]]:
     """Per (condition, source yaw, group, method): mean and 95% CI over heads of each metric.
 
     Each head contributes one value per cell: its mean over the target views of the group.
@@ -317,10 +355,18 @@ def summarize(rows_path: str | Path, *, groups: Iterable[str] = ("near", "far", 
             if vals:
                 cells[(cond, src, grp, method)][m].append(sum(vals) / len(vals))
     out = []
-    for (cond, src, grp, method), metrics_ in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3])):
+    for (cond, src, grp, method), metrics_ in sorted(
+        cells.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3])
+    ):
         if grp not in groups:
             continue
-        row: dict[str, Any] = {"condition": cond, "source_yaw": src, "group": grp, "method": method, "heads": len(metrics_["psnr"])}
+        row: dict[str, Any] = {
+            "condition": cond,
+            "source_yaw": src,
+            "group": grp,
+            "method": method,
+            "heads": len(metrics_["psnr"]),
+        }
         for m, vals in metrics_.items():
             ci = confidence_interval(vals, nan_policy="omit") if len(vals) > 1 else None
             row[m] = sum(vals) / len(vals)
@@ -339,7 +385,11 @@ CLAIMS = (
 
 
 def paired_differences(
-    rows_path: str | Path, *, group: str = "far", min_source: float = 30.0, claims: Sequence[tuple[str, str, str, str]] = CLAIMS
+    rows_path: str | Path,
+    *,
+    group: str = "far",
+    min_source: float = 30.0,
+    claims: Sequence[tuple[str, str, str, str]] = CLAIMS,
 ) -> list[dict[str, Any]]:
     """Paired per-head differences ``method - baseline`` of group means, with 95% CIs over heads.
 
@@ -367,27 +417,74 @@ def paired_differences(
     for cond, src in keys:
         heads = sorted({h for (c, s, _m, h, _x) in acc if (c, s) == (cond, src)})
         for metric, method, base, better in claims:
-            diffs = [means[(cond, src, method, h, metric)] - means[(cond, src, base, h, metric)] for h in heads if (cond, src, method, h, metric) in means and (cond, src, base, h, metric) in means]
+            diffs = [
+                means[(cond, src, method, h, metric)] - means[(cond, src, base, h, metric)]
+                for h in heads
+                if (cond, src, method, h, metric) in means and (cond, src, base, h, metric) in means
+            ]
             if not diffs:
                 continue
             ci = confidence_interval(diffs) if len(diffs) > 1 else None
             mean = sum(diffs) / len(diffs)
-            holds = (mean > 0 if better == "higher" else mean < 0) and (ci is None or (ci.low > 0 if better == "higher" else ci.high < 0))
-            out.append({"condition": cond, "source_yaw": src, "claim": f"{metric}: {method} - {base}", "better": better, "heads": len(diffs), "mean": mean, "ci_low": ci.low if ci else float("nan"), "ci_high": ci.high if ci else float("nan"), "significant": holds})
-        g_spi = [sum(ghost[(cond, src, "spi", h)]) / len(ghost[(cond, src, "spi", h)]) for h in heads if ghost.get((cond, src, "spi", h))]
-        g_pti = [sum(ghost[(cond, src, "pti", h)]) / len(ghost[(cond, src, "pti", h)]) for h in heads if ghost.get((cond, src, "pti", h))]
+            holds = (mean > 0 if better == "higher" else mean < 0) and (
+                ci is None or (ci.low > 0 if better == "higher" else ci.high < 0)
+            )
+            out.append(
+                {
+                    "condition": cond,
+                    "source_yaw": src,
+                    "claim": f"{metric}: {method} - {base}",
+                    "better": better,
+                    "heads": len(diffs),
+                    "mean": mean,
+                    "ci_low": ci.low if ci else float("nan"),
+                    "ci_high": ci.high if ci else float("nan"),
+                    "significant": holds,
+                }
+            )
+        g_spi = [
+            sum(ghost[(cond, src, "spi", h)]) / len(ghost[(cond, src, "spi", h)])
+            for h in heads
+            if ghost.get((cond, src, "spi", h))
+        ]
+        g_pti = [
+            sum(ghost[(cond, src, "pti", h)]) / len(ghost[(cond, src, "pti", h)])
+            for h in heads
+            if ghost.get((cond, src, "pti", h))
+        ]
         if g_spi and g_pti:
             ratio = (sum(g_spi) / len(g_spi)) / max(sum(g_pti) / len(g_pti), 1e-9)
-            out.append({"condition": cond, "source_yaw": src, "claim": "ghost_err: spi / pti (all views)", "better": "<= 1.5", "heads": len(g_spi), "mean": ratio, "ci_low": float("nan"), "ci_high": float("nan"), "significant": ratio <= 1.5})
+            out.append(
+                {
+                    "condition": cond,
+                    "source_yaw": src,
+                    "claim": "ghost_err: spi / pti (all views)",
+                    "better": "<= 1.5",
+                    "heads": len(g_spi),
+                    "mean": ratio,
+                    "ci_low": float("nan"),
+                    "ci_high": float("nan"),
+                    "significant": ratio <= 1.5,
+                }
+            )
     return out
 
 
-def write_summary(rows_path: str | Path, out_dir: str | Path, *, methods: Sequence[str] | None = None) -> dict[str, Path]:
+def write_summary(
+    rows_path: str | Path, out_dir: str | Path, *, methods: Sequence[str] | None = None
+) -> dict[str, Path]:
     """Write ``summary.csv``, ``summary.md`` and one plot per metric (metric vs target yaw per method)."""
     out = Path(out_dir)
     summary = summarize(rows_path)
     paths: dict[str, Path] = {}
-    cols = ["condition", "source_yaw", "group", "method", "heads", *[x for m in METRICS for x in (m, f"{m}_ci")]]
+    cols = [
+        "condition",
+        "source_yaw",
+        "group",
+        "method",
+        "heads",
+        *[x for m in METRICS for x in (m, f"{m}_ci")],
+    ]
     with open(out / "summary.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
@@ -395,10 +492,19 @@ def write_summary(rows_path: str | Path, out_dir: str | Path, *, methods: Sequen
             w.writerow({k: r.get(k, "") for k in cols})
     paths["summary_csv"] = out / "summary.csv"
     lines = []
-    fmt = {"psnr": "{:.2f}", "ssim": "{:.3f}", "lpips": "{:.3f}", "depth_mae": "{:.4f}", "mole_err": "{:.3f}", "ghost_err": "{:.3f}"}
+    fmt = {
+        "psnr": "{:.2f}",
+        "ssim": "{:.3f}",
+        "lpips": "{:.3f}",
+        "depth_mae": "{:.4f}",
+        "mole_err": "{:.3f}",
+        "ghost_err": "{:.3f}",
+    }
     for cond in sorted({r["condition"] for r in summary}):
         lines.append(f"\n### condition: {cond}\n")
-        lines.append("| source yaw | group | method | heads | PSNR (dB) | SSIM | LPIPS | depth MAE | mole err | ghost err |")
+        lines.append(
+            "| source yaw | group | method | heads | PSNR (dB) | SSIM | LPIPS | depth MAE | mole err | ghost err |"
+        )
         lines.append("|---|---|---|---|---|---|---|---|---|---|")
         for r in [r for r in summary if r["condition"] == cond]:
             if methods and r["method"] not in methods:
@@ -406,17 +512,29 @@ def write_summary(rows_path: str | Path, out_dir: str | Path, *, methods: Sequen
             cells = []
             for m in METRICS:
                 v, ci = r.get(m, float("nan")), r.get(f"{m}_ci", float("nan"))
-                cells.append(fmt[m].format(v) + ("" if math.isnan(ci) else " ± " + fmt[m].format(ci)))
-            lines.append(f"| {r['source_yaw']:g} | {r['group']} | {r['method']} | {r['heads']} | " + " | ".join(cells) + " |")
+                cells.append(
+                    fmt[m].format(v) + ("" if math.isnan(ci) else " ± " + fmt[m].format(ci))
+                )
+            lines.append(
+                f"| {r['source_yaw']:g} | {r['group']} | {r['method']} | {r['heads']} | "
+                + " | ".join(cells)
+                + " |"
+            )
     claims = paired_differences(rows_path)
     if claims:
-        lines.append("\n### Claims (far views, source yaw >= 30): paired differences over heads, 95% CI\n")
+        lines.append(
+            "\n### Claims (far views, source yaw >= 30): paired differences over heads, 95% CI\n"
+        )
         lines.append("| condition | source yaw | claim | want | heads | mean | 95% CI | holds |")
         lines.append("|---|---|---|---|---|---|---|---|")
         for c in claims:
             ci = "" if math.isnan(c["ci_low"]) else f"[{c['ci_low']:+.4g}, {c['ci_high']:+.4g}]"
-            lines.append(f"| {c['condition']} | {c['source_yaw']:g} | {c['claim']} | {c['better']} | {c['heads']} | {c['mean']:+.4g} | {ci} | {'yes' if c['significant'] else 'no'} |")
-    (out / "summary.md").write_text("# SymHeads quality benchmark (mean ± 95% CI over heads)\n" + "\n".join(lines) + "\n")
+            lines.append(
+                f"| {c['condition']} | {c['source_yaw']:g} | {c['claim']} | {c['better']} | {c['heads']} | {c['mean']:+.4g} | {ci} | {'yes' if c['significant'] else 'no'} |"
+            )
+    (out / "summary.md").write_text(
+        "# SymHeads quality benchmark (mean ± 95% CI over heads)\n" + "\n".join(lines) + "\n"
+    )
     paths["summary_md"] = out / "summary.md"
     paths.update(_plots(Path(rows_path), out))
     return paths
@@ -432,16 +550,24 @@ def _plots(rows_path: Path, out: Path) -> dict[str, Path]:
     sources = sorted({r["source_yaw"] for r in rows})
     methods = list(dict.fromkeys(r["method"] for r in rows))
     for metric in METRICS:
-        fig, axes = plt.subplots(1, len(sources), figsize=(3.2 * len(sources), 3.0), sharey=True, squeeze=False)
+        fig, axes = plt.subplots(
+            1, len(sources), figsize=(3.2 * len(sources), 3.0), sharey=True, squeeze=False
+        )
         for ax, src in zip(axes[0], sources, strict=True):
             for method in methods:
                 pts: dict[float, list[float]] = defaultdict(list)
                 for r in rows:
-                    if r["source_yaw"] == src and r["method"] == method and not math.isnan(r[metric]):
+                    if (
+                        r["source_yaw"] == src
+                        and r["method"] == method
+                        and not math.isnan(r[metric])
+                    ):
                         pts[r["target_yaw"]].append(r[metric])
                 if pts:
                     xs = sorted(pts)
-                    ax.plot(xs, [sum(pts[x]) / len(pts[x]) for x in xs], marker="o", ms=3, label=method)
+                    ax.plot(
+                        xs, [sum(pts[x]) / len(pts[x]) for x in xs], marker="o", ms=3, label=method
+                    )
             ax.axvline(src, color="k", lw=0.6, ls=":")
             ax.set_title(f"source yaw {src:g}°")
             ax.set_xlabel("target yaw (°)")

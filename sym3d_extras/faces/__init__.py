@@ -58,7 +58,9 @@ def build_pose_estimator(**options: Any) -> MediaPipePoseEstimator:
 def _shared_estimator(options: dict[str, Any]) -> MediaPipePoseEstimator:
     """One estimator per distinct option set, reused across calls (the models load once)."""
     try:
-        key = tuple(sorted((k, v if isinstance(v, Hashable) else repr(v)) for k, v in options.items()))
+        key = tuple(
+            sorted((k, v if isinstance(v, Hashable) else repr(v)) for k, v in options.items())
+        )
     except TypeError:
         return build_pose_estimator(**options)
     with _CACHE_LOCK:

@@ -32,7 +32,11 @@ def _photos() -> dict[str, torch.Tensor]:
         a = np.array(a)
         if a.ndim == 2:
             a = np.stack([a] * 3, -1)
-        return torch.from_numpy(a[..., :3].astype(np.float32) / 255.0).permute(2, 0, 1)[None].contiguous()
+        return (
+            torch.from_numpy(a[..., :3].astype(np.float32) / 255.0)
+            .permute(2, 0, 1)[None]
+            .contiguous()
+        )
 
     photos = {"astronaut": t(data.astronaut()), "cameraman": t(data.camera())}
     try:
@@ -49,7 +53,9 @@ def _photos() -> dict[str, torch.Tensor]:
 def _rotate(img: torch.Tensor, degrees: float) -> torch.Tensor:
     from scipy import ndimage
 
-    out = ndimage.rotate(img[0].permute(1, 2, 0).numpy(), degrees, reshape=False, order=3, mode="reflect")
+    out = ndimage.rotate(
+        img[0].permute(1, 2, 0).numpy(), degrees, reshape=False, order=3, mode="reflect"
+    )
     return torch.from_numpy(np.clip(out, 0, 1)).permute(2, 0, 1)[None].float().contiguous()
 
 
@@ -61,7 +67,9 @@ def _five(obs) -> np.ndarray:  # noqa: ANN001
 def main(argv: list[str] | None = None) -> None:
     """Print the validation tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--synthetic", action="store_true", help="also measure against SymHeads renders (slow)")
+    parser.add_argument(
+        "--synthetic", action="store_true", help="also measure against SymHeads renders (slow)"
+    )
     parser.add_argument("--repeat", type=int, default=5, help="timing repetitions")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -85,7 +93,9 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     print("\n## In-plane rotation (degrees; upright crop)")
-    print("| photo | rotation | measured head-roll change | error | crop eye-line angle | label roll change | yaw change |")
+    print(
+        "| photo | rotation | measured head-roll change | error | crop eye-line angle | label roll change | yaw change |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name in ("astronaut", "hopper"):
         if name not in photos:
@@ -102,7 +112,9 @@ def main(argv: list[str] | None = None) -> None:
             )
 
     print("\n## Crop geometry (512 crop, pixels)")
-    print("| photo | template origin | px per template unit (219.43) | eye row L/R | eye columns L/R | eye-mouth px | upsampling |")
+    print(
+        "| photo | template origin | px per template unit (219.43) | eye row L/R | eye columns L/R | eye-mouth px | upsampling |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, a in base.items():
         f = _five(a.observation)
@@ -112,13 +124,19 @@ def main(argv: list[str] | None = None) -> None:
             f"{np.linalg.norm((f[3] + f[4]) / 2 - (f[0] + f[1]) / 2):.1f} | {a.upsampling:.2f} |"
         )
     frontal = geo.BFM_FIVE_POINTS[:, :2] * np.array([1, -1]) * geo.template_scale(512) + 256
-    print(f"(frontal template: eyes at x = {frontal[0, 0]:.1f} / {frontal[1, 0]:.1f}, row {frontal[0, 1]:.1f}; mouth row {frontal[3, 1]:.1f})")
+    print(
+        f"(frontal template: eyes at x = {frontal[0, 0]:.1f} / {frontal[1, 0]:.1f}, row {frontal[0, 1]:.1f}; mouth row {frontal[3, 1]:.1f})"
+    )
 
-    print(f"\n## Timings (median of {args.repeat}, seconds; torch threads = {torch.get_num_threads()})")
+    print(
+        f"\n## Timings (median of {args.repeat}, seconds; torch threads = {torch.get_num_threads()})"
+    )
     print("| input | total | detect | landmarks | camera | crop | masks |")
     print("|---|---|---|---|---|---|---|")
     inputs = {"astronaut 512x512": photos["astronaut"]}
-    inputs["astronaut 6000x6000"] = F.interpolate(photos["astronaut"], size=(6000, 6000), mode="bilinear")
+    inputs["astronaut 6000x6000"] = F.interpolate(
+        photos["astronaut"], size=(6000, 6000), mode="bilinear"
+    )
     for name, img in inputs.items():
         runs = []
         for _ in range(args.repeat):
@@ -126,7 +144,10 @@ def main(argv: list[str] | None = None) -> None:
             a = est.analyze(img)
             runs.append((time.perf_counter() - t0, a.timings))
         med = statistics.median(r[0] for r in runs)
-        tm = {k: statistics.median(r[1].get(k, 0.0) for r in runs) for k in ("detect", "landmarks", "camera", "crop", "masks")}
+        tm = {
+            k: statistics.median(r[1].get(k, 0.0) for r in runs)
+            for k in ("detect", "landmarks", "camera", "crop", "masks")
+        }
         print(f"| {name} | {med:.3f} | " + " | ".join(f"{tm[k]:.3f}" for k in tm) + " |")
 
     if args.synthetic:
@@ -142,7 +163,9 @@ def main(argv: list[str] | None = None) -> None:
         from sym3d.camera import yaw_pitch_roll
 
         cams = look_at(yaws, pitches)
-        true_yaw, true_pitch, _ = yaw_pitch_roll(cams)  # viewing-direction angles, as the estimator reports
+        true_yaw, true_pitch, _ = yaw_pitch_roll(
+            cams
+        )  # viewing-direction angles, as the estimator reports
         for seed in (3, 7):
             images = SymHeadsScene(seed=seed).render(cams, resolution=192).image
             for i in range(len(yaws)):
@@ -151,7 +174,9 @@ def main(argv: list[str] | None = None) -> None:
                     got = f"{deg(a.yaw):.1f} | {deg(a.pitch):.1f}"
                 except Exception as exc:  # noqa: BLE001 - report and go on
                     got = f"failed: {type(exc).__name__} | -"
-                print(f"| {seed} | {deg(float(true_yaw[i])):.1f} | {deg(float(true_pitch[i])):.1f} | {got} |")
+                print(
+                    f"| {seed} | {deg(float(true_yaw[i])):.1f} | {deg(float(true_pitch[i])):.1f} | {got} |"
+                )
     est.close()
 
 

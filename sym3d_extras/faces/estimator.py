@@ -172,11 +172,19 @@ def _as_image(image: Any) -> torch.Tensor:
             hint="load photos with sym3d.image.load_image(); pass one image at a time.",
         )
     if x.shape[-1] < 8 or x.shape[-2] < 8:
-        raise UserInputError(f"image: expected at least 8x8 pixels, got {x.shape[-1]}x{x.shape[-2]}.")
+        raise UserInputError(
+            f"image: expected at least 8x8 pixels, got {x.shape[-1]}x{x.shape[-2]}."
+        )
     x = x.float()
     lo, hi = (float(v) for v in torch.aminmax(x.detach()))  # one pass, also catches NaN/inf
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo < -1e-3 or hi > 1.0 + 1e-3:
-        check_range(x, 0.0, 1.0, "image", hint="photos are [0, 1]; convert generator output with from_model_range().")
+        check_range(
+            x,
+            0.0,
+            1.0,
+            "image",
+            hint="photos are [0, 1]; convert generator output with from_model_range().",
+        )
     if lo < 0.0 or hi > 1.0:  # within the tolerance; copy only then
         x = x.clamp(0.0, 1.0)
     if x.shape[1] == 1:
@@ -189,10 +197,22 @@ def _as_image(image: Any) -> torch.Tensor:
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
     """``[1, 3, H, W]`` in [0, 1] -> contiguous ``uint8 [H, W, 3]``."""
-    return np.ascontiguousarray(x[0].detach().mul(255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+    return np.ascontiguousarray(
+        x[0]
+        .detach()
+        .mul(255.0)
+        .round()
+        .clamp(0, 255)
+        .to(torch.uint8)
+        .permute(1, 2, 0)
+        .cpu()
+        .numpy()
+    )
 
 
-def _square_patch(image: torch.Tensor, cx: float, cy: float, side: float, out: int) -> tuple[np.ndarray, float, float, float]:
+def _square_patch(
+    image: torch.Tensor, cx: float, cy: float, side: float, out: int
+) -> tuple[np.ndarray, float, float, float]:
     """A square ``out x out`` uint8 patch of ``image`` centred at ``(cx, cy)`` with side ``side`` px.
 
     Returns ``(patch, scale, x0, y0)`` with ``photo = patch / scale + (x0, y0)``. Outside the photo
@@ -210,7 +230,9 @@ def _square_patch(image: torch.Tensor, cx: float, cy: float, side: float, out: i
     if any(pads):
         # Replicate padding needs each pad smaller than the region in torch: pad in steps.
         while any(pads):
-            step = tuple(min(p, max(1, region.shape[-1 if i < 2 else -2] - 1)) for i, p in enumerate(pads))
+            step = tuple(
+                min(p, max(1, region.shape[-1 if i < 2 else -2] - 1)) for i, p in enumerate(pads)
+            )
             region = F.pad(region, step, mode="replicate")
             pads = tuple(p - q for p, q in zip(pads, step, strict=True))
     patch = resize(region, out)
@@ -290,13 +312,19 @@ class MediaPipePoseEstimator:
         if align not in ("upright", "eg3d"):
             errors.append(f"align: expected 'upright' or 'eg3d', got {align!r}.")
         if padding not in ("fade", "reflect", "zeros", "replicate"):
-            errors.append(f"padding: expected 'fade', 'reflect', 'zeros' or 'replicate', got {padding!r}.")
+            errors.append(
+                f"padding: expected 'fade', 'reflect', 'zeros' or 'replicate', got {padding!r}."
+            )
         if foreground not in ("segmentation", "hull"):
             errors.append(f"foreground: expected 'segmentation' or 'hull', got {foreground!r}.")
         if fallback_detector not in ("auto", "dlib", "none"):
-            errors.append(f"fallback_detector: expected 'auto', 'dlib' or 'none', got {fallback_detector!r}.")
+            errors.append(
+                f"fallback_detector: expected 'auto', 'dlib' or 'none', got {fallback_detector!r}."
+            )
         if not 0.0 < float(min_detection_confidence) < 1.0:
-            errors.append(f"min_detection_confidence: expected a value in (0, 1), got {min_detection_confidence!r}.")
+            errors.append(
+                f"min_detection_confidence: expected a value in (0, 1), got {min_detection_confidence!r}."
+            )
         if not (isinstance(refine, int) and refine >= 0):
             errors.append(f"refine: expected a non-negative integer, got {refine!r}.")
         if int(detect_max_side) < 128:
@@ -341,7 +369,9 @@ class MediaPipePoseEstimator:
         try:
             import mediapipe as mp
         except ImportError as exc:  # pragma: no cover - exercised without the extra
-            raise MissingDependencyError("the 'mediapipe' pose estimator", "faces", package="mediapipe==0.10.21") from exc
+            raise MissingDependencyError(
+                "the 'mediapipe' pose estimator", "faces", package="mediapipe==0.10.21"
+            ) from exc
         solutions = getattr(mp, "solutions", None)
         if solutions is None or not hasattr(solutions, "face_mesh"):
             raise MissingDependencyError(
@@ -354,14 +384,23 @@ class MediaPipePoseEstimator:
 
         conf = self.min_detection_confidence
         self._models = {
-            "short": solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=conf),
-            "full": solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=conf),
+            "short": solutions.face_detection.FaceDetection(
+                model_selection=0, min_detection_confidence=conf
+            ),
+            "full": solutions.face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=conf
+            ),
             "mesh": solutions.face_mesh.FaceMesh(
-                static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.3
+                static_image_mode=True,
+                max_num_faces=1,
+                refine_landmarks=True,
+                min_detection_confidence=0.3,
             ),
         }
         if self.foreground == "segmentation":
-            self._models["selfie"] = solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+            self._models["selfie"] = solutions.selfie_segmentation.SelfieSegmentation(
+                model_selection=0
+            )
 
         def points(*sets: Any) -> np.ndarray:
             return np.array(sorted({i for s in sets for e in s for i in e}), dtype=np.int64)
@@ -373,7 +412,11 @@ class MediaPipePoseEstimator:
             "nose": points(conn.FACEMESH_NOSE),
         }
         self._triangles = _triangles(conn.FACEMESH_TESSELATION)
-        self._holes = [points(conn.FACEMESH_LEFT_EYE), points(conn.FACEMESH_RIGHT_EYE), points(conn.FACEMESH_LIPS)]
+        self._holes = [
+            points(conn.FACEMESH_LEFT_EYE),
+            points(conn.FACEMESH_RIGHT_EYE),
+            points(conn.FACEMESH_LIPS),
+        ]
         return self._models
 
     def _dlib_detector(self) -> Any | None:
@@ -383,7 +426,9 @@ class MediaPipePoseEstimator:
             import dlib
         except ImportError as exc:
             if self.fallback_detector == "dlib":
-                raise MissingDependencyError("fallback_detector='dlib'", "faces", package="dlib-bin") from exc
+                raise MissingDependencyError(
+                    "fallback_detector='dlib'", "faces", package="dlib-bin"
+                ) from exc
             return None
         self._hog = dlib.get_frontal_face_detector()
         return self._hog
@@ -481,14 +526,20 @@ class MediaPipePoseEstimator:
                     f"x={b[0]:.0f}, y={b[1]:.0f})."
                 )
             if rejected:
-                notes.append(f"{rejected} larger detection(s) were not usable faces (no landmarks) and were skipped.")
+                notes.append(
+                    f"{rejected} larger detection(s) were not usable faces (no landmarks) and were skipped."
+                )
             if mirror_gap is not None:
-                notes.append(f"the mirrored landmark fit disagreed ({mirror_gap:.2f} eye distances); used the direct fit only.")
+                notes.append(
+                    f"the mirrored landmark fit disagreed ({mirror_gap:.2f} eye distances); used the direct fit only."
+                )
             if det.source != "mediapipe":
                 notes.append(f"face found by the {det.source} detector.")
 
             t = time.perf_counter()
-            result, pending = self._assemble(photo, photo_cpu, landmarks, det, len(dets), notes, where, models, timings)
+            result, pending = self._assemble(
+                photo, photo_cpu, landmarks, det, len(dets), notes, where, models, timings
+            )
         for msg in pending:
             warnings.warn(msg, QualityWarning, stacklevel=stacklevel)
         timings["total"] = time.perf_counter() - t0
@@ -531,7 +582,9 @@ class MediaPipePoseEstimator:
                 rects, scores, _ = hog.run(small, up, 0.0)
                 for r, s in zip(rects, scores, strict=True):
                     box = (r.left() * sx, r.top() * sy, r.right() * sx, r.bottom() * sy)
-                    dets.append(_Detection(box, float(1.0 / (1.0 + math.exp(-2.0 * s))), "dlib HOG"))
+                    dets.append(
+                        _Detection(box, float(1.0 / (1.0 + math.exp(-2.0 * s))), "dlib HOG")
+                    )
         merged = _merge(dets)
         return sorted(merged, key=lambda d: -d.area)
 
@@ -591,13 +644,26 @@ class MediaPipePoseEstimator:
             pts, gap = fit
             # The mesh must belong to this detection (not a neighbouring face in the patch).
             c = pts[:NUM_MESH_POINTS, :2].mean(axis=0)
-            if not (x0 - 0.25 * bw <= c[0] <= x1 + 0.25 * bw and y0 - 0.25 * bh <= c[1] <= y1 + 0.25 * bh):
+            if not (
+                x0 - 0.25 * bw <= c[0] <= x1 + 0.25 * bw
+                and y0 - 0.25 * bh <= c[1] <= y1 + 0.25 * bh
+            ):
                 continue
             placement = None
             for _ in range(self.refine):
-                lo, hi = pts[:NUM_MESH_POINTS, :2].min(axis=0), pts[:NUM_MESH_POINTS, :2].max(axis=0)
-                new = (float((lo[0] + hi[0]) / 2.0), float((lo[1] + hi[1]) / 2.0), float((hi - lo).max()) * _MESH_CONTEXT)
-                if placement is not None and max(abs(a - b) for a, b in zip(new, placement, strict=True)) < 0.5:
+                lo, hi = (
+                    pts[:NUM_MESH_POINTS, :2].min(axis=0),
+                    pts[:NUM_MESH_POINTS, :2].max(axis=0),
+                )
+                new = (
+                    float((lo[0] + hi[0]) / 2.0),
+                    float((lo[1] + hi[1]) / 2.0),
+                    float((hi - lo).max()) * _MESH_CONTEXT,
+                )
+                if (
+                    placement is not None
+                    and max(abs(a - b) for a, b in zip(new, placement, strict=True)) < 0.5
+                ):
                     break  # converged: the same patch again
                 again = self._fit_patch(photo, *new, models)
                 if again is None:
@@ -653,7 +719,11 @@ class MediaPipePoseEstimator:
             )
 
         mesh2d = landmarks[:NUM_MESH_POINTS, :2]
-        cut = float(np.mean((mesh2d[:, 0] < 0) | (mesh2d[:, 0] > w) | (mesh2d[:, 1] < 0) | (mesh2d[:, 1] > h)))
+        cut = float(
+            np.mean(
+                (mesh2d[:, 0] < 0) | (mesh2d[:, 0] > w) | (mesh2d[:, 1] < 0) | (mesh2d[:, 1] > h)
+            )
+        )
         if cut > 0.05:
             pending.append(
                 f"{where}the face is cut by the photo's border ({100 * cut:.0f}% of the landmarks lie outside it); "
@@ -683,15 +753,21 @@ class MediaPipePoseEstimator:
         if outside > 0.005:
             fill = {
                 "fade": "the photo's blurred border fading to its median colour",
-                "reflect": "mirroring the photo", "zeros": "black", "replicate": "repeating the border",
+                "reflect": "mirroring the photo",
+                "zeros": "black",
+                "replicate": "repeating the border",
             }[self.padding]
-            notes.append(f"the crop extends beyond the photo ({100 * outside:.0f}% of the crop); filled by {fill}.")
+            notes.append(
+                f"the crop extends beyond the photo ({100 * outside:.0f}% of the crop); filled by {fill}."
+            )
         timings["crop"] = time.perf_counter() - t
 
         # Landmarks, masks and regions in the crop.
         t = time.perf_counter()
         lm_crop = geo.apply_matrix(matrix, landmarks[:, :2])
-        polys = [lm_crop[tri] for tri in self._triangles] + [geo.convex_hull(lm_crop[idx]) for idx in self._holes]
+        polys = [lm_crop[tri] for tri in self._triangles] + [
+            geo.convex_hull(lm_crop[idx]) for idx in self._holes
+        ]
         grow = size / 256.0  # 2 px at 512
         face_mask = geo.fill_polygons(polys, size, grow=grow, device=photo.device)
         if self.foreground == "segmentation":
@@ -701,7 +777,8 @@ class MediaPipePoseEstimator:
         else:
             fg = self._hull_foreground(lm_crop, size, photo.device)
         regions = {
-            name: geo.padded_box(lm_crop[idx], self.region_padding[name], size) for name, idx in self._regions.items()
+            name: geo.padded_box(lm_crop[idx], self.region_padding[name], size)
+            for name, idx in self._regions.items()
         }
         timings["masks"] = time.perf_counter() - t
 
@@ -736,7 +813,9 @@ class MediaPipePoseEstimator:
         )
         return analysis, pending
 
-    def _hull_foreground(self, lm_crop: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
+    def _hull_foreground(
+        self, lm_crop: np.ndarray, size: int, device: torch.device
+    ) -> torch.Tensor:
         """Head-shaped fallback: the face hull grown sideways and upward to cover hair and ears."""
         pts = lm_crop[:NUM_MESH_POINTS]
         centre = pts.mean(axis=0)

@@ -79,7 +79,9 @@ def template_scale(size: int = 512) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def pos_fit(points: np.ndarray, template: np.ndarray = BFM_FIVE_POINTS) -> tuple[np.ndarray, float, np.ndarray]:
+def pos_fit(
+    points: np.ndarray, template: np.ndarray = BFM_FIVE_POINTS
+) -> tuple[np.ndarray, float, np.ndarray]:
     """Least-squares affine (weak-perspective) camera from 3D ``template`` points to 2D ``points``.
 
     Solves ``points[i] ~ rows @ template[i] + t`` with free ``rows [2, 3]`` (Deep3DFaceRecon's
@@ -90,7 +92,9 @@ def pos_fit(points: np.ndarray, template: np.ndarray = BFM_FIVE_POINTS) -> tuple
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     tpl = np.asarray(template, dtype=np.float64).reshape(-1, 3)
     if pts.shape[0] != tpl.shape[0] or pts.shape[0] < 4:
-        raise ValueError(f"pos_fit: expected matching point sets of at least 4 points, got {pts.shape[0]} and {tpl.shape[0]}.")
+        raise ValueError(
+            f"pos_fit: expected matching point sets of at least 4 points, got {pts.shape[0]} and {tpl.shape[0]}."
+        )
     design = np.concatenate([tpl, np.ones((tpl.shape[0], 1))], axis=1)  # [N, 4]
     sol, *_ = np.linalg.lstsq(design, pts, rcond=None)  # [4, 2]
     rows = sol[:3].T  # [2, 3]
@@ -120,7 +124,9 @@ def _rot2(angle: float) -> np.ndarray:
     return np.array([[c, -s], [s, c]])
 
 
-def eg3d_crop_matrix(five: np.ndarray, *, size: int = 512, upright: bool = True) -> tuple[np.ndarray, dict]:
+def eg3d_crop_matrix(
+    five: np.ndarray, *, size: int = 512, upright: bool = True
+) -> tuple[np.ndarray, dict]:
     """The similarity transform (photo -> crop) of EG3D's in-the-wild crop, as one ``[3, 3]`` matrix.
 
     EG3D's recipe (``crop_images_in_the_wild.py`` with Deep3DFaceRecon's ``align_img``): fit the
@@ -280,11 +286,21 @@ def camera_from_head_rotation(
     yaw_t, pitch_t, roll_t = (float(v) for v in yaw_pitch_roll(probe))
     yaw_o, pitch_o = yaw_t, pitch_t
     for _ in range(iterations):
-        c = look_at(yaw_o, pitch_o, roll=roll_t, radius=radius, pivot=pivot, focal=focal, dtype=torch.float64)
+        c = look_at(
+            yaw_o,
+            pitch_o,
+            roll=roll_t,
+            radius=radius,
+            pivot=pivot,
+            focal=focal,
+            dtype=torch.float64,
+        )
         y, p, _ = (float(v) for v in yaw_pitch_roll(c))
         yaw_o += yaw_t - y
         pitch_o += pitch_t - p
-    c = look_at(yaw_o, pitch_o, roll=roll_t, radius=radius, pivot=pivot, focal=focal, dtype=torch.float64)
+    c = look_at(
+        yaw_o, pitch_o, roll=roll_t, radius=radius, pivot=pivot, focal=focal, dtype=torch.float64
+    )
     return c.to(torch.float32)[None]
 
 
@@ -302,7 +318,9 @@ FADE_MEDIAN_RAMP = 1 / 8
 """``"fade"``: distance outside the photo (crop sides) at which the fill is the median colour."""
 
 
-def warp_crop(image: torch.Tensor, matrix: np.ndarray, size: int, *, padding: str = "fade") -> torch.Tensor:
+def warp_crop(
+    image: torch.Tensor, matrix: np.ndarray, size: int, *, padding: str = "fade"
+) -> torch.Tensor:
     """Resample ``image [1, C, H, W]`` into the crop defined by the photo->crop ``matrix``.
 
     Only the photo region under the crop is touched. When the crop is smaller than that region
@@ -318,14 +336,18 @@ def warp_crop(image: torch.Tensor, matrix: np.ndarray, size: int, *, padding: st
         raise ValueError(f"padding: expected one of {sorted(_PADDING)}, got {padding!r}.")
     _, _, h, w = image.shape
     inv = np.linalg.inv(matrix)
-    corners = apply_matrix(inv, np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64))
+    corners = apply_matrix(
+        inv, np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64)
+    )
     scale = float(math.sqrt(abs(np.linalg.det(matrix[:2, :2]))))  # crop px per photo px
     margin = 4.0 / min(scale, 1.0) + 2.0
     x0 = int(max(0, math.floor(corners[:, 0].min() - margin)))
     y0 = int(max(0, math.floor(corners[:, 1].min() - margin)))
     x1 = int(min(w, math.ceil(corners[:, 0].max() + margin)))
     y1 = int(min(h, math.ceil(corners[:, 1].max() + margin)))
-    if x1 - x0 < 2 or y1 - y0 < 2:  # crop entirely outside the photo (cannot happen for a detected face)
+    if (
+        x1 - x0 < 2 or y1 - y0 < 2
+    ):  # crop entirely outside the photo (cannot happen for a detected face)
         x0, y0, x1, y1 = 0, 0, w, h
     region = image[:, :, y0:y1, x0:x1].float()
     # photo -> region coordinates
@@ -334,7 +356,9 @@ def warp_crop(image: torch.Tensor, matrix: np.ndarray, size: int, *, padding: st
         rh = max(2, round(region.shape[-2] * scale))
         rw = max(2, round(region.shape[-1] * scale))
         sy, sx = rh / region.shape[-2], rw / region.shape[-1]
-        region = F.interpolate(region, size=(rh, rw), mode="bilinear", align_corners=False, antialias=True)
+        region = F.interpolate(
+            region, size=(rh, rw), mode="bilinear", align_corners=False, antialias=True
+        )
         to_region = np.diag([sx, sy, 1.0]) @ to_region
     # region -> crop in kornia's pixel-index coordinates (pixel centres at integers)
     half = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
@@ -384,7 +408,9 @@ def fade_outside(crop: torch.Tensor, outside: torch.Tensor, fill: torch.Tensor) 
     side = crop.shape[-1]
     sigma = FADE_BLUR_SIGMA * side
     kernel = 2 * math.ceil(3 * sigma) + 1
-    blurred = kornia.filters.gaussian_blur2d(crop, (kernel, kernel), (sigma, sigma), border_type="reflect")
+    blurred = kornia.filters.gaussian_blur2d(
+        crop, (kernel, kernel), (sigma, sigma), border_type="reflect"
+    )
     to_blur = (outside / (FADE_BLUR_RAMP * side)).clamp(0.0, 1.0)
     t = (outside / (FADE_MEDIAN_RAMP * side)).clamp(0.0, 1.0)
     to_fill = t * t * (3 - 2 * t)

@@ -81,8 +81,12 @@ class VGGContextualFeatures(nn.Module):
         else:
             self.name = "vgg-conv2_1(custom)"
         self.net = build_vgg16_prefix(_CONV2_1, state_dict)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1), persistent=False
+        )
         self.requires_grad_(False)
         self.eval()
 

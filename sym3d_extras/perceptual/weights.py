@@ -82,11 +82,27 @@ HEAD_CHANNELS: dict[str, tuple[int, ...]] = {
 }
 _CONV_SHAPES: dict[str, tuple[tuple[int, int, int, int], ...]] = {  # OIHW
     "vgg": (
-        (64, 3, 3, 3), (64, 64, 3, 3), (128, 64, 3, 3), (128, 128, 3, 3), (256, 128, 3, 3),
-        (256, 256, 3, 3), (256, 256, 3, 3), (512, 256, 3, 3), (512, 512, 3, 3), (512, 512, 3, 3),
-        (512, 512, 3, 3), (512, 512, 3, 3), (512, 512, 3, 3),
+        (64, 3, 3, 3),
+        (64, 64, 3, 3),
+        (128, 64, 3, 3),
+        (128, 128, 3, 3),
+        (256, 128, 3, 3),
+        (256, 256, 3, 3),
+        (256, 256, 3, 3),
+        (512, 256, 3, 3),
+        (512, 512, 3, 3),
+        (512, 512, 3, 3),
+        (512, 512, 3, 3),
+        (512, 512, 3, 3),
+        (512, 512, 3, 3),
     ),
-    "alex": ((64, 3, 11, 11), (192, 64, 5, 5), (384, 192, 3, 3), (256, 384, 3, 3), (256, 256, 3, 3)),
+    "alex": (
+        (64, 3, 11, 11),
+        (192, 64, 5, 5),
+        (384, 192, 3, 3),
+        (256, 384, 3, 3),
+        (256, 256, 3, 3),
+    ),
 }
 
 
@@ -105,7 +121,9 @@ def _check_net(net: str) -> None:
 def package_dir(name: str) -> Path | None:
     """Folder of the installed top-level package ``name``, found without importing it (or ``None``)."""
     if "." in name:
-        raise ValueError("package_dir only takes top-level names (a dotted name would import the parent)")
+        raise ValueError(
+            "package_dir only takes top-level names (a dotted name would import the parent)"
+        )
     try:
         spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):
@@ -259,7 +277,9 @@ def read_numpy_pickle(path: str | os.PathLike[str]) -> Any:
         raise CheckpointError(f"{path}: not a readable numpy pickle ({exc}).") from exc
 
 
-def _array(tree: Mapping[str, Any], keys: tuple[str, ...], shape: tuple[int, ...], path: Path) -> np.ndarray:
+def _array(
+    tree: Mapping[str, Any], keys: tuple[str, ...], shape: tuple[int, ...], path: Path
+) -> np.ndarray:
     node: Any = tree
     for k in keys:
         if not isinstance(node, Mapping) or k not in node:
@@ -286,7 +306,9 @@ def _hwio_to_oihw(kernel: np.ndarray) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=8)
-def _backbone_state_cached(path: str, net: str, device: str, verify: bool) -> dict[str, torch.Tensor]:
+def _backbone_state_cached(
+    path: str, net: str, device: str, verify: bool
+) -> dict[str, torch.Tensor]:
     tree = _read_ckpt(path, verify)
     root = _CKPT_ROOT[net]
     state: dict[str, torch.Tensor] = {}

@@ -100,9 +100,14 @@ class SymHeadsGenerator(GeneratorMixin, nn.Module):
         self.residual = TriPlaneResidual(residual)
         self._scopes = {k: [f"residual.{n}" for n in v] for k, v in self.residual.scopes().items()}
         self.tunable_scopes: tuple[str, ...] = tuple(self._scopes)
-        scalars = dict(w_dim=self.w_dim, z_dim=self.z_dim, img_resolution=self.img_resolution,
-                       neural_resolution=self.neural_resolution, layout_seed=layout_seed,
-                       mapping_seed=mapping_seed)
+        scalars = dict(
+            w_dim=self.w_dim,
+            z_dim=self.z_dim,
+            img_resolution=self.img_resolution,
+            neural_resolution=self.neural_resolution,
+            layout_seed=layout_seed,
+            mapping_seed=mapping_seed,
+        )
         defaults = render_settings == RenderSettings() and residual == ResidualConfig()
         self.info = GeneratorInfo(
             recommended_overrides=self.recommended_overrides,
@@ -231,7 +236,11 @@ class SymHeadsGenerator(GeneratorMixin, nn.Module):
         dims = check_shape(ws, ["B", self.num_ws, self.w_dim], "ws")
         check_shape(points, ["B", "N", 3], "points", dims=dims)
         geometry = self.decode(ws)
-        field = GeneratorField(geometry, self.residual) if self._residual_active() else HeadField(geometry)
+        field = (
+            GeneratorField(geometry, self.residual)
+            if self._residual_active()
+            else HeadField(geometry)
+        )
         s = self.render_settings
         return s.density_scale * torch.sigmoid(-field.sdf(points.to(ws.dtype)) / s.sdf_eps)
 
@@ -257,7 +266,6 @@ class SymHeadsGenerator(GeneratorMixin, nn.Module):
     def noise_buffers(self) -> list[torch.Tensor]:
         """SymHeads has no StyleGAN noise: ``[]``."""
         return []
-
 
 
 def build_symheads(**options: object) -> SymHeadsGenerator:

@@ -263,8 +263,12 @@ def head_geometry(t: Mapping[str, torch.Tensor]) -> HeadGeometry:
     brows = _pair(
         eye_x + 0.004, eye_y + brow_h - 0.01, face_front - 0.045 + 0.006 * t["brows.ridge"]
     )
-    brow_dy = torch.stack([brow_asym, -brow_asym], dim=1)  # [B, 2]: left up, right down (or the reverse)
-    brows = brows + torch.stack([zero[:, None].expand(-1, 2), brow_dy, zero[:, None].expand(-1, 2)], dim=-1)
+    brow_dy = torch.stack(
+        [brow_asym, -brow_asym], dim=1
+    )  # [B, 2]: left up, right down (or the reverse)
+    brows = brows + torch.stack(
+        [zero[:, None].expand(-1, 2), brow_dy, zero[:, None].expand(-1, 2)], dim=-1
+    )
     ell_c = torch.stack(
         centres
         + [
@@ -312,7 +316,9 @@ def head_geometry(t: Mapping[str, torch.Tensor]) -> HeadGeometry:
     hair_r = _vec(sk_rx + hair_th + temple, sk_ry + hair_th, sk_rz + hair_th + 0.5 * hair_back)
     hairline = torch.stack([hairline_y, face_front * one, curve], dim=-1)
     brow_c = _pair(eye_x + 0.005, eye_y + brow_h, face_front + 0.0 * one)
-    brow_c = brow_c + torch.stack([zero[:, None].expand(-1, 2), brow_dy, zero[:, None].expand(-1, 2)], dim=-1)
+    brow_c = brow_c + torch.stack(
+        [zero[:, None].expand(-1, 2), brow_dy, zero[:, None].expand(-1, 2)], dim=-1
+    )
     brow_r = torch.stack([_vec(0.043 * one, brow_th, 0.12 * one)] * 2, dim=1)
 
     # Colours (albedo in [0, 1]).
@@ -351,12 +357,17 @@ def head_geometry(t: Mapping[str, torch.Tensor]) -> HeadGeometry:
     lips = _mix(lips, skin, 0.3 * (1.0 - t["lip_colour.saturation"]))
     brow = hair * (0.75 - 0.2 * brow_dark)[:, None]
     blush = 0.05 * (1.0 + t["skin_colour.blush"])
-    texture = 0.06 * torch.stack([t[f"texture.c{i}"] for i in range(6)] + [t["texture.a0"], t["texture.a1"]], dim=-1)
+    texture = 0.06 * torch.stack(
+        [t[f"texture.c{i}"] for i in range(6)] + [t["texture.a0"], t["texture.a1"]], dim=-1
+    )
     side_tint = 0.08 * t["skin_colour.side_tint"]
     # Light: in the symmetry plane x = 0 unless the (asymmetric) azimuth turns it sideways.
     elev = v("light.elevation", 0.25, 0.35)
     azim = 0.6 * t["light.azimuth"]
-    light_dir = torch.stack([torch.cos(elev) * torch.sin(azim), torch.sin(elev), torch.cos(elev) * torch.cos(azim)], dim=-1)
+    light_dir = torch.stack(
+        [torch.cos(elev) * torch.sin(azim), torch.sin(elev), torch.cos(elev) * torch.cos(azim)],
+        dim=-1,
+    )
     ambient = v("light.ambient", 0.36, 0.08)
     diffuse = v("light.strength", 0.55, 0.06)
     return HeadGeometry(
@@ -520,7 +531,10 @@ def evaluate_head(p: torch.Tensor, g: HeadGeometry, *, with_colour: bool = True)
     w_pupil = soft_step(fz - 0.955, 0.01)
 
     cheek = torch.exp(-(((x.abs() - 0.1) ** 2) + (y + 0.04) ** 2) / 0.0025)
-    skin = g.skin[:, None, :] * (1.0 + _low_freq_texture(p, g.texture) + g.side_tint[:, None] * x / 0.2)[..., None]
+    skin = (
+        g.skin[:, None, :]
+        * (1.0 + _low_freq_texture(p, g.texture) + g.side_tint[:, None] * x / 0.2)[..., None]
+    )
     skin = skin + (g.blush[:, None] * cheek)[..., None] * torch.tensor([1.0, -0.5, -0.5]).to(p)
     white = torch.tensor([0.93, 0.91, 0.88]).to(p)
     eye_col = white + (g.iris[:, None] - white) * w_iris[..., None]

@@ -51,7 +51,9 @@ class ResidualConfig:
     colour_scale: float = 0.5
     seed: int = 7
     plane_axes: str = attrs.field(default="eg3d", validator=attrs.validators.in_(("eg3d", "xyz")))
-    mode: str = attrs.field(default="backbone", validator=attrs.validators.in_(("backbone", "planes")))
+    mode: str = attrs.field(
+        default="backbone", validator=attrs.validators.in_(("backbone", "planes"))
+    )
     backbone_hidden: int = 32
     backbone_code_channels: int = 16
 
@@ -75,14 +77,31 @@ class _ConvPlanes(nn.Module):
     1x1 conv to ``3 C`` channels. The 1x1 output layer starts at zero, so the planes do too.
     """
 
-    def __init__(self, channels: int, resolution: int, hidden: int, code_channels: int, generator: torch.Generator) -> None:
+    def __init__(
+        self,
+        channels: int,
+        resolution: int,
+        hidden: int,
+        code_channels: int,
+        generator: torch.Generator,
+    ) -> None:
         super().__init__()
         if resolution % 4:
-            raise ValueError(f"resolution must be a multiple of 4 in backbone mode, got {resolution}")
+            raise ValueError(
+                f"resolution must be a multiple of 4 in backbone mode, got {resolution}"
+            )
         self.channels, self.resolution = channels, resolution
-        self.register_buffer("code", torch.randn(1, code_channels, resolution // 4, resolution // 4, generator=generator))
-        self.conv1 = nn.Parameter(torch.randn(hidden, code_channels, 3, 3, generator=generator) / (9 * code_channels) ** 0.5)
-        self.conv2 = nn.Parameter(torch.randn(hidden, hidden, 3, 3, generator=generator) / (9 * hidden) ** 0.5)
+        self.register_buffer(
+            "code",
+            torch.randn(1, code_channels, resolution // 4, resolution // 4, generator=generator),
+        )
+        self.conv1 = nn.Parameter(
+            torch.randn(hidden, code_channels, 3, 3, generator=generator)
+            / (9 * code_channels) ** 0.5
+        )
+        self.conv2 = nn.Parameter(
+            torch.randn(hidden, hidden, 3, 3, generator=generator) / (9 * hidden) ** 0.5
+        )
         self.out = nn.Parameter(torch.zeros(3 * channels, hidden, 1, 1))
 
     def forward(self) -> torch.Tensor:
@@ -111,8 +130,12 @@ class TriPlaneResidual(nn.Module):
             self.density_planes = nn.Parameter(torch.zeros(3, config.density_channels, r, r))
             self.colour_planes = nn.Parameter(torch.zeros(3, config.colour_channels, r, r))
         else:
-            self.density_backbone = _ConvPlanes(config.density_channels, r, config.backbone_hidden, config.backbone_code_channels, g)
-            self.colour_backbone = _ConvPlanes(config.colour_channels, r, config.backbone_hidden, config.backbone_code_channels, g)
+            self.density_backbone = _ConvPlanes(
+                config.density_channels, r, config.backbone_hidden, config.backbone_code_channels, g
+            )
+            self.colour_backbone = _ConvPlanes(
+                config.colour_channels, r, config.backbone_hidden, config.backbone_code_channels, g
+            )
         self.density_decoder = _Decoder(config.density_channels, config.hidden, 1, g)
         self.colour_decoder = _Decoder(config.colour_channels, config.hidden, 3, g)
 

@@ -86,7 +86,9 @@ class SymHeadsScene:
             z = torch.randn(1, self.world.z_dim, generator=torch.Generator().manual_seed(self.seed))
             c = torch.zeros(1, 25)
             # The true latent part is mirror-symmetric: its asymmetric components are removed.
-            self.ws = self.world.layout.symmetrize(self.world.mapping(z, c, truncation_psi=truncation_psi))
+            self.ws = self.world.layout.symmetrize(
+                self.world.mapping(z, c, truncation_psi=truncation_psi)
+            )
             self.geometry: HeadGeometry = self.world.decode(self.ws)
             self.field = SceneField(self.geometry, asymmetry, self.seed)
         self.mole_position = self.field.mole_position

@@ -22,17 +22,28 @@ from tests.conftest import eg3d_fixture_dir
 pytestmark = pytest.mark.faces
 
 FAST = [
-    "--steps", "2",
-    "--set", "perceptual=lpips-alex",
-    "--set", "perceptual_resize=128",
-    "--set", "tune.aux_every=1",
-    "--set", "tune.num_views=1",
-    "--set", "tune.terms.mirror_regions.crop_size=32",
-    "--set", "latent.mean_samples=16",
-    "--video-frames", "6",
-    "--mesh-resolution", "32",
-    "--mesh-level", "0.4",  # random weights: density ~0.1-0.7, far below EG3D's trained sigma 10
-    "--progress", "plain",
+    "--steps",
+    "2",
+    "--set",
+    "perceptual=lpips-alex",
+    "--set",
+    "perceptual_resize=128",
+    "--set",
+    "tune.aux_every=1",
+    "--set",
+    "tune.num_views=1",
+    "--set",
+    "tune.terms.mirror_regions.crop_size=32",
+    "--set",
+    "latent.mean_samples=16",
+    "--video-frames",
+    "6",
+    "--mesh-resolution",
+    "32",
+    "--mesh-level",
+    "0.4",  # random weights: density ~0.1-0.7, far below EG3D's trained sigma 10
+    "--progress",
+    "plain",
 ]
 
 
@@ -58,16 +69,43 @@ def small_pkl() -> Path:
 @pytest.fixture(scope="module")
 def inverted(astronaut, small_pkl, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("out")
-    code = main(["invert", str(astronaut), "--generator", "eg3d", "--network", str(small_pkl), "--out", str(out), *FAST])
+    code = main(
+        [
+            "invert",
+            str(astronaut),
+            "--generator",
+            "eg3d",
+            "--network",
+            str(small_pkl),
+            "--out",
+            str(out),
+            *FAST,
+        ]
+    )
     assert code == 0
     return out / "astronaut"
 
 
 def test_every_output_is_written(inverted):
     expected = [
-        "latent.pt", "tuned.safetensors", "config.resolved.toml", "history.json", "input.png", "pose.json", "run.json",
-        "views/aligned.png", "views/input.png", "views/reconstruction.png", "views/mirror.png", "views/novel_grid.png",
-        "depth.png", "depth.npy", "mesh.ply", "loss.png", "metrics.json", "report.html",
+        "latent.pt",
+        "tuned.safetensors",
+        "config.resolved.toml",
+        "history.json",
+        "input.png",
+        "pose.json",
+        "run.json",
+        "views/aligned.png",
+        "views/input.png",
+        "views/reconstruction.png",
+        "views/mirror.png",
+        "views/novel_grid.png",
+        "depth.png",
+        "depth.npy",
+        "mesh.ply",
+        "loss.png",
+        "metrics.json",
+        "report.html",
     ]
     missing = [f for f in expected if not (inverted / f).exists()]
     assert not missing, missing
@@ -79,10 +117,26 @@ def test_every_output_is_written(inverted):
     assert {"reconstruction", "mesh"} <= set(metrics) and metrics["mesh"]["watertight"]
 
 
-def test_rerun_refuses_to_overwrite_then_overwrites(inverted, astronaut, small_pkl, capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "40")  # messages must not be hard-wrapped in narrow terminals or CI logs
+def test_rerun_refuses_to_overwrite_then_overwrites(
+    inverted, astronaut, small_pkl, capsys, monkeypatch
+):
+    monkeypatch.setenv(
+        "COLUMNS", "40"
+    )  # messages must not be hard-wrapped in narrow terminals or CI logs
     out = inverted.parent
-    code = main(["invert", str(astronaut), "--generator", "eg3d", "--network", str(small_pkl), "--out", str(out), *FAST])
+    code = main(
+        [
+            "invert",
+            str(astronaut),
+            "--generator",
+            "eg3d",
+            "--network",
+            str(small_pkl),
+            "--out",
+            str(out),
+            *FAST,
+        ]
+    )
     assert code == 2
     assert "already there" in capsys.readouterr().err
 
@@ -115,15 +169,32 @@ def _chromium() -> str | None:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(_chromium() is None, reason="headless Chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(
+    _chromium() is None, reason="headless Chromium is not installed (apt-get install chromium)"
+)
 def test_report_opens_in_headless_chromium(inverted, tmp_path):
     shot = tmp_path / "shot.png"
     cmd = [
-        _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1100,1500",
-        f"--screenshot={shot}", (inverted / "report.html").as_uri(),
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--window-size=1100,1500",
+        f"--screenshot={shot}",
+        (inverted / "report.html").as_uri(),
     ]
-    subprocess.run(cmd, check=False, capture_output=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
+    subprocess.run(
+        cmd,
+        check=False,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
     assert shot.exists(), "chromium wrote no screenshot"
     import imageio.v3 as iio
 

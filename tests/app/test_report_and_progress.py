@@ -103,10 +103,22 @@ def test_stage_progress_json_and_off():
 
 
 def test_render_shows_plain_progress(anna, tmp_path, capsys):
-    code = main([
-        "render", str(anna), "--out", str(tmp_path / "r"), "--views", "3",
-        "--video-frames", "4", "--mesh-resolution", "0", "--progress", "plain",
-    ])
+    code = main(
+        [
+            "render",
+            str(anna),
+            "--out",
+            str(tmp_path / "r"),
+            "--views",
+            "3",
+            "--video-frames",
+            "4",
+            "--mesh-resolution",
+            "0",
+            "--progress",
+            "plain",
+        ]
+    )
     assert code == 0
     captured = capsys.readouterr()
     err = captured.err.splitlines()
@@ -118,10 +130,22 @@ def test_render_shows_plain_progress(anna, tmp_path, capsys):
 
 
 def test_render_json_progress_keeps_stdout_parseable(anna, tmp_path, capsys):
-    code = main([
-        "render", str(anna), "--out", str(tmp_path / "r"), "--views", "2",
-        "--video-frames", "0", "--mesh-resolution", "0", "--progress", "json",
-    ])
+    code = main(
+        [
+            "render",
+            str(anna),
+            "--out",
+            str(tmp_path / "r"),
+            "--views",
+            "2",
+            "--video-frames",
+            "0",
+            "--mesh-resolution",
+            "0",
+            "--progress",
+            "json",
+        ]
+    )
     assert code == 0
     records = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
     started = {r.get("stage") for r in records if r.get("event") == "StageStarted"}
@@ -138,10 +162,24 @@ def test_edit_shows_plain_progress(anna, tmp_path, capsys):
     direction = tmp_path / "d.npy"
     w_dim = torch.load(anna / "latent.pt", weights_only=True)["ws"].shape[-1]
     np.save(direction, np.random.default_rng(0).standard_normal(w_dim).astype(np.float32))
-    code = main([
-        "edit", str(anna), "--direction", str(direction), "--strength", "1", "--strength", "2",
-        "--views", "2", "--out", str(tmp_path / "e"), "--progress", "plain",
-    ])
+    code = main(
+        [
+            "edit",
+            str(anna),
+            "--direction",
+            str(direction),
+            "--strength",
+            "1",
+            "--strength",
+            "2",
+            "--views",
+            "2",
+            "--out",
+            str(tmp_path / "e"),
+            "--progress",
+            "plain",
+        ]
+    )
     assert code == 0
     err = [ln.rstrip() for ln in capsys.readouterr().err.splitlines()]
     assert err[0] == "anna: edit: 3 steps"
@@ -153,10 +191,22 @@ def test_edit_json_progress_keeps_stdout_parseable(anna, tmp_path, capsys):
     direction = tmp_path / "d.npy"
     w_dim = torch.load(anna / "latent.pt", weights_only=True)["ws"].shape[-1]
     np.save(direction, np.ones(w_dim, np.float32))
-    code = main([
-        "edit", str(anna), "--direction", str(direction), "--strength", "1",
-        "--views", "2", "--out", str(tmp_path / "e"), "--progress", "json",
-    ])
+    code = main(
+        [
+            "edit",
+            str(anna),
+            "--direction",
+            str(direction),
+            "--strength",
+            "1",
+            "--views",
+            "2",
+            "--out",
+            str(tmp_path / "e"),
+            "--progress",
+            "json",
+        ]
+    )
     assert code == 0
     records = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
     events = [r["event"] for r in records[:-1]]
@@ -165,11 +215,26 @@ def test_edit_json_progress_keeps_stdout_parseable(anna, tmp_path, capsys):
 
 
 def test_bench_engine_shows_plain_progress(capsys):
-    code = main([
-        "bench", "engine", "--presets", "pti", "--latent-steps", "2", "--tune-steps", "2",
-        "--threads", "1", "--set", "perceptual=mse", "--set", "latent.mean_samples=16",
-        "--progress", "plain",
-    ])
+    code = main(
+        [
+            "bench",
+            "engine",
+            "--presets",
+            "pti",
+            "--latent-steps",
+            "2",
+            "--tune-steps",
+            "2",
+            "--threads",
+            "1",
+            "--set",
+            "perceptual=mse",
+            "--set",
+            "latent.mean_samples=16",
+            "--progress",
+            "plain",
+        ]
+    )
     assert code == 0
     captured = capsys.readouterr()
     err = captured.err.splitlines()

@@ -28,7 +28,9 @@ class TestCameraLabels:
         assert labels.intrinsics[0, 0, 2] == pytest.approx(0.5)
 
     def test_bad_shape(self):
-        with pytest.raises(ShapeError, match=r"camera label: expected shape \[\*,25\], got \[2, 24\]"):
+        with pytest.raises(
+            ShapeError, match=r"camera label: expected shape \[\*,25\], got \[2, 24\]"
+        ):
             cam.CameraLabels(torch.zeros(2, 24))
 
 
@@ -42,7 +44,9 @@ class TestLookAt:
         assert torch.allclose(r.T @ r, torch.eye(3, dtype=r.dtype), atol=1e-10)
         assert torch.det(r) == pytest.approx(1.0, abs=1e-10)
         to_pivot = torch.tensor(cam.FFHQ_PIVOT, dtype=r.dtype) - labels.position
-        assert torch.allclose(torch.nn.functional.normalize(to_pivot, dim=-1), labels.forward, atol=1e-10)
+        assert torch.allclose(
+            torch.nn.functional.normalize(to_pivot, dim=-1), labels.forward, atol=1e-10
+        )
         # The pivot projects to the principal point.
         uv, z = cam.project_points(torch.tensor([cam.FFHQ_PIVOT], dtype=r.dtype), c)
         assert torch.allclose(uv, torch.tensor([[0.5, 0.5]], dtype=r.dtype), atol=1e-10)
@@ -94,7 +98,9 @@ class TestMirror:
         c = cam.look_at(0.4, 0.1, dtype=torch.float64)
         p = torch.tensor([[0.1, -0.05, 0.15]], dtype=torch.float64)
         uv, _ = cam.project_points(p, c)
-        uvm, _ = cam.project_points(p * torch.tensor([-1.0, 1, 1], dtype=torch.float64), cam.mirror_camera(c))
+        uvm, _ = cam.project_points(
+            p * torch.tensor([-1.0, 1, 1], dtype=torch.float64), cam.mirror_camera(c)
+        )
         assert float(uvm[0, 0]) == pytest.approx(1 - float(uv[0, 0]), abs=1e-12)
         assert float(uvm[0, 1]) == pytest.approx(float(uv[0, 1]), abs=1e-12)
 
@@ -119,7 +125,9 @@ class TestMirrorWeight:
 class TestSampling:
     def test_about_pivot_preserves_distance_and_aim(self):
         c = cam.look_at(torch.tensor([0.3, -0.6]), 0.1, orbit_center=None, dtype=torch.float64)
-        s = cam.sample_cameras_around(c, 16, yaw_range=0.3, pitch_range=0.2, generator=torch.Generator().manual_seed(0))
+        s = cam.sample_cameras_around(
+            c, 16, yaw_range=0.3, pitch_range=0.2, generator=torch.Generator().manual_seed(0)
+        )
         assert s.shape == (2, 16, 25)
         pivot = torch.tensor(cam.FFHQ_PIVOT, dtype=torch.float64)
         lab = cam.CameraLabels(s)
@@ -150,7 +158,9 @@ class TestSampling:
         s = cam.sample_orbit_cameras(400, yaw_range=0.7, generator=torch.Generator().manual_seed(0))
         y, _, _ = cam.yaw_pitch_roll(s)
         assert float(y.min()) < -0.5 and float(y.max()) > 0.5
-        s1 = cam.sample_orbit_cameras(400, yaw_range=0.7, symmetric=False, generator=torch.Generator().manual_seed(0))
+        s1 = cam.sample_orbit_cameras(
+            400, yaw_range=0.7, symmetric=False, generator=torch.Generator().manual_seed(0)
+        )
         assert float(cam.yaw_pitch_roll(s1)[0].min()) > -0.1
 
 
@@ -161,7 +171,9 @@ class TestProjection:
         pts = cam.unproject_depth(z, c)
         uv, zz = cam.project_points(pts.reshape(-1, 3), c)
         assert torch.allclose(zz, z.flatten(), atol=1e-10)
-        assert torch.allclose(uv, cam.pixel_centers(8, 8, dtype=torch.float64).reshape(-1, 2), atol=1e-10)
+        assert torch.allclose(
+            uv, cam.pixel_centers(8, 8, dtype=torch.float64).reshape(-1, 2), atol=1e-10
+        )
 
     def test_ray_distance_z_roundtrip_and_centre(self):
         c = cam.look_at(0.0, 0.0, dtype=torch.float64)
@@ -176,7 +188,9 @@ class TestProjection:
         c = eg3d_small["c"]
         dirs = cam.camera_ray_directions(c, 32, 32)
         assert (dirs - eg3d_small["ray_directions"]).abs().max() < 1e-5
-        assert (cam.CameraLabels(c).position[:, None, :] - eg3d_small["ray_origins"]).abs().max() < 1e-6
+        assert (
+            cam.CameraLabels(c).position[:, None, :] - eg3d_small["ray_origins"]
+        ).abs().max() < 1e-6
 
 
 def test_fov_focal_roundtrip():

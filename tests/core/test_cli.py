@@ -12,7 +12,14 @@ from sym3d.cli import main
 def run_cli(*args, env_extra=None, cwd=None):
     env = dict(os.environ)
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "sym3d.cli.main", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "sym3d.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 def test_help_and_version(capsys):
@@ -62,7 +69,9 @@ def test_help_does_not_import_torch():
 @pytest.fixture
 def broken_plugin_path(tmp_path):
     """A fake installed distribution whose sym3d entry point raises on import."""
-    (tmp_path / "evil_plugin.py").write_text("raise RuntimeError('this plugin is broken on purpose')\n")
+    (tmp_path / "evil_plugin.py").write_text(
+        "raise RuntimeError('this plugin is broken on purpose')\n"
+    )
     dist = tmp_path / "evil_plugin-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: evil-plugin\nVersion: 0.1\n")

@@ -61,7 +61,9 @@ def _builtin_priors(registry):
     """The providers of the spi preset's terms, both stages (reconstruction included)."""
     cfg = resolve_config("spi", overrides=FAST)
     dev = torch.device("cpu")
-    losses = build_losses(cfg.perceptual, cfg.perceptual_resize, cfg.contextual_features, registry, dev)
+    losses = build_losses(
+        cfg.perceptual, cfg.perceptual_resize, cfg.contextual_features, registry, dev
+    )
     tune = cfg.tune
     latent = build_terms(cfg.latent.terms, TermEnv(stage="latent", losses=losses))
     env = TermEnv(stage="generator", losses=losses, every=tune.aux_every, num_views=tune.num_views)
@@ -70,7 +72,14 @@ def _builtin_priors(registry):
 
 def test_the_spi_preset_has_six_builtin_terms(registry):
     names = [p.name for p in _builtin_priors(registry)]
-    assert names == ["mirror_view", "reconstruction", "warp_views", "mirror_regions", "depth_reg", "reconstruction"]
+    assert names == [
+        "mirror_view",
+        "reconstruction",
+        "warp_views",
+        "mirror_regions",
+        "depth_reg",
+        "reconstruction",
+    ]
 
 
 @pytest.mark.parametrize("index", range(6))

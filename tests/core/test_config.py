@@ -16,14 +16,21 @@ def test_defaults_are_spi_hyperparameters():
     assert cfg.latent.steps == 500 and cfg.latent.lr == 0.01 and cfg.latent.space == "w+"
     assert cfg.tune.steps == 1000 and cfg.tune.lr == 3e-4 and cfg.tune.aux_every == 4
     terms = cfg.tune.terms
-    assert terms["warp_views"].weight == pytest.approx(0.4) and terms["mirror_regions"].weight == pytest.approx(0.02)
+    assert terms["warp_views"].weight == pytest.approx(0.4) and terms[
+        "mirror_regions"
+    ].weight == pytest.approx(0.02)
     assert terms["depth_reg"].symmetric is True
-    assert terms["reconstruction"].mse_weight == 1.0 and terms["reconstruction"].mse_range == "model"
+    assert (
+        terms["reconstruction"].mse_weight == 1.0 and terms["reconstruction"].mse_range == "model"
+    )
     assert cfg.latent.terms["reconstruction"].mse_weight == 0.0 and cfg.mirror_min_yaw == 0.2
 
 
 def test_toml_roundtrip(tmp_path):
-    cfg = apply_overrides(InversionConfig(), ["tune.steps=7", "tune.terms.mirror_regions.regions=['mouth']", "latent.space='w'"])
+    cfg = apply_overrides(
+        InversionConfig(),
+        ["tune.steps=7", "tune.terms.mirror_regions.regions=['mouth']", "latent.space='w'"],
+    )
     path = tmp_path / "c.toml"
     dump_toml(cfg, path)
     assert load_toml(path) == cfg
@@ -86,8 +93,13 @@ def test_structure_rejects_unknown_top_level():
 
 def test_deprecated_keys_still_work_with_a_warning(tmp_path):
     with pytest.warns(DeprecationWarning, match="'tune.warp.yaw_range' is deprecated"):
-        cfg = apply_overrides(InversionConfig(), ["tune.warp.yaw_range=0.3", "tune.mirror.gate_threshold=0.1"])
-    assert cfg.tune.terms["warp_views"].yaw_range == 0.3 and cfg.tune.terms["mirror_regions"].yaw_range == 0.3
+        cfg = apply_overrides(
+            InversionConfig(), ["tune.warp.yaw_range=0.3", "tune.mirror.gate_threshold=0.1"]
+        )
+    assert (
+        cfg.tune.terms["warp_views"].yaw_range == 0.3
+        and cfg.tune.terms["mirror_regions"].yaw_range == 0.3
+    )
     assert cfg.mirror_min_yaw == pytest.approx(0.1)
     # a config.resolved.toml written before the terms were modules still loads, to the same values
     old = tmp_path / "old.toml"
@@ -99,9 +111,18 @@ def test_deprecated_keys_still_work_with_a_warning(tmp_path):
     with pytest.warns(DeprecationWarning):
         cfg = load_toml(old)
     lat, tune = cfg.latent.terms, cfg.tune.terms
-    assert cfg.latent.steps == 7 and not lat["mirror_view"].enabled and cfg.mirror_min_yaw == pytest.approx(0.3)
-    assert lat["reconstruction"].perceptual_weight == 0.5 and lat["mirror_view"].perceptual_weight == 0.5
-    assert tune["reconstruction"].mse_weight == 2.0 and tune["warp_views"].weight == pytest.approx(0.1)
+    assert (
+        cfg.latent.steps == 7
+        and not lat["mirror_view"].enabled
+        and cfg.mirror_min_yaw == pytest.approx(0.3)
+    )
+    assert (
+        lat["reconstruction"].perceptual_weight == 0.5
+        and lat["mirror_view"].perceptual_weight == 0.5
+    )
+    assert tune["reconstruction"].mse_weight == 2.0 and tune["warp_views"].weight == pytest.approx(
+        0.1
+    )
     assert tune["mirror_regions"].crop_size == 40 and tune["depth_reg"].weight == 100.0
 
 

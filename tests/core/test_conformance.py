@@ -33,7 +33,13 @@ class ViewDependentNoise(TinyGenerator3D):
         out = super().render(ws, cameras, **kw)
         v = cameras.shape[1]
         bias = 0.01 * v
-        return RenderOutput(image=out.image + bias, image_raw=out.image_raw + bias, depth=out.depth, depth_z=out.depth_z, opacity=out.opacity)
+        return RenderOutput(
+            image=out.image + bias,
+            image_raw=out.image_raw + bias,
+            depth=out.depth,
+            depth_z=out.depth_z,
+            opacity=out.opacity,
+        )
 
 
 class Stateful(TinyGenerator3D):
@@ -61,13 +67,15 @@ def test_stateful_render_fails():
 
 
 def test_non_generator_is_refused():
-    with pytest.raises(ConformanceError, match="check_protocol: FAILED: Linear does not satisfy Generator3D"):
+    with pytest.raises(
+        ConformanceError, match="check_protocol: FAILED: Linear does not satisfy Generator3D"
+    ):
         check_generator(torch.nn.Linear(2, 2))
 
 
 def test_tiny_render_is_fast_enough_to_drive_engine_tests(tiny):
     # Not a timing test: a sanity check of size (rays x samples) that keeps renders in milliseconds.
-    assert tiny.neural_resolution ** 2 * tiny.num_samples <= 64 * 64 * 32
+    assert tiny.neural_resolution**2 * tiny.num_samples <= 64 * 64 * 32
 
 
 def test_info_is_checked():
@@ -76,10 +84,15 @@ def test_info_is_checked():
 
     gen = TinyGenerator3D()
     check_info(gen, None)  # no info: nothing to check
-    gen.info = GeneratorInfo(recommended_overrides=("tune.steps=10", "tune.terms.depth_reg.weight=3"), ray_range=(2.2, 3.3))
+    gen.info = GeneratorInfo(
+        recommended_overrides=("tune.steps=10", "tune.terms.depth_reg.weight=3"),
+        ray_range=(2.2, 3.3),
+    )
     check_info(gen, None)
     gen.info = GeneratorInfo(recommended_overrides=("tune.stepz=10",))
-    with pytest.raises(ConformanceError, match="recommended_overrides are not valid settings.*tune.stepz"):
+    with pytest.raises(
+        ConformanceError, match="recommended_overrides are not valid settings.*tune.stepz"
+    ):
         check_info(gen, None)
     gen.info = GeneratorInfo(image_range=(0.0, 1.0))
     with pytest.raises(ConformanceError, match="image_range"):
@@ -124,8 +137,11 @@ class UnitRange(TinyGenerator3D):
     def render(self, ws, cameras, **kw):
         out = super().render(ws, cameras, **kw)
         return RenderOutput(
-            image=(out.image + 1) / 2, image_raw=(out.image_raw + 1) / 2,
-            depth=out.depth, depth_z=out.depth_z, opacity=out.opacity,
+            image=(out.image + 1) / 2,
+            image_raw=(out.image_raw + 1) / 2,
+            depth=out.depth,
+            depth_z=out.depth_z,
+            opacity=out.opacity,
         )
 
 
@@ -138,8 +154,11 @@ SMALL = ConformanceOptions(batch=1, views=2)
         (FlippedBothWays, {"check_camera_convention"}, "flipped both ways (OpenGL-style axes)"),
         (ZeroDensity, {"check_camera_convention"}, "accumulates no opacity along any ray"),
         (KeyErrorScope, {"check_unknown_scope"}, "raised KeyError"),
-        (NoSampleDensity, {"check_protocol", "check_density", "check_camera_convention"},
-         "missing: sample_density"),
+        (
+            NoSampleDensity,
+            {"check_protocol", "check_density", "check_camera_convention"},
+            "missing: sample_density",
+        ),
         (UnitRange, {"check_image_range"}, "it looks like [0, 1]"),
     ],
     ids=lambda x: x.__name__ if isinstance(x, type) else None,

@@ -38,7 +38,9 @@ def test_unset_takes_default(monkeypatch: pytest.MonkeyPatch) -> None:
     assert env_flag("SYM3D_TEST_FLAG", default=True) is True
 
 
-@pytest.mark.parametrize(("raw", "on"), [("no", False), ("off", False), ("False", False), ("yes", True)])
+@pytest.mark.parametrize(
+    ("raw", "on"), [("no", False), ("off", False), ("False", False), ("yes", True)]
+)
 def test_callers_share_the_truthiness(monkeypatch: pytest.MonkeyPatch, raw: str, on: bool) -> None:
     """SYM3D_DEBUG, SYM3D_CHECKS and SYM3D_STRICT_PLUGINS read the same table."""
     monkeypatch.setenv("SYM3D_DEBUG", raw)

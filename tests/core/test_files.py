@@ -25,7 +25,10 @@ def test_symlink_to_regular_file_is_followed(tmp_path):
 def test_fifo_is_refused_without_hanging(tmp_path):
     fifo = tmp_path / "pipe.json"
     os.mkfifo(fifo)
-    with pytest.raises(InputFileError, match=r"pipe\.json: is a FIFO \(named pipe\); the camera file must be a regular file"):
+    with pytest.raises(
+        InputFileError,
+        match=r"pipe\.json: is a FIFO \(named pipe\); the camera file must be a regular file",
+    ):
         read_text(fifo, "the camera file")
 
 

@@ -41,7 +41,7 @@ def test_grayscale_replicated(tmp_path):
 
 def test_16bit_gray_keeps_precision(tmp_path):
     p = tmp_path / "g16.png"
-    arr = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000 + 7)
+    arr = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000 + 7
     Image.fromarray(arr).save(p)
     x = load_image(p)
     assert torch.allclose(x[0, 0], torch.from_numpy(arr.astype(np.float32) / 65535.0), atol=1e-6)

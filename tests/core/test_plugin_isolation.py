@@ -89,7 +89,9 @@ def six_broken(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(tmp_path))
 
     fakes = [
-        _ep("symheads", "fake_impostor", "impostor-symheads", "6.6"),  # before the real one on purpose
+        _ep(
+            "symheads", "fake_impostor", "impostor-symheads", "6.6"
+        ),  # before the real one on purpose
         _ep("ghost", "no_such_module_for_sym3d_tests", "ghost-dist", "0.1"),
         _ep("boom", "fake_import_boom", "boom-dist", "0.2"),
         _ep("raising", "fake_raising", "raising-dist", "0.3"),

@@ -46,7 +46,12 @@ def fake_plugins(monkeypatch):
 
     @hookimpl
     def register_needs(register):
-        register("needs-gen", lambda **kw: None, requires=("definitely_not_installed_mod",), extra="faces")
+        register(
+            "needs-gen",
+            lambda **kw: None,
+            requires=("definitely_not_installed_mod",),
+            extra="faces",
+        )
 
     good = _module("fake_good", register_generators=register_generators)
     dup = _module("fake_dup")

@@ -62,7 +62,13 @@ def test_gradient_flows() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["sym3d.lighting", "sym3d.warp", "sym3d.engine.inputs", "sym3d.terms.losses", "sym3d_extras.faces.estimator"],
+    [
+        "sym3d.lighting",
+        "sym3d.warp",
+        "sym3d.engine.inputs",
+        "sym3d.terms.losses",
+        "sym3d_extras.faces.estimator",
+    ],
 )
 def test_callers_use_the_one_resize(module: str) -> None:
     mod = importlib.import_module(module)

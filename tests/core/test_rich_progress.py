@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from sym3d.app.batch import progress as batch_progress
 from sym3d.cli import progress as engine_progress
 from sym3d.cli.renderer_base import rich_bar
 from sym3d.engine.events import StageFinished, StageStarted, StepFinished
-from sym3d.app.batch import progress as batch_progress
 
 
 def _column_texts(progress) -> list[str]:

@@ -92,9 +92,7 @@ def _ratio(err: torch.Tensor, bound: torch.Tensor) -> tuple[float, float, float]
     return err.max().item(), bound.flatten()[worst].item(), ratio.flatten()[worst].item()
 
 
-def elementwise(
-    actual: torch.Tensor, expected: torch.Tensor, *, rtol: float = RTOL
-) -> Comparison:
+def elementwise(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float = RTOL) -> Comparison:
     """Compare a float32 output with its reference element by element (shapes must match).
 
     Bound per element: ``rtol * max|r| + rtol * |r|`` (see the module docstring).
@@ -102,7 +100,9 @@ def elementwise(
     if tuple(actual.shape) != tuple(expected.shape):
         raise AssertionError(f"shape {list(actual.shape)} != reference {list(expected.shape)}")
     ref = expected.detach().to("cpu", torch.float64).abs()
-    scale = ref[torch.isfinite(ref)].max().item() if ref.numel() and torch.isfinite(ref).any() else 0.0
+    scale = (
+        ref[torch.isfinite(ref)].max().item() if ref.numel() and torch.isfinite(ref).any() else 0.0
+    )
     bound = rtol * scale + rtol * ref.nan_to_num(nan=0.0, posinf=0.0)
     return Comparison(*_ratio(_errors(actual, expected), bound))
 
@@ -130,7 +130,9 @@ def checksum(
     ref = expected.detach().to("cpu", torch.float64)
     own = abssum.detach().to("cpu", torch.float64)
     if own.shape != ref.shape:
-        raise ValueError(f"abssum has shape {list(own.shape)}; expected {list(ref.shape)} (one per channel)")
+        raise ValueError(
+            f"abssum has shape {list(own.shape)}; expected {list(ref.shape)} (one per channel)"
+        )
     typical = own.mean() / numel  # mean |r| over the whole tensor
     if kind in ("sum", "abssum"):
         bound = rtol * (own + numel * typical)
@@ -141,7 +143,9 @@ def checksum(
     return Comparison(*_ratio(_errors(actual, expected), bound))
 
 
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float = RTOL, what: str = "") -> None:
+def assert_close(
+    actual: torch.Tensor, expected: torch.Tensor, *, rtol: float = RTOL, what: str = ""
+) -> None:
     """Assert :func:`elementwise` passes (for float32 results of two routes of one computation)."""
     result = elementwise(actual, expected, rtol=rtol)
     assert result.ok, (

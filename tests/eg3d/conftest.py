@@ -77,8 +77,20 @@ def eg3d_small_pkl() -> Path:
 
 # Instruction-set flags that change how float32 kernels accumulate (vector width, FMA, AMX tiles).
 CPU_FLAGS_OF_INTEREST = (
-    "sse4_2", "avx", "fma", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
-    "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "amx_fp16",
+    "sse4_2",
+    "avx",
+    "fma",
+    "avx2",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "amx_fp16",
 )
 
 
@@ -116,7 +128,9 @@ class ParityRecorder:
 
     def _record(self, name: str, result: Comparison) -> float:
         self.records[name] = {
-            "max_abs_err": result.max_abs_err, "tolerance": result.tolerance, "ratio": result.ratio,
+            "max_abs_err": result.max_abs_err,
+            "tolerance": result.tolerance,
+            "ratio": result.ratio,
         }
         assert result.ok, (
             f"{name}: error {result.ratio:.3g} x the float32 tolerance (max abs error "
@@ -132,8 +146,13 @@ class ParityRecorder:
         return self._record(name, elementwise(actual, expected))
 
     def check_sum(
-        self, name: str, actual: torch.Tensor, expected: torch.Tensor, kind: ChecksumKind,
-        abssum: torch.Tensor, numel: int,
+        self,
+        name: str,
+        actual: torch.Tensor,
+        expected: torch.Tensor,
+        kind: ChecksumKind,
+        abssum: torch.Tensor,
+        numel: int,
     ) -> float:
         """Compare float64 per-channel checksums (``kind`` sum, abssum or sqsum) of ``numel`` values.
 
@@ -172,8 +191,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
     tr = terminalreporter
     cpu = cpu_description()
     tr.section(f"EG3D parity vs official (tolerance: {DEPTH_FACTOR} float32 ulps, rtol {RTOL:.2e})")
-    tr.write_line(f"cpu: {cpu['model']}; torch {cpu['torch']}, capability "
-                  f"{cpu['torch_cpu_capability']}, {cpu['threads']} threads")
+    tr.write_line(
+        f"cpu: {cpu['model']}; torch {cpu['torch']}, capability "
+        f"{cpu['torch_cpu_capability']}, {cpu['threads']} threads"
+    )
     tr.write_line(f"cpu flags: {' '.join(cpu['flags']) or 'unknown'}")
     tr.write_line(f"cpu flags absent: {' '.join(cpu['flags_absent']) or '-'}")
     width = max(len(k) for k in recorder.records)
@@ -187,7 +208,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
     out = os.environ.get("SYM3D_PARITY_REPORT")
     if out:
         report = {
-            "cpu": cpu, "rtol": RTOL, "depth_factor": DEPTH_FACTOR, "max_ratio": groups,
+            "cpu": cpu,
+            "rtol": RTOL,
+            "depth_factor": DEPTH_FACTOR,
+            "max_ratio": groups,
             "entries": recorder.records,
         }
         Path(out).write_text(json.dumps(report, indent=1))

@@ -6,16 +6,18 @@ import pytest
 import torch
 
 from sym3d.camera import ray_distance_to_z
+from sym3d.errors import ConfigError, UserInputError
 from sym3d.protocols import Generator3D
 from sym3d.testing import CHECKS, ConformanceOptions, run_check
-from sym3d_eg3d.adapter import EG3DGenerator, build_eg3d
-from sym3d.errors import ConfigError, UserInputError
+from sym3d_eg3d.adapter import build_eg3d
 
 
 @pytest.fixture(scope="module")
 def small(eg3d_small_fixture_path):
     fx = torch.load(eg3d_small_fixture_path, weights_only=True)
-    gen = build_eg3d(init_kwargs=fx["init_kwargs"], neural_resolution=fx["neural_rendering_resolution"])
+    gen = build_eg3d(
+        init_kwargs=fx["init_kwargs"], neural_resolution=fx["neural_rendering_resolution"]
+    )
     gen.G.load_state_dict(fx["state_dict"])
     return gen, fx
 
@@ -69,7 +71,9 @@ def test_density_is_the_marchers_activation(small):
     gen, fx = small
     with torch.no_grad():
         d = gen.sample_density(fx["ws"], fx["sample_coordinates"])
-    assert torch.allclose(d, torch.nn.functional.softplus(fx["sample_sigma"][..., 0] - 1.0), atol=1e-4)
+    assert torch.allclose(
+        d, torch.nn.functional.softplus(fx["sample_sigma"][..., 0] - 1.0), atol=1e-4
+    )
 
 
 def test_scopes_partition_the_tunable_weights(small):
@@ -132,10 +136,20 @@ def test_stage1_noise_optimisation_is_used_then_discarded(small):
     with torch.no_grad():
         target = from_model_range(gen.render(fx["ws"][:1], cam[:, None]).image[:, 0]).clamp(0, 1)
     r = sym3d.invert(
-        target, cam, generator=gen, preset="w+",
-        overrides=["perceptual=mse", "perceptual_resize=0", "latent.steps=3", "latent.optimize_noise=true", "latent.mean_samples=8"],
+        target,
+        cam,
+        generator=gen,
+        preset="w+",
+        overrides=[
+            "perceptual=mse",
+            "perceptual_resize=0",
+            "latent.steps=3",
+            "latent.optimize_noise=true",
+            "latent.mean_samples=8",
+        ],
     )
     assert all("noise_reg" in h for h in r.history) and r.history[0]["noise_reg"] > 0
-    assert all(torch.equal(a, b) for a, b in zip(before, gen.noise_buffers()))  # caller's generator untouched
+    assert all(
+        torch.equal(a, b) for a, b in zip(before, gen.noise_buffers(), strict=True)
+    )  # caller's generator untouched
     assert r.tuned == {}  # w+ preset: no stage 2
-

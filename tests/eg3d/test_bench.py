@@ -10,7 +10,10 @@ from sym3d_eg3d.bench import bench_eg3d, load_config_kwargs
 
 def test_rows_cover_every_view_count_with_positive_times() -> None:
     rows = bench_eg3d(["small"], neural_resolutions=[8], views=[1, 2], repeats=1)
-    assert [(r.config, r.neural_resolution, r.views) for r in rows] == [("small", 8, 1), ("small", 8, 2)]
+    assert [(r.config, r.neural_resolution, r.views) for r in rows] == [
+        ("small", 8, 1),
+        ("small", 8, 2),
+    ]
     for r in rows:
         # times are measured, not asserted against each other: a loaded machine can stall any call
         assert r.forward_ms > 0 and r.forward_backward_ms > 0

@@ -53,7 +53,11 @@ def official(eg3d_small_pkl: Path) -> ck.OfficialCheckpoint:
 
 def _str(s: str) -> bytes:
     raw = s.encode()
-    return b"\x8c" + bytes([len(raw)]) + raw if len(raw) < 256 else b"X" + struct.pack("<I", len(raw)) + raw
+    return (
+        b"\x8c" + bytes([len(raw)]) + raw
+        if len(raw) < 256
+        else b"X" + struct.pack("<I", len(raw)) + raw
+    )
 
 
 def _global(module: str, name: str) -> bytes:
@@ -65,7 +69,9 @@ def _body(obj: object) -> bytes:
     data = pickle.dumps(obj, protocol=4)
     assert data[:2] == b"\x80\x04" and data[-1:] == b"."
     body = data[11:-1] if data[2:3] == b"\x95" else data[2:-1]
-    assert b"\x95" not in {op.code.encode("latin-1") for op, _, _ in pickletools.genops(data[:2] + body + b".")}
+    assert b"\x95" not in {
+        op.code.encode("latin-1") for op, _, _ in pickletools.genops(data[:2] + body + b".")
+    }
     return body
 
 
@@ -88,10 +94,24 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 
 def _generator_meta(module_src: str = "# source omitted", **state: object) -> dict:
-    base = {"training": False, "_parameters": {}, "_buffers": {}, "_non_persistent_buffers_set": set(), "_modules": {}}
-    base.update({"rendering_kwargs": {"c_scale": 1.0}, "_init_args": (), "_init_kwargs": {"z_dim": 4}})
+    base = {
+        "training": False,
+        "_parameters": {},
+        "_buffers": {},
+        "_non_persistent_buffers_set": set(),
+        "_modules": {},
+    }
+    base.update(
+        {"rendering_kwargs": {"c_scale": 1.0}, "_init_args": (), "_init_kwargs": {"z_dim": 4}}
+    )
     base.update(state)
-    return {"type": "class", "version": 6, "module_src": module_src, "class_name": "TriPlaneGenerator", "state": base}
+    return {
+        "type": "class",
+        "version": 6,
+        "module_src": module_src,
+        "class_name": "TriPlaneGenerator",
+        "state": base,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,7 +119,9 @@ def _generator_meta(module_src: str = "# source omitted", **state: object) -> di
 # --------------------------------------------------------------------------------------------
 
 
-def test_fixture_state_dict_is_bit_identical_and_ordered(official: ck.OfficialCheckpoint, eg3d_small: dict) -> None:
+def test_fixture_state_dict_is_bit_identical_and_ordered(
+    official: ck.OfficialCheckpoint, eg3d_small: dict
+) -> None:
     expected = eg3d_small["state_dict"]
     assert len(official.state_dict) == 178
     assert list(official.state_dict) == list(expected)
@@ -113,9 +135,13 @@ def test_fixture_state_dict_is_bit_identical_and_ordered(official: ck.OfficialCh
     assert len(official.parameter_names) == 132
 
 
-def test_fixture_kwargs_and_runtime_attributes(official: ck.OfficialCheckpoint, eg3d_small: dict) -> None:
+def test_fixture_kwargs_and_runtime_attributes(
+    official: ck.OfficialCheckpoint, eg3d_small: dict
+) -> None:
     assert official.init_kwargs == eg3d_small["init_kwargs"]
-    assert json.dumps(official.init_kwargs) == json.dumps(eg3d_small["init_kwargs"])  # same key order too
+    assert json.dumps(official.init_kwargs) == json.dumps(
+        eg3d_small["init_kwargs"]
+    )  # same key order too
     assert type(official.init_kwargs["mapping_kwargs"]) is dict  # EasyDict -> dict
     assert type(official.init_kwargs["sr_kwargs"]) is dict
     assert official.rendering_kwargs == eg3d_small["rendering_kwargs_attr"]
@@ -128,7 +154,9 @@ def test_fixture_kwargs_and_runtime_attributes(official: ck.OfficialCheckpoint, 
     assert official.sha256 == digest and official.size_bytes == official.path.stat().st_size
     placeholder = hashlib.sha256(b"# source omitted").hexdigest()
     assert official.module_src_sha256["TriPlaneGenerator"] == placeholder
-    assert {"SynthesisLayer", "MappingNetwork", "SuperresolutionHybrid2X"} <= set(official.module_src_sha256)
+    assert {"SynthesisLayer", "MappingNetwork", "SuperresolutionHybrid2X"} <= set(
+        official.module_src_sha256
+    )
 
 
 def test_reading_is_frozen(official: ck.OfficialCheckpoint) -> None:
@@ -170,7 +198,11 @@ def test_storage_decoder_matches_torch_for_various_tensors() -> None:
 
 
 def test_storage_decoder_refuses_malformed_blobs() -> None:
-    blob = next(a for o, a, _ in pickletools.genops(pickle.dumps(torch.ones(4))) if o.name.endswith("BINBYTES"))
+    blob = next(
+        a
+        for o, a, _ in pickletools.genops(pickle.dumps(torch.ones(4)))
+        if o.name.endswith("BINBYTES")
+    )
     assert decode_storage_blob(blob).numel == 4
     with pytest.raises(CheckpointError, match="truncated"):
         decode_storage_blob(blob[:-3])
@@ -181,7 +213,11 @@ def test_storage_decoder_refuses_malformed_blobs() -> None:
 
 
 def test_tensor_outside_its_storage_is_refused() -> None:
-    blob = next(a for o, a, _ in pickletools.genops(pickle.dumps(torch.ones(4))) if o.name.endswith("BINBYTES"))
+    blob = next(
+        a
+        for o, a, _ in pickletools.genops(pickle.dumps(torch.ones(4)))
+        if o.name.endswith("BINBYTES")
+    )
     tensor = _call(_global("torch._utils", "_rebuild_tensor_v2"))[:-2]  # func + MARK, args follow
     data = (
         b"\x80\x04"
@@ -297,7 +333,12 @@ def test_getattr_eval_gadget_via_stack_global_is_refused(tmp_path: Path) -> None
 
 def test_protocol0_global_opcode_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    data = b"\x80\x02cbuiltins\nexec\n(X" + struct.pack("<I", 40) + f"open({str(marker)!r},'w')".ljust(40).encode() + b"tR."
+    data = (
+        b"\x80\x02cbuiltins\nexec\n(X"
+        + struct.pack("<I", 40)
+        + f"open({str(marker)!r},'w')".ljust(40).encode()
+        + b"tR."
+    )
     with pytest.raises(UnsafeCheckpointError, match=r"'builtins\.exec'"):
         ck.read_official_pickle(_write(tmp_path, "p0.pkl", data))
     assert not marker.exists()
@@ -313,7 +354,11 @@ def test_payload_hidden_in_a_storage_blob_is_refused(tmp_path: Path) -> None:
 
 
 def test_object_dtype_scalar_gadget_is_refused(tmp_path: Path) -> None:
-    dtype = _call(_global("numpy", "dtype"), "O", False, True) + _body((3, "|", None, None, None, -1, -1, 63)) + b"b"
+    dtype = (
+        _call(_global("numpy", "dtype"), "O", False, True)
+        + _body((3, "|", None, None, None, -1, -1, 63))
+        + b"b"
+    )
     scalar = _global("numpy.core.multiarray", "scalar") + b"(" + dtype + _body(b"\x00" * 8) + b"tR"
     with pytest.raises(CheckpointError, match="not a plain numeric type"):
         ck.read_official_pickle(_write(tmp_path, "dtype.pkl", _snapshot(scalar)))
@@ -371,7 +416,9 @@ def test_missing_g_ema_and_wrong_class_are_refused(tmp_path: Path) -> None:
         ck.read_official_pickle(_write(tmp_path, "nog.pkl", no_g_ema))
     meta = _generator_meta()
     meta["class_name"] = "Generator"
-    with pytest.raises(CheckpointError, match="'G_ema' is a Generator; expected an EG3D TriPlaneGenerator"):
+    with pytest.raises(
+        CheckpointError, match="'G_ema' is a Generator; expected an EG3D TriPlaneGenerator"
+    ):
         ck.read_official_pickle(_write(tmp_path, "sg2.pkl", _snapshot(_persistent(meta))))
     with pytest.raises(CheckpointError, match="holds a list"):
         ck.read_official_pickle(_write(tmp_path, "list.pkl", pickle.dumps([1, 2])))
@@ -384,7 +431,9 @@ def test_missing_g_ema_and_wrong_class_are_refused(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name file descriptors")
+@pytest.mark.skipif(
+    not Path("/proc/self/fd").is_dir(), reason="needs /proc to name file descriptors"
+)
 def test_convert_writes_through_the_one_atomic_writer(
     tmp_path: Path, eg3d_small_pkl: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -408,10 +457,15 @@ def test_convert_writes_through_the_one_atomic_writer(
     assert {v for k, v in events[2::3]} == {str(out.resolve())}
 
 
-def test_convert_without_networks_round_trips_bit_identical(tmp_path: Path, eg3d_small_pkl: Path, official) -> None:
+def test_convert_without_networks_round_trips_bit_identical(
+    tmp_path: Path, eg3d_small_pkl: Path, official
+) -> None:
     out = ck.convert_checkpoint(eg3d_small_pkl, tmp_path / "conv", verify=False)
     assert out == tmp_path / "conv"
-    assert sorted(p.name for p in out.iterdir()) == ["generator.json", "generator.safetensors"]  # no temp files left
+    assert sorted(p.name for p in out.iterdir()) == [
+        "generator.json",
+        "generator.safetensors",
+    ]  # no temp files left
     config = json.loads((out / "generator.json").read_text())
     assert config["format"] == "sym3d-eg3d-generator" and config["format_version"] == 1
     assert config["init_kwargs"] == official.init_kwargs
@@ -424,7 +478,10 @@ def test_convert_without_networks_round_trips_bit_identical(tmp_path: Path, eg3d
         "size_bytes": official.size_bytes,
     }
     assert config["sym3d_version"] and config["num_parameters"] == 1_953_224
-    assert config["weights_sha256"] == hashlib.sha256((out / "generator.safetensors").read_bytes()).hexdigest()
+    assert (
+        config["weights_sha256"]
+        == hashlib.sha256((out / "generator.safetensors").read_bytes()).hexdigest()
+    )
     for source in (out, out / "generator.safetensors", out / "generator.json"):
         conv = ck.read_converted(source)
         assert list(conv.state_dict) == list(official.state_dict)
@@ -432,7 +489,9 @@ def test_convert_without_networks_round_trips_bit_identical(tmp_path: Path, eg3d
             assert torch.equal(conv.state_dict[key].view(torch.int32), ref.view(torch.int32)), key
 
 
-def test_lone_safetensors_uses_embedded_config(tmp_path: Path, eg3d_small_pkl: Path, official) -> None:
+def test_lone_safetensors_uses_embedded_config(
+    tmp_path: Path, eg3d_small_pkl: Path, official
+) -> None:
     out = ck.convert_checkpoint(eg3d_small_pkl, tmp_path / "conv", verify=False)
     lone = tmp_path / "copied.safetensors"
     shutil.copy(out / "generator.safetensors", lone)
@@ -467,7 +526,11 @@ def test_mismatched_or_corrupt_conversion_is_refused(tmp_path: Path, eg3d_small_
     (out / "generator.json").write_text(json.dumps(config))
     with pytest.raises(ConfigError) as info:
         ck.read_converted(out)
-    assert "format_version" in str(info.value) and "plane_axes" in str(info.value) and "upgrade sym3d" in str(info.value)
+    assert (
+        "format_version" in str(info.value)
+        and "plane_axes" in str(info.value)
+        and "upgrade sym3d" in str(info.value)
+    )
     (out / "generator.json").write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         ck.read_converted(out)
@@ -528,7 +591,9 @@ def _assert_parity(G, fixture: dict) -> dict[str, torch.Tensor]:
 
 
 @needs_networks
-def test_load_official_pickle_reproduces_parity_outputs(eg3d_small_pkl: Path, eg3d_small: dict) -> None:
+def test_load_official_pickle_reproduces_parity_outputs(
+    eg3d_small_pkl: Path, eg3d_small: dict
+) -> None:
     G = ck.load_checkpoint(eg3d_small_pkl)
     assert not G.training
     assert G.neural_rendering_resolution == 32
@@ -540,8 +605,12 @@ def test_load_official_pickle_reproduces_parity_outputs(eg3d_small_pkl: Path, eg
 
 
 @needs_networks
-def test_convert_then_load_gives_same_generator(tmp_path: Path, eg3d_small_pkl: Path, eg3d_small: dict) -> None:
-    out = ck.convert_checkpoint(eg3d_small_pkl, tmp_path / "conv")  # verify=True builds the networks
+def test_convert_then_load_gives_same_generator(
+    tmp_path: Path, eg3d_small_pkl: Path, eg3d_small: dict
+) -> None:
+    out = ck.convert_checkpoint(
+        eg3d_small_pkl, tmp_path / "conv"
+    )  # verify=True builds the networks
     for source in (out, out / "generator.safetensors"):
         G = ck.load_checkpoint(source)
         assert not G.training and G.neural_rendering_resolution == 32
@@ -563,13 +632,18 @@ def test_save_generator_round_trip(tmp_path: Path, eg3d_small_pkl: Path) -> None
     assert config["neural_rendering_resolution"] == 64
     H = ck.load_checkpoint(out)
     assert H.neural_rendering_resolution == 64
-    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), H.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(G.state_dict().values(), H.state_dict().values(), strict=True)
+    )
     with pytest.raises(ResultExistsError):
         ck.save_generator(G, out)
 
 
 @needs_networks
-def test_strict_load_lists_missing_and_unexpected_keys(tmp_path: Path, eg3d_small_pkl: Path) -> None:
+def test_strict_load_lists_missing_and_unexpected_keys(
+    tmp_path: Path, eg3d_small_pkl: Path
+) -> None:
     out = ck.convert_checkpoint(eg3d_small_pkl, tmp_path / "conv")
     conv = ck.read_converted(out)
     state = dict(conv.state_dict)
@@ -610,7 +684,9 @@ def test_plane_axes_constants_match_the_networks() -> None:
 
 def test_storage_payload_error_names_the_global(tmp_path: Path) -> None:
     blob = pickle.dumps(_RunsCode(os.system, "true"), protocol=2)
-    path = _write(tmp_path, "blob2.pkl", _snapshot(_call(_global("torch.storage", "_load_from_bytes"), blob)))
+    path = _write(
+        tmp_path, "blob2.pkl", _snapshot(_call(_global("torch.storage", "_load_from_bytes"), blob))
+    )
     with pytest.raises(UnsafeCheckpointError) as info:
         ck.read_official_pickle(path)
     assert str(info.value).startswith(str(path))
@@ -618,7 +694,11 @@ def test_storage_payload_error_names_the_global(tmp_path: Path) -> None:
 
 
 def test_expanded_tensor_and_oversized_storage_are_refused() -> None:
-    blob = next(a for o, a, _ in pickletools.genops(pickle.dumps(torch.ones(4))) if o.name.endswith("BINBYTES"))
+    blob = next(
+        a
+        for o, a, _ in pickletools.genops(pickle.dumps(torch.ones(4)))
+        if o.name.endswith("BINBYTES")
+    )
     expanded = (
         b"\x80\x04"
         + _call(_global("torch._utils", "_rebuild_tensor_v2"))[:-2]
@@ -631,7 +711,9 @@ def test_expanded_tensor_and_oversized_storage_are_refused() -> None:
     count_at = len(blob) - 16 - 8
     assert int.from_bytes(blob[count_at : count_at + 8], "little") == 4
     with pytest.raises(CheckpointError, match="wrong element count"):
-        decode_storage_blob(blob[:count_at] + (1 << 50).to_bytes(8, "little") + blob[count_at + 8 :])
+        decode_storage_blob(
+            blob[:count_at] + (1 << 50).to_bytes(8, "little") + blob[count_at + 8 :]
+        )
 
 
 def test_storage_blob_claiming_huge_size_is_refused_before_allocating() -> None:
@@ -642,7 +724,11 @@ def test_storage_blob_claiming_huge_size_is_refused_before_allocating() -> None:
         + numel.to_bytes(8, "little")
         + b"NtQ."
     )
-    sys_info = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
+    sys_info = {
+        "protocol_version": 1001,
+        "little_endian": True,
+        "type_sizes": {"short": 2, "int": 4, "long": 4},
+    }
     blob = (
         pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
         + pickle.dumps(1001, protocol=2)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -94,9 +93,13 @@ class TestBiasAct:
         b = torch.randn(3, dtype=torch.float64) * 0.01
         x.requires_grad_(True)
         b.requires_grad_(True)
-        assert torch.autograd.gradcheck(lambda x, b: ref.bias_act(x, b, act=act, clamp=10.0), (x, b), fast_mode=True)
+        assert torch.autograd.gradcheck(
+            lambda x, b: ref.bias_act(x, b, act=act, clamp=10.0), (x, b), fast_mode=True
+        )
         if ref.ACTIVATIONS[act].has_second_grad:
-            assert torch.autograd.gradgradcheck(lambda x, b: ref.bias_act(x, b, act=act), (x, b), fast_mode=True)
+            assert torch.autograd.gradgradcheck(
+                lambda x, b: ref.bias_act(x, b, act=act), (x, b), fast_mode=True
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,11 +139,25 @@ UPFIRDN_CASES = [
     # taps/kernel, up, down, padding, flip_filter, gain
     ([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0], [0.25, 0.0, 1.0]], 1, 1, 0, False, 1.0),
     ([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0], [0.25, 0.0, 1.0]], 2, 1, (2, 1, 2, 1), False, 4.0),
-    ([[1.0, 2.0, 0.5, -0.5], [0.0, -1.0, 3.0, 2.0], [0.25, 0.0, 1.0, 1.0]], (2, 1), (1, 2), (1, 2, 0, 3), True, 3.0),
+    (
+        [[1.0, 2.0, 0.5, -0.5], [0.0, -1.0, 3.0, 2.0], [0.25, 0.0, 1.0, 1.0]],
+        (2, 1),
+        (1, 2),
+        (1, 2, 0, 3),
+        True,
+        3.0,
+    ),
     ([[1.0, 3.0], [3.0, 1.0]], 1, 2, -1, False, 1.0),
     ([[1.0, 3.0, 3.0, 1.0]] * 4, 3, 2, (-1, 2, 1, -1), True, 0.5),
     ([1.0, 2.0, 3.0, 4.0, 4.0, 3.0, 2.0, 1.0], 2, 1, (4, 3), False, 4.0),  # separable (8 taps)
-    ([1.0, -2.0, 3.0, 4.0, 0.5, 3.0, 2.0, 1.5, 1.0], 1, 3, (1, 5, 2, 3), True, 2.0),  # separable, odd
+    (
+        [1.0, -2.0, 3.0, 4.0, 0.5, 3.0, 2.0, 1.5, 1.0],
+        1,
+        3,
+        (1, 5, 2, 3),
+        True,
+        2.0,
+    ),  # separable, odd
 ]
 
 
@@ -151,21 +168,35 @@ class TestUpfirdn2d:
         f = torch.tensor(taps, dtype=torch.float32)
         got = ref.upfirdn2d(x, f, up=up, down=down, padding=padding, flip_filter=flip, gain=gain)
         expected = naive_upfirdn2d(
-            x, taps, ref.parse_scaling(up), ref.parse_scaling(down), ref.parse_padding(padding), flip, gain
+            x,
+            taps,
+            ref.parse_scaling(up),
+            ref.parse_scaling(down),
+            ref.parse_padding(padding),
+            flip,
+            gain,
         )
         assert got.dtype == torch.float64
-        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)  # the filter itself is float32
+        torch.testing.assert_close(
+            got, expected, rtol=1e-6, atol=1e-6
+        )  # the filter itself is float32
 
     def test_float32_and_identity_filter(self) -> None:
         x = torch.randn(1, 2, 4, 4)
         torch.testing.assert_close(ref.upfirdn2d(x, None), x)
         y = ref.upfirdn2d(x, None, up=2)
-        assert y.shape == (1, 2, 8, 8) and torch.equal(y[:, :, ::2, ::2], x) and y[:, :, 1::2].abs().sum() == 0
+        assert (
+            y.shape == (1, 2, 8, 8)
+            and torch.equal(y[:, :, ::2, ::2], x)
+            and y[:, :, 1::2].abs().sum() == 0
+        )
 
     def test_setup_filter(self) -> None:
         f = ref.setup_filter([1, 3, 3, 1])
         assert f.shape == (4, 4) and f.dtype == torch.float32
-        torch.testing.assert_close(f, torch.outer(torch.tensor([1.0, 3, 3, 1]), torch.tensor([1.0, 3, 3, 1])) / 64)
+        torch.testing.assert_close(
+            f, torch.outer(torch.tensor([1.0, 3, 3, 1]), torch.tensor([1.0, 3, 3, 1])) / 64
+        )
         sep = ref.setup_filter(np.ones(8), gain=4)
         assert sep.shape == (8,)
         torch.testing.assert_close(sep, torch.full((8,), 2.0 / 8))  # sqrt(gain) per pass
@@ -189,8 +220,14 @@ class TestUpfirdn2d:
     def test_resampling_preserves_dc(self) -> None:
         x = torch.full((1, 1, 8, 8), 0.7, dtype=torch.float64)
         f = ref.setup_filter([1, 3, 3, 1])
-        torch.testing.assert_close(ref.upsample2d(x, f)[..., 3:-3, 3:-3], torch.full((1, 1, 10, 10), 0.7, dtype=torch.float64))
-        torch.testing.assert_close(ref.downsample2d(x, f)[..., 1:-1, 1:-1], torch.full((1, 1, 2, 2), 0.7, dtype=torch.float64))
+        torch.testing.assert_close(
+            ref.upsample2d(x, f)[..., 3:-3, 3:-3],
+            torch.full((1, 1, 10, 10), 0.7, dtype=torch.float64),
+        )
+        torch.testing.assert_close(
+            ref.downsample2d(x, f)[..., 1:-1, 1:-1],
+            torch.full((1, 1, 2, 2), 0.7, dtype=torch.float64),
+        )
 
     def test_errors(self) -> None:
         f = ref.setup_filter([1, 3, 3, 1])
@@ -205,11 +242,18 @@ class TestUpfirdn2d:
         with pytest.raises(ConfigError):
             ref.upfirdn2d(torch.randn(1, 1, 8, 8), f, padding=(1, 2, 3))
 
-    @pytest.mark.parametrize("taps,up,down,padding,flip,gain", UPFIRDN_CASES[1:3] + UPFIRDN_CASES[5:6])
+    @pytest.mark.parametrize(
+        "taps,up,down,padding,flip,gain", UPFIRDN_CASES[1:3] + UPFIRDN_CASES[5:6]
+    )
     def test_gradcheck(self, taps, up, down, padding, flip, gain) -> None:
         x = torch.randn(1, 2, 4, 5, dtype=torch.float64, requires_grad=True)
         f = torch.tensor(taps, dtype=torch.float32)
-        fn = lambda x: ref.upfirdn2d(x, f, up=up, down=down, padding=padding, flip_filter=flip, gain=gain)  # noqa: E731
+
+        def fn(x):
+            return ref.upfirdn2d(
+                x, f, up=up, down=down, padding=padding, flip_filter=flip, gain=gain
+            )
+
         assert torch.autograd.gradcheck(fn, (x,), fast_mode=True)
         assert torch.autograd.gradgradcheck(fn, (x,), fast_mode=True)
 
@@ -225,11 +269,19 @@ class TestDispatch:
         b = torch.randn(3)
         f = ops.setup_filter([1, 3, 3, 1])
         for impl in ("auto", "ref"):
-            assert torch.equal(ops.bias_act(x, b, act="lrelu", clamp=1.0, impl=impl), ref.bias_act(x, b, act="lrelu", clamp=1.0))
-            assert torch.equal(ops.upfirdn2d(x, f, up=2, padding=1, impl=impl), ref.upfirdn2d(x, f, up=2, padding=1))
+            assert torch.equal(
+                ops.bias_act(x, b, act="lrelu", clamp=1.0, impl=impl),
+                ref.bias_act(x, b, act="lrelu", clamp=1.0),
+            )
+            assert torch.equal(
+                ops.upfirdn2d(x, f, up=2, padding=1, impl=impl),
+                ref.upfirdn2d(x, f, up=2, padding=1),
+            )
             assert torch.equal(ops.upsample2d(x, f, impl=impl), ref.upsample2d(x, f))
             assert torch.equal(ops.downsample2d(x, f, impl=impl), ref.downsample2d(x, f))
-            assert torch.equal(ops.filter2d(x, f, padding=1, impl=impl), ref.filter2d(x, f, padding=1))
+            assert torch.equal(
+                ops.filter2d(x, f, padding=1, impl=impl), ref.filter2d(x, f, padding=1)
+            )
 
     def test_cuda_on_cpu_is_a_user_error(self) -> None:
         x = torch.randn(1, 1, 4, 4)
@@ -274,7 +326,9 @@ class TestConv2dResample:
         w = torch.randn(6, 4 // groups, k, k, dtype=torch.float64)
         f = ref.setup_filter([1, 3, 3, 1])
         padding = k // 2
-        got = conv2d_resample(x, w, f=f, up=up, down=down, padding=padding, groups=groups, flip_weight=flip_weight)
+        got = conv2d_resample(
+            x, w, f=f, up=up, down=down, padding=padding, groups=groups, flip_weight=flip_weight
+        )
         expected = generic_conv2d_resample(x, w, f, up, down, padding, groups, flip_weight)
         assert got.shape == expected.shape == (2, 6, 8 * up // down, 8 * up // down)
         torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)

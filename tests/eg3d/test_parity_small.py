@@ -61,8 +61,12 @@ def planes_run(planes: torch.Tensor) -> dict:
 
 
 @pytest.fixture(scope="module")
-def main_run(G: TriPlaneGenerator, small_fixture: dict, planes: torch.Tensor, mapping_run: dict) -> dict:
-    out = G.render_planes(planes, mapping_run["ws"], small_fixture["c"], random="midpoint", return_intermediates=True)
+def main_run(
+    G: TriPlaneGenerator, small_fixture: dict, planes: torch.Tensor, mapping_run: dict
+) -> dict:
+    out = G.render_planes(
+        planes, mapping_run["ws"], small_fixture["c"], random="midpoint", return_intermediates=True
+    )
     feat = out["feature_image"]
     sr_img, sr_x, resized = G.superresolution.resize_inputs(feat[:, :3], feat)
     assert resized
@@ -88,19 +92,29 @@ def cond_trunc_run(G: TriPlaneGenerator, small_fixture: dict, mapping_run: dict)
 
 
 @pytest.fixture(scope="module")
-def injected_run(G: TriPlaneGenerator, small_fixture: dict, planes: torch.Tensor, mapping_run: dict) -> dict:
+def injected_run(
+    G: TriPlaneGenerator, small_fixture: dict, planes: torch.Tensor, mapping_run: dict
+) -> dict:
     fx = small_fixture
     draws = ReplayRandom([fx["rand_stratified"], fx["rand_importance"]])
-    out = G.render_planes(planes, mapping_run["ws"], fx["c"], random=draws, return_intermediates=True)
+    out = G.render_planes(
+        planes, mapping_run["ws"], fx["c"], random=draws, return_intermediates=True
+    )
     assert draws.remaining == 0
     keep = ("image", "image_raw", "image_depth", "depths_coarse", "depths_fine")
     return _suffixed({k: out[k] for k in keep}, "_injected")
 
 
 @pytest.fixture(scope="module")
-def nr64_run(G: TriPlaneGenerator, small_fixture: dict, planes: torch.Tensor, mapping_run: dict) -> dict:
+def nr64_run(
+    G: TriPlaneGenerator, small_fixture: dict, planes: torch.Tensor, mapping_run: dict
+) -> dict:
     out = G.render_planes(
-        planes, mapping_run["ws"], small_fixture["c"], neural_rendering_resolution=64, random="midpoint",
+        planes,
+        mapping_run["ws"],
+        small_fixture["c"],
+        neural_rendering_resolution=64,
+        random="midpoint",
         return_intermediates=True,
     )
     result = _suffixed({k: out[k] for k in ("image", "image_raw", "image_depth")}, "_nr64")
@@ -124,17 +138,23 @@ def points_run(G: TriPlaneGenerator, small_fixture: dict, planes: torch.Tensor) 
     coords, dirs = fx["sample_coordinates"], fx["sample_directions"]
     box_warp = G.rendering_kwargs["box_warp"]
     mixed = G.sample_mixed(coords, dirs, fx["ws"], **SYNTH)
-    trunc = G.sample(coords, dirs, fx["z"], fx["c"], truncation_psi=0.7, truncation_cutoff=14, **SYNTH)
+    trunc = G.sample(
+        coords, dirs, fx["z"], fx["c"], truncation_psi=0.7, truncation_cutoff=14, **SYNTH
+    )
     point = fx["plane_projection_example_point"].reshape(1, 1, 3)
     return {
         "sample_sigma": mixed["sigma"],
         "sample_rgb": mixed["rgb"],
         "sample_sigma_trunc": trunc["sigma"],
         "sample_rgb_trunc": trunc["rgb"],
-        "sample_plane_features": sample_from_planes(G.renderer.plane_axes, planes, coords, box_warp),
+        "sample_plane_features": sample_from_planes(
+            G.renderer.plane_axes, planes, coords, box_warp
+        ),
         "sample_plane_uv": project_onto_planes(G.renderer.plane_axes, (2 / box_warp) * coords),
         "plane_axes": G.renderer.plane_axes,
-        "plane_projection_example_uv": project_onto_planes(G.renderer.plane_axes, point).reshape(3, 2),
+        "plane_projection_example_uv": project_onto_planes(G.renderer.plane_axes, point).reshape(
+            3, 2
+        ),
     }
 
 
@@ -144,28 +164,54 @@ def points_run(G: TriPlaneGenerator, small_fixture: dict, planes: torch.Tensor) 
 
 PARITY = {
     "mapping_run": ["ws", "ws_trunc", "ws_trunc_cutoff7", "ws_cond_trunc", "ws_c_zero"],
-    "planes_run": ["planes_strided8", "planes_crop_r112_144_c112_144", "planes_row128", "planes_col37"],
+    "planes_run": [
+        "planes_strided8",
+        "planes_crop_r112_144_c112_144",
+        "planes_row128",
+        "planes_col37",
+    ],
     "main_run": [
-        "ray_origins", "ray_directions", "depths_coarse", "depths_fine", "weights_samples", "feature_image",
-        "image_raw", "image_depth", "sr_block0_in_x_ch0_8", "sr_block0_in_img", "image",
+        "ray_origins",
+        "ray_directions",
+        "depths_coarse",
+        "depths_fine",
+        "weights_samples",
+        "feature_image",
+        "image_raw",
+        "image_depth",
+        "sr_block0_in_x_ch0_8",
+        "sr_block0_in_img",
+        "image",
     ],
     "trunc_run": ["image_trunc", "image_raw_trunc", "image_depth_trunc"],
     "cond_trunc_run": ["image_cond_trunc", "image_raw_cond_trunc", "image_depth_cond_trunc"],
     "injected_run": [
-        "depths_coarse_injected", "depths_fine_injected", "image_raw_injected", "image_depth_injected", "image_injected",
+        "depths_coarse_injected",
+        "depths_fine_injected",
+        "image_raw_injected",
+        "image_depth_injected",
+        "image_injected",
     ],
     "nr64_run": ["rendered_rgb_nr64_before_sr", "image_raw_nr64", "image_depth_nr64", "image_nr64"],
     "nonfused_run": ["image_nonfused", "image_raw_nonfused", "image_depth_nonfused"],
     "points_run": [
-        "sample_sigma", "sample_rgb", "sample_sigma_trunc", "sample_rgb_trunc", "sample_plane_features",
-        "sample_plane_uv", "plane_axes", "plane_projection_example_uv",
+        "sample_sigma",
+        "sample_rgb",
+        "sample_sigma_trunc",
+        "sample_rgb_trunc",
+        "sample_plane_features",
+        "sample_plane_uv",
+        "plane_axes",
+        "plane_projection_example_uv",
     ],
 }
 CASES = [(run, key) for run, keys in PARITY.items() for key in keys]
 
 
 @pytest.mark.parametrize("run,key", CASES, ids=[k for _, k in CASES])
-def test_parity(run: str, key: str, request: pytest.FixtureRequest, small_fixture: dict, parity) -> None:
+def test_parity(
+    run: str, key: str, request: pytest.FixtureRequest, small_fixture: dict, parity
+) -> None:
     outputs = request.getfixturevalue(run)
     parity.check(f"{FX}/{key}", outputs[key], small_fixture[key])
 
@@ -175,7 +221,9 @@ def test_plane_checksums(kind: str, planes_run: dict, small_fixture: dict, parit
     assert small_fixture["planes_shape"] == [2, 3, 32, 256, 256]
     key = f"planes_{kind}_f64"
     abssum = small_fixture["planes_abssum_f64"]
-    parity.check_sum(f"{FX}/{key}", planes_run[key], small_fixture[key], kind, abssum=abssum, numel=256 * 256)
+    parity.check_sum(
+        f"{FX}/{key}", planes_run[key], small_fixture[key], kind, abssum=abssum, numel=256 * 256
+    )
 
 
 def test_fixture_settings_are_what_the_tests_assume(small_fixture: dict) -> None:
@@ -262,13 +310,23 @@ def test_resolution_is_not_stored_by_synthesis(G: TriPlaneGenerator, nr64_run: d
 
 
 def test_sr_aliasing_can_be_turned_off(
-    G: TriPlaneGenerator, small_fixture: dict, planes: torch.Tensor, mapping_run: dict, nr64_run: dict
+    G: TriPlaneGenerator,
+    small_fixture: dict,
+    planes: torch.Tensor,
+    mapping_run: dict,
+    nr64_run: dict,
 ) -> None:
     rendered = nr64_run["rendered_rgb_nr64_before_sr"]
     assert (nr64_run["image_raw_nr64"] - rendered).abs().max() > 1.0  # the quirk is large
     G.reproduce_sr_aliasing = False
     try:
-        out = G.render_planes(planes, mapping_run["ws"], small_fixture["c"], neural_rendering_resolution=64, random="midpoint")
+        out = G.render_planes(
+            planes,
+            mapping_run["ws"],
+            small_fixture["c"],
+            neural_rendering_resolution=64,
+            random="midpoint",
+        )
     finally:
         G.reproduce_sr_aliasing = True
     assert torch.equal(out["image_raw"], rendered)
@@ -276,11 +334,17 @@ def test_sr_aliasing_can_be_turned_off(
 
 
 def test_multiview_render_equals_separate_renders(
-    G: TriPlaneGenerator, small_fixture: dict, planes: torch.Tensor, mapping_run: dict, main_run: dict
+    G: TriPlaneGenerator,
+    small_fixture: dict,
+    planes: torch.Tensor,
+    mapping_run: dict,
+    main_run: dict,
 ) -> None:
     fx, ws = small_fixture, mapping_run["ws"]
     second = G.render_planes(planes, ws, fx["c_cond"], random="midpoint")
-    both = G.render_planes(planes, ws, torch.stack([fx["c"], fx["c_cond"]], dim=1), random="midpoint")
+    both = G.render_planes(
+        planes, ws, torch.stack([fx["c"], fx["c_cond"]], dim=1), random="midpoint"
+    )
     for key in ("image", "image_raw", "image_depth"):
         views = both[key].unflatten(0, (2, 2))
         assert_close(views[:, 0], main_run[key], what=key)
@@ -294,7 +358,9 @@ class TestRandomSources:
 
     def _render(self, G, fx, planes, random):
         c = fx["c"]
-        origins, dirs = G.ray_sampler(c[:, :16].view(-1, 4, 4), c[:, 16:25].view(-1, 3, 3), self.RES)
+        origins, dirs = G.ray_sampler(
+            c[:, :16].view(-1, 4, 4), c[:, 16:25].view(-1, 3, 3), self.RES
+        )
         return G.renderer(planes, G.decoder, origins, dirs, G.rendering_kwargs, random=random)
 
     def test_generator_and_global_rng(self, G, small_fixture, planes) -> None:
@@ -312,7 +378,9 @@ class TestRandomSources:
         out = self._render(G, small_fixture, planes, "midpoint")
         d = 12
         edges = torch.linspace(2.25, 3.3, d)
-        torch.testing.assert_close(out.depths_coarse[0, 0, :, 0], edges + 0.5 * (3.3 - 2.25) / (d - 1))
+        torch.testing.assert_close(
+            out.depths_coarse[0, 0, :, 0], edges + 0.5 * (3.3 - 2.25) / (d - 1)
+        )
         # All importance samples of a ray coincide (where the CDF reaches 0.5).
         assert torch.equal(out.depths_fine, out.depths_fine[:, :, :1].expand_as(out.depths_fine))
 
@@ -326,7 +394,9 @@ class TestRandomSources:
         out = self._render(G, small_fixture, planes, fn)
         d, d_imp, m = 12, 12, self.RES**2
         assert calls == [("stratified", (2, m, d, 1)), ("importance", (2 * m, d_imp))]
-        assert torch.equal(out.features, self._render(G, small_fixture, planes, "midpoint").features)
+        assert torch.equal(
+            out.features, self._render(G, small_fixture, planes, "midpoint").features
+        )
 
     def test_auto_ray_limits_and_disparity_sampling(self, G, small_fixture, planes) -> None:
         """The branches the FFHQ config never takes (no fixture values): sane depths, both draws used."""
@@ -351,7 +421,9 @@ class TestRandomSources:
 
     def test_bad_sources(self, G, small_fixture, planes) -> None:
         with pytest.raises(UserInputError, match="only 1 were prepared"):
-            self._render(G, small_fixture, planes, ReplayRandom([torch.rand(2, self.RES**2, 12, 1)]))
+            self._render(
+                G, small_fixture, planes, ReplayRandom([torch.rand(2, self.RES**2, 12, 1)])
+            )
         with pytest.raises(ShapeError, match="stratified"):
             self._render(G, small_fixture, planes, lambda shape, role: torch.rand(3, 3))
         with pytest.raises(ConfigError, match="midpoint"):
@@ -360,7 +432,9 @@ class TestRandomSources:
             self._render(G, small_fixture, planes, 0.5)
 
 
-def test_input_errors(G: TriPlaneGenerator, small_fixture: dict, planes: torch.Tensor, mapping_run: dict) -> None:
+def test_input_errors(
+    G: TriPlaneGenerator, small_fixture: dict, planes: torch.Tensor, mapping_run: dict
+) -> None:
     fx, ws = small_fixture, mapping_run["ws"]
     with pytest.raises(ShapeError, match="c"):
         G.render_planes(planes, ws, fx["c"][:, :16], random="midpoint")
@@ -378,7 +452,13 @@ def test_input_errors(G: TriPlaneGenerator, small_fixture: dict, planes: torch.T
 
 def test_build_errors(small_fixture: dict) -> None:
     fx = small_fixture
-    bad_sr = dict(fx["init_kwargs"], rendering_kwargs=dict(fx["rendering_kwargs_attr"], superresolution_module="training.superresolution.SuperresolutionHybrid3X"))
+    bad_sr = dict(
+        fx["init_kwargs"],
+        rendering_kwargs=dict(
+            fx["rendering_kwargs_attr"],
+            superresolution_module="training.superresolution.SuperresolutionHybrid3X",
+        ),
+    )
     with pytest.raises(ConfigError, match="SuperresolutionHybrid8XDC"):
         build_generator(bad_sr)
     with pytest.raises(ConfigError, match="img_resolution"):
@@ -388,7 +468,15 @@ def test_build_errors(small_fixture: dict) -> None:
     missing = {k: v for k, v in fx["rendering_kwargs_attr"].items() if k != "ray_start"}
     with pytest.raises(ConfigError, match="ray_start"):
         build_generator(fx["init_kwargs"], rendering_kwargs=missing)
-    G = build_generator(dict(fx["init_kwargs"], rendering_kwargs=dict(fx["rendering_kwargs_attr"], superresolution_module="SuperresolutionHybrid2X")), plane_order="corrected")
+    G = build_generator(
+        dict(
+            fx["init_kwargs"],
+            rendering_kwargs=dict(
+                fx["rendering_kwargs_attr"], superresolution_module="SuperresolutionHybrid2X"
+            ),
+        ),
+        plane_order="corrected",
+    )
     assert torch.equal(G.renderer.plane_axes, plane_axes_matrices("corrected"))
     assert G.neural_rendering_resolution == 64
 

@@ -33,19 +33,28 @@ def _deep_chain(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
 def test_float32_rounding_of_a_deep_network_is_within_tolerance() -> None:
     """32 layers of 512-term dot products: float32 vs float64 stays below a tenth of the bound."""
     gen = torch.Generator().manual_seed(0)
-    weights = [torch.randn(512, 512, generator=gen, dtype=torch.float64) / 512**0.5 for _ in range(32)]
+    weights = [
+        torch.randn(512, 512, generator=gen, dtype=torch.float64) / 512**0.5 for _ in range(32)
+    ]
     x = torch.randn(64, 512, generator=gen, dtype=torch.float64)
     exact = _deep_chain(x, weights)
     f32 = _deep_chain(x.float(), [w.float() for w in weights])
-    err_ulps = ((f32.double() - exact).abs().max() / exact.abs().max() / torch.finfo(torch.float32).eps).item()
+    err_ulps = (
+        (f32.double() - exact).abs().max() / exact.abs().max() / torch.finfo(torch.float32).eps
+    ).item()
     assert err_ulps > 1  # the chain does round: the comparison below is not between equal tensors
     result = elementwise(f32, exact.float())
     assert result.ok and result.ratio < 0.1, result
     for kind, ref in (
-        ("sum", exact.sum(-1)), ("abssum", exact.abs().sum(-1)), ("sqsum", exact.square().sum(-1))
+        ("sum", exact.sum(-1)),
+        ("abssum", exact.abs().sum(-1)),
+        ("sqsum", exact.square().sum(-1)),
     ):
-        ours = {"sum": f32.double().sum(-1), "abssum": f32.double().abs().sum(-1),
-                "sqsum": f32.double().square().sum(-1)}[kind]
+        ours = {
+            "sum": f32.double().sum(-1),
+            "abssum": f32.double().abs().sum(-1),
+            "sqsum": f32.double().square().sum(-1),
+        }[kind]
         res = checksum(ours, ref, kind, abssum=exact.abs().sum(-1), numel=512)
         assert res.ok and res.ratio < 0.1, (kind, res)
 
@@ -87,7 +96,8 @@ def test_nan_and_shape_mismatch_fail() -> None:
 def G(small_fixture: dict) -> TriPlaneGenerator:
     fx = small_fixture
     G = build_generator(
-        fx["init_kwargs"], rendering_kwargs=fx["rendering_kwargs_attr"],
+        fx["init_kwargs"],
+        rendering_kwargs=fx["rendering_kwargs_attr"],
         neural_rendering_resolution=fx["neural_rendering_resolution"],
     )
     G.load_state_dict(fx["state_dict"], strict=True)
@@ -102,7 +112,9 @@ def ref_planes(G: TriPlaneGenerator, small_fixture: dict) -> torch.Tensor:
 def _flip_v(monkeypatch: pytest.MonkeyPatch, G: TriPlaneGenerator) -> None:
     project = rendering.project_onto_planes
     sign = torch.tensor([1.0, -1.0])
-    monkeypatch.setattr(rendering, "project_onto_planes", lambda axes, pts: project(axes, pts) * sign)
+    monkeypatch.setattr(
+        rendering, "project_onto_planes", lambda axes, pts: project(axes, pts) * sign
+    )
 
 
 def _drop_decoder_bias(monkeypatch: pytest.MonkeyPatch, G: TriPlaneGenerator) -> None:
@@ -114,15 +126,23 @@ def _swap_planes(monkeypatch: pytest.MonkeyPatch, G: TriPlaneGenerator) -> None:
     monkeypatch.setattr(rendering, "plane_rows", lambda planes: rows(planes[:, [0, 2, 1]]))
 
 
-BREAKS = {"flip_sign_in_projection": _flip_v, "drop_decoder_bias": _drop_decoder_bias, "swap_planes": _swap_planes}
+BREAKS = {
+    "flip_sign_in_projection": _flip_v,
+    "drop_decoder_bias": _drop_decoder_bias,
+    "swap_planes": _swap_planes,
+}
 
 
 def _render_ratios(G: TriPlaneGenerator, fx: dict, planes: torch.Tensor) -> dict[str, float]:
     out = G.render_planes(planes, fx["ws"], fx["c"], random="midpoint")
-    return {key: elementwise(out[key], fx[key]).ratio for key in ("image", "image_raw", "image_depth")}
+    return {
+        key: elementwise(out[key], fx[key]).ratio for key in ("image", "image_raw", "image_depth")
+    }
 
 
-def test_unbroken_render_passes(G: TriPlaneGenerator, small_fixture: dict, ref_planes: torch.Tensor) -> None:
+def test_unbroken_render_passes(
+    G: TriPlaneGenerator, small_fixture: dict, ref_planes: torch.Tensor
+) -> None:
     ratios = _render_ratios(G, small_fixture, ref_planes)
     assert max(ratios.values()) <= 1, ratios
 
@@ -152,7 +172,9 @@ def test_swapped_planes_fail_the_checksums(small_fixture: dict, ref_planes: torc
         views = plane_views(planes, crop=False)
         for kind in ("sum", "abssum", "sqsum"):
             key = f"planes_{kind}_f64"
-            res = checksum(views[key], fx[key], kind, abssum=fx["planes_abssum_f64"], numel=256 * 256)
+            res = checksum(
+                views[key], fx[key], kind, abssum=fx["planes_abssum_f64"], numel=256 * 256
+            )
             assert res.ok if expect_ok else res.ratio > MARGIN, (key, res)
 
 
@@ -173,7 +195,17 @@ flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_bf16 amx_tile amx_bf16 amx_int
 def test_cpu_description_lists_the_instruction_sets() -> None:
     cpu = cpu_description(CPUINFO)
     assert cpu["model"] == "Example CPU with AMX"
-    assert cpu["flags"] == ["sse4_2", "avx", "fma", "avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"]
+    assert cpu["flags"] == [
+        "sse4_2",
+        "avx",
+        "fma",
+        "avx2",
+        "avx512f",
+        "avx512_bf16",
+        "amx_tile",
+        "amx_bf16",
+        "amx_int8",
+    ]
     assert "avx512_fp16" in cpu["flags_absent"] and "amx_tile" not in cpu["flags_absent"]
     assert cpu["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert cpu_description("")["model"] == "unknown" and cpu_description("")["flags"] == []

@@ -56,7 +56,9 @@ def test_plane_mean_equals_grid_sample_then_mean(scene, order: str) -> None:
     fast_planes, fast_points = torch.autograd.grad(fast, (planes, points), upstream)
     assert_close(fast_planes, ref_planes)
     # Point gradients scale with the plane resolution (d/dx of a bilinear patch); compare relatively.
-    torch.testing.assert_close(fast_points, ref_points, atol=1e-4 * ref_points.abs().max().item(), rtol=0)
+    torch.testing.assert_close(
+        fast_points, ref_points, atol=1e-4 * ref_points.abs().max().item(), rtol=0
+    )
 
 
 def test_plane_mean_box_warp_scales_the_cube(scene) -> None:
@@ -115,14 +117,28 @@ def test_render_does_not_depend_on_the_ray_chunk(scene) -> None:
         torch.randn(2, 300, 3, generator=gen) * 0.1 + torch.tensor([0.0, 0.0, -1.0]), dim=-1
     )
     options = {
-        "depth_resolution": 6, "depth_resolution_importance": 5, "ray_start": 2.25, "ray_end": 3.3,
-        "box_warp": 1, "disparity_space_sampling": False, "clamp_mode": "softplus",
+        "depth_resolution": 6,
+        "depth_resolution_importance": 5,
+        "ray_start": 2.25,
+        "ray_end": 3.3,
+        "box_warp": 1,
+        "disparity_space_sampling": False,
+        "clamp_mode": "softplus",
     }
     renderer = ImportanceRenderer()
     outputs = []
     for chunk in (7, 4096):
         renderer.ray_chunk = chunk
-        outputs.append(renderer(planes, decoder, origins, directions, options, random=torch.Generator().manual_seed(3)))
+        outputs.append(
+            renderer(
+                planes,
+                decoder,
+                origins,
+                directions,
+                options,
+                random=torch.Generator().manual_seed(3),
+            )
+        )
     whole, chunked = outputs[1], outputs[0]
     for a, b in zip(chunked, whole, strict=True):
         assert_close(a, b)

@@ -30,7 +30,10 @@ def make_truth(seed: int = 5) -> tuple[TinyGenerator3D, torch.Tensor]:
     """A tiny head with symmetric detail its latent cannot express (non-zero residual planes)."""
     truth = TinyGenerator3D()
     with torch.no_grad():
-        ws = truth.mapping(torch.randn(1, 8, generator=torch.Generator().manual_seed(seed)), look_at(0.0, 0.0)[None])
+        ws = truth.mapping(
+            torch.randn(1, 8, generator=torch.Generator().manual_seed(seed)),
+            look_at(0.0, 0.0)[None],
+        )
         planes = torch.randn(3, 4, 16, 16, generator=torch.Generator().manual_seed(seed + 1)) * 0.6
         planes[0] = 0.5 * (planes[0] + planes[0].flip(-1))  # xy plane symmetric in x
         planes[1] = 0.5 * (planes[1] + planes[1].flip(-1))  # xz plane symmetric in x

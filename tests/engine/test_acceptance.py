@@ -29,7 +29,13 @@ def test_spi_beats_pti_on_the_unseen_side():
         truth = from_model_range(gen.render(ws, unseen).image)
     scores = {}
     for preset in ("pti", "spi"):
-        r = sym3d.invert(photo, cam, generator=TinyGenerator3D(), preset=preset, overrides=[*FAST, "latent.steps=40", "tune.steps=40"])
+        r = sym3d.invert(
+            photo,
+            cam,
+            generator=TinyGenerator3D(),
+            preset=preset,
+            overrides=[*FAST, "latent.steps=40", "tune.steps=40"],
+        )
         out = from_model_range(r.render(r.apply(TinyGenerator3D()), unseen).image)
         scores[preset] = [_psnr(out[0, i], truth[0, i]) for i in range(2)]
     # Measured (seed 5): PTI 26.5 / 24.8 dB, SPI 28.8 / 27.2 dB. Require a clear margin on both views.

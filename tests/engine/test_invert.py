@@ -37,7 +37,18 @@ class SpyGenerator(TinyGenerator3D):
 
 
 def test_presets():
-    assert set(preset_names()) >= {"w", "w+", "pti", "pti-depth-reg", "spi", "spi-no-mirror", "spi-no-warp", "spi-no-authentic-mask", "spi-no-depth-reg"}
+    assert set(preset_names()) >= {
+        "w",
+        "w+",
+        "pti",
+        "pti-depth-reg",
+        "spi",
+        "spi-no-mirror",
+        "spi-no-warp",
+        "spi-no-authentic-mask",
+        "spi-no-depth-reg",
+    }
+
     def on(cfg, stage, name):
         return getattr(cfg, stage).terms[name].enabled
 
@@ -58,10 +69,26 @@ def test_end_to_end_events_and_caller_generator_untouched(side_view):
     gen = TinyGenerator3D()
     before = copy.deepcopy(gen.state_dict())
     events = []
-    result = sym3d.invert(img, cam, generator=gen, overrides=fast("latent.steps=4", "tune.steps=4"), callbacks=[events.append])
+    result = sym3d.invert(
+        img,
+        cam,
+        generator=gen,
+        overrides=fast("latent.steps=4", "tune.steps=4"),
+        callbacks=[events.append],
+    )
     kinds = [type(e).__name__ for e in events]
-    assert kinds[0] == "StageStarted" and kinds[5] == "StageFinished" and kinds[6] == "StageStarted" and kinds[-1] == "StageFinished"
-    assert [e.stage for e in events if isinstance(e, (StageStarted, StageFinished))] == ["latent", "latent", "generator", "generator"]
+    assert (
+        kinds[0] == "StageStarted"
+        and kinds[5] == "StageFinished"
+        and kinds[6] == "StageStarted"
+        and kinds[-1] == "StageFinished"
+    )
+    assert [e.stage for e in events if isinstance(e, (StageStarted, StageFinished))] == [
+        "latent",
+        "latent",
+        "generator",
+        "generator",
+    ]
     assert sum(isinstance(e, StepFinished) for e in events) == 8
     assert all(torch.equal(v, before[k]) for k, v in gen.state_dict().items())
     assert result.ws.shape == (1, gen.num_ws, gen.w_dim)
@@ -73,7 +100,12 @@ def test_one_render_call_per_step_with_all_views(side_view):
     img, cam = side_view
     SpyGenerator.calls = []
     gen = SpyGenerator()
-    sym3d.invert(img, cam, generator=gen, overrides=fast("latent.steps=2", "tune.steps=2", "tune.aux_every=2"))
+    sym3d.invert(
+        img,
+        cam,
+        generator=gen,
+        overrides=fast("latent.steps=2", "tune.steps=2", "tune.aux_every=2"),
+    )
     calls = SpyGenerator.calls
     working_calls = [c for c in calls if c[2]]  # renders with gradients: the optimised generator
     # stage 1: input + mirror view in one call per step (yaw 0.6 > 0.2)
@@ -91,7 +123,12 @@ def test_frontal_input_skips_mirror_terms(truth):
     with torch.no_grad():
         img = from_model_range(gen_t.render(ws, cam[:, None]).image[:, 0]).clamp(0, 1)
     SpyGenerator.calls = []
-    r = sym3d.invert(img, cam, generator=SpyGenerator(), overrides=fast("latent.steps=2", "tune.steps=2", "tune.aux_every=2"))
+    r = sym3d.invert(
+        img,
+        cam,
+        generator=SpyGenerator(),
+        overrides=fast("latent.steps=2", "tune.steps=2", "tune.aux_every=2"),
+    )
     working = [v for _, v, g in SpyGenerator.calls if g]
     assert working == [1, 1, 5, 1]  # no mirror view in stage 1, no mirror-region views in stage 2
     assert not any(k.startswith("mirror") for h in r.history for k in h)
@@ -99,16 +136,31 @@ def test_frontal_input_skips_mirror_terms(truth):
 
 def test_deterministic_with_seed(side_view):
     img, cam = side_view
-    a = sym3d.invert(img, cam, generator=TinyGenerator3D(), overrides=fast("latent.steps=5", "tune.steps=4"))
-    b = sym3d.invert(img, cam, generator=TinyGenerator3D(), overrides=fast("latent.steps=5", "tune.steps=4"))
+    a = sym3d.invert(
+        img, cam, generator=TinyGenerator3D(), overrides=fast("latent.steps=5", "tune.steps=4")
+    )
+    b = sym3d.invert(
+        img, cam, generator=TinyGenerator3D(), overrides=fast("latent.steps=5", "tune.steps=4")
+    )
     assert torch.equal(a.ws, b.ws) and torch.equal(a.tuned["planes"], b.tuned["planes"])
-    c = sym3d.invert(img, cam, generator=TinyGenerator3D(), overrides=fast("latent.steps=5", "tune.steps=4", "seed=1"))
+    c = sym3d.invert(
+        img,
+        cam,
+        generator=TinyGenerator3D(),
+        overrides=fast("latent.steps=5", "tune.steps=4", "seed=1"),
+    )
     assert not torch.equal(a.ws, c.ws)
 
 
 def test_losses_decrease(side_view):
     img, cam = side_view
-    r = sym3d.invert(img, cam, generator=TinyGenerator3D(), preset="pti", overrides=fast("latent.steps=30", "tune.steps=20"))
+    r = sym3d.invert(
+        img,
+        cam,
+        generator=TinyGenerator3D(),
+        preset="pti",
+        overrides=fast("latent.steps=30", "tune.steps=20"),
+    )
     lat = [h["reconstruction/perceptual"] for h in r.history if h["stage"] == "latent"]
     tun = [h["reconstruction/perceptual"] for h in r.history if h["stage"] == "generator"]
     assert lat[-1] < 0.5 * lat[0]
@@ -117,9 +169,17 @@ def test_losses_decrease(side_view):
 
 def test_early_stop_before_applying_the_step(side_view):
     img, cam = side_view
-    r = sym3d.invert(img, cam, generator=TinyGenerator3D(), preset="pti", overrides=fast("latent.steps=3", "tune.steps=10", "tune.early_stop=10.0"))
+    r = sym3d.invert(
+        img,
+        cam,
+        generator=TinyGenerator3D(),
+        preset="pti",
+        overrides=fast("latent.steps=3", "tune.steps=10", "tune.early_stop=10.0"),
+    )
     assert r.summary["tune_early_stopped"] and r.summary["tune_steps_run"] == 1
-    assert float(r.tuned["planes"].abs().max()) == 0.0  # the stopping step is not applied (SPI's order)
+    assert (
+        float(r.tuned["planes"].abs().max()) == 0.0
+    )  # the stopping step is not applied (SPI's order)
 
 
 class Interrupt(Exception):
@@ -141,10 +201,24 @@ def test_resume_after_interruption_matches_uninterrupted(side_view, tmp_path, st
     full = sym3d.invert(img, cam, generator=TinyGenerator3D(), overrides=over)
     saved = []
     with pytest.raises(Interrupt):
-        sym3d.invert(img, cam, generator=TinyGenerator3D(), overrides=over, checkpoint_dir=tmp_path, callbacks=[_interrupt_at(stage, step), saved.append])
+        sym3d.invert(
+            img,
+            cam,
+            generator=TinyGenerator3D(),
+            overrides=over,
+            checkpoint_dir=tmp_path,
+            callbacks=[_interrupt_at(stage, step), saved.append],
+        )
     assert any(isinstance(e, CheckpointSaved) for e in saved)
     events = []
-    resumed = sym3d.invert(img, cam, generator=TinyGenerator3D(), overrides=over, checkpoint_dir=tmp_path, callbacks=[events.append])
+    resumed = sym3d.invert(
+        img,
+        cam,
+        generator=TinyGenerator3D(),
+        overrides=over,
+        checkpoint_dir=tmp_path,
+        callbacks=[events.append],
+    )
     assert type(events[0]).__name__ == "Resumed" and events[0].step == 3
     assert torch.allclose(resumed.ws, full.ws, atol=1e-6)
     assert torch.allclose(resumed.tuned["planes"], full.tuned["planes"], atol=1e-6)
@@ -155,18 +229,39 @@ def test_resume_refuses_other_inputs(side_view, tmp_path):
     img, cam = side_view
     over = fast("latent.steps=4", "tune.steps=0", "checkpoint_every=2")
     with pytest.raises(Interrupt):
-        sym3d.invert(img, cam, generator=TinyGenerator3D(), overrides=over, checkpoint_dir=tmp_path, callbacks=[_interrupt_at("latent", 3)])
+        sym3d.invert(
+            img,
+            cam,
+            generator=TinyGenerator3D(),
+            overrides=over,
+            checkpoint_dir=tmp_path,
+            callbacks=[_interrupt_at("latent", 3)],
+        )
     with pytest.raises(UserInputError, match="belongs to a different run"):
-        sym3d.invert(img.flip(-1), cam, generator=TinyGenerator3D(), overrides=over, checkpoint_dir=tmp_path)
+        sym3d.invert(
+            img.flip(-1), cam, generator=TinyGenerator3D(), overrides=over, checkpoint_dir=tmp_path
+        )
 
 
 def test_result_save_load_apply(side_view, tmp_path):
     img, cam = side_view
-    r = sym3d.invert(img, cam, generator=TinyGenerator3D(), overrides=fast("latent.steps=3", "tune.steps=3"))
+    r = sym3d.invert(
+        img, cam, generator=TinyGenerator3D(), overrides=fast("latent.steps=3", "tune.steps=3")
+    )
     r.save(tmp_path / "res")
-    assert {p.name for p in (tmp_path / "res").iterdir()} >= {"latent.pt", "tuned.safetensors", "history.json", "config.resolved.toml", "input.png"}
+    assert {p.name for p in (tmp_path / "res").iterdir()} >= {
+        "latent.pt",
+        "tuned.safetensors",
+        "history.json",
+        "config.resolved.toml",
+        "input.png",
+    }
     back = InversionResult.load(tmp_path / "res")
-    assert torch.equal(back.ws, r.ws) and torch.equal(back.tuned["planes"], r.tuned["planes"]) and back.config == r.config
+    assert (
+        torch.equal(back.ws, r.ws)
+        and torch.equal(back.tuned["planes"], r.tuned["planes"])
+        and back.config == r.config
+    )
     cams = look_at(torch.tensor([-0.5, 0.5]), 0.0)
     a = r.render(r.apply(TinyGenerator3D()), cams)
     b = back.render(back.apply(TinyGenerator3D()), cams)
@@ -185,14 +280,29 @@ class CountingPrior(BasePrior):
 
     def __call__(self, ctx, views):
         self.seen.append((ctx.stage, ctx.step, views.render.image.shape[1]))
-        return {"depth": 0.01 * (views.render.depth - 2.5).square().mean(), "_note": torch.tensor(1.0)}
+        return {
+            "depth": 0.01 * (views.render.depth - 2.5).square().mean(),
+            "_note": torch.tensor(1.0),
+        }
 
 
 def test_custom_prior_composes(side_view):
     img, cam = side_view
     prior = CountingPrior()
-    r = sym3d.invert(img, cam, generator=TinyGenerator3D(), preset="pti", overrides=fast("latent.steps=4", "tune.steps=4"), priors=[prior])
-    assert prior.seen == [("latent", 0, 1), ("latent", 2, 1), ("generator", 0, 1), ("generator", 2, 1)]
+    r = sym3d.invert(
+        img,
+        cam,
+        generator=TinyGenerator3D(),
+        preset="pti",
+        overrides=fast("latent.steps=4", "tune.steps=4"),
+        priors=[prior],
+    )
+    assert prior.seen == [
+        ("latent", 0, 1),
+        ("latent", 2, 1),
+        ("generator", 0, 1),
+        ("generator", 2, 1),
+    ]
     assert "custom/depth" in r.history[0] and "custom/_note" in r.history[0]
     assert "custom/depth" not in r.history[1]
 

@@ -179,7 +179,9 @@ def masked_both_valid(ctx, views):
 
 def test_spi_preset_relights_and_runs_with_one_render_per_step(side_view):
     cfg = get_preset("spi")
-    assert cfg.latent.terms["mirror_view"].relight and cfg.latent.terms["mirror_view"].authentic_mask
+    assert (
+        cfg.latent.terms["mirror_view"].relight and cfg.latent.terms["mirror_view"].authentic_mask
+    )
     assert cfg.tune.terms["mirror_regions"].relight
     assert cfg.latent.terms["mirror_view"].max_correction == 0.05
     assert "unseen_anchor" not in cfg.tune.terms
@@ -239,4 +241,3 @@ def test_max_correction_leaves_the_stage2_mirror_regions_out_too(truth, scene, l
     out = left(ctx, mirror_views(truth, left, ctx))
     assert float(out["_left_out"]) == 1.0 and "contextual" not in out
     assert left.views(context(truth, scene, scene["side"], step=1, stage="generator")) is None
-

@@ -176,7 +176,9 @@ def test_unseen_anchor_holds_only_what_the_photo_does_not_see(truth, side_view, 
         working.planes.add_(
             0.5 * torch.randn(working.planes.shape, generator=torch.Generator().manual_seed(1))
         )
-    at_input = term(ctx, PriorViews(cameras=cam[:, None], render=render_views(working, ws, cam[:, None])))
+    at_input = term(
+        ctx, PriorViews(cameras=cam[:, None], render=render_views(working, ws, cam[:, None]))
+    )
     at_mirror = term(ctx, PriorViews(cameras=mirrored, render=render_views(working, ws, mirrored)))
     assert abs(float(at_input["_unseen"]) - float(background)) < 0.05
     assert float(at_mirror["_unseen"]) > float(at_input["_unseen"]) + 0.1

@@ -34,9 +34,18 @@ def test_matches_render_of_other_camera(scene):
     """Warping a render into a nearby camera matches that camera's render on valid pixels."""
     gen, ws, cam = scene
     src = _render(gen, ws, cam[:, None])
-    targets = torch.stack([rotate_camera(cam[0], 0.2, 0.05), rotate_camera(cam[0], -0.25, 0.0)])[None]
+    targets = torch.stack([rotate_camera(cam[0], 0.2, 0.05), rotate_camera(cam[0], -0.25, 0.0)])[
+        None
+    ]
     tgt = _render(gen, ws, targets)
-    out = warp_to_views(from_model_range(src.image[:, 0]), src.depth_z[:, 0], cam, tgt.depth_z, targets, source_mask=src.opacity[:, 0])
+    out = warp_to_views(
+        from_model_range(src.image[:, 0]),
+        src.depth_z[:, 0],
+        cam,
+        tgt.depth_z,
+        targets,
+        source_mask=src.opacity[:, 0],
+    )
     ref = from_model_range(tgt.image)
     for v in range(2):
         m = out.mask[0, v]
@@ -51,7 +60,14 @@ def test_occluded_pixels_are_masked(scene):
     src_cam = look_at(-0.9, 0.0)[None]
     tgt_cam = look_at(0.9, 0.0)[None, None]
     src, tgt = _render(gen, ws, src_cam[:, None]), _render(gen, ws, tgt_cam)
-    out = warp_to_views(from_model_range(src.image[:, 0]), src.depth_z[:, 0], src_cam, tgt.depth_z, tgt_cam, source_mask=src.opacity[:, 0])
+    out = warp_to_views(
+        from_model_range(src.image[:, 0]),
+        src.depth_z[:, 0],
+        src_cam,
+        tgt.depth_z,
+        tgt_cam,
+        source_mask=src.opacity[:, 0],
+    )
     head = tgt.opacity[0, 0, 0] > 0.9
     # The target sees mostly the +x side the source never sees: most head pixels are invalid,
     # although nearly all of them project inside the source image.
@@ -70,7 +86,13 @@ def test_gradients_flow_to_image(scene):
 
 def test_bad_shapes():
     with pytest.raises(ShapeError, match="target_cameras"):
-        warp_to_views(torch.rand(1, 3, 8, 8), torch.rand(1, 1, 4, 4) + 2, torch.rand(1, 25), torch.rand(1, 2, 1, 4, 4), torch.rand(1, 3, 25))
+        warp_to_views(
+            torch.rand(1, 3, 8, 8),
+            torch.rand(1, 1, 4, 4) + 2,
+            torch.rand(1, 25),
+            torch.rand(1, 2, 1, 4, 4),
+            torch.rand(1, 3, 25),
+        )
 
 
 def test_conflict_mask_marks_asymmetric_detail(truth, side_view):
@@ -79,7 +101,9 @@ def test_conflict_mask_marks_asymmetric_detail(truth, side_view):
     img, cam = side_view
     with torch.no_grad():
         src = gen.render(ws, cam[:, None])
-        tcams = torch.stack([rotate_camera(mirror_camera(cam)[0], d, 0.0) for d in (0.3, 0.4, 0.5)])[None]
+        tcams = torch.stack(
+            [rotate_camera(mirror_camera(cam)[0], d, 0.0) for d in (0.3, 0.4, 0.5)]
+        )[None]
         tgt = gen.render(ws, tcams)
     marked = img.clone()
     # A dark mark on the seen (+x, image-right) cheek, off the symmetry plane: the photo sees the
@@ -87,8 +111,17 @@ def test_conflict_mask_marks_asymmetric_detail(truth, side_view):
     marked[:, :, 14:18, 19:23] = 0.05
 
     def labels(photo):
-        wm = warp_to_views(mirror_image(photo), mirror_image(src.depth_z[:, 0]), mirror_camera(cam), tgt.depth_z, tcams, source_mask=mirror_image(src.opacity[:, 0]))
-        wx = warp_to_views(photo, src.depth_z[:, 0], cam, tgt.depth_z, tcams, source_mask=src.opacity[:, 0])
+        wm = warp_to_views(
+            mirror_image(photo),
+            mirror_image(src.depth_z[:, 0]),
+            mirror_camera(cam),
+            tgt.depth_z,
+            tcams,
+            source_mask=mirror_image(src.opacity[:, 0]),
+        )
+        wx = warp_to_views(
+            photo, src.depth_z[:, 0], cam, tgt.depth_z, tcams, source_mask=src.opacity[:, 0]
+        )
         return wm, wx
 
     wm0, wx0 = labels(img)
@@ -101,7 +134,13 @@ def test_conflict_mask_marks_asymmetric_detail(truth, side_view):
     assert float(conflict[mark_region].float().mean()) > 0.9
     # Everywhere the mark does not reach (neither its mirrored copy nor the mark itself, with a
     # one-pixel margin for bilinear blur), the mask is what it is without the mark.
-    changed = ((wm1.image - wm0.image).abs().amax(2, keepdim=True) > 0.02) | ((wx1.image - wx0.image).abs().amax(2, keepdim=True) > 0.02)
-    near = torch.nn.functional.max_pool2d(changed.flatten(0, 1).float(), 3, 1, 1).bool().reshape(changed.shape)
+    changed = ((wm1.image - wm0.image).abs().amax(2, keepdim=True) > 0.02) | (
+        (wx1.image - wx0.image).abs().amax(2, keepdim=True) > 0.02
+    )
+    near = (
+        torch.nn.functional.max_pool2d(changed.flatten(0, 1).float(), 3, 1, 1)
+        .bool()
+        .reshape(changed.shape)
+    )
     assert torch.equal(conflict[~near], baseline[~near])
     assert float(baseline.float().mean()) < 0.08  # symmetric regions are (almost) never dropped

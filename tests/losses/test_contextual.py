@@ -24,7 +24,9 @@ EPS = 1e-5
 MIN_LOSS = -math.log(1 + EPS)
 
 
-def _reference_cx(x: torch.Tensor, y: torch.Tensor, h: float = 0.5, eps: float = EPS) -> torch.Tensor:
+def _reference_cx(
+    x: torch.Tensor, y: torch.Tensor, h: float = 0.5, eps: float = EPS
+) -> torch.Tensor:
     """Direct transcription of Mechrez's equations (batch-mean centring), for one batch."""
     x, y = x.flatten(2).double(), y.flatten(2).double()
     mu = y.mean(dim=(0, 2), keepdim=True)
@@ -53,15 +55,24 @@ class TestContextualLoss:
         out = contextual_loss(f, torch.randn(2, 8, 5, 5))
         assert out.shape == () and torch.isfinite(out)
 
-    @pytest.mark.parametrize(("pshape", "tshape"), [((1, 4, 3, 3), (1, 4, 3, 3)), ((3, 8, 4, 6), (3, 8, 5, 2))])
+    @pytest.mark.parametrize(
+        ("pshape", "tshape"), [((1, 4, 3, 3), (1, 4, 3, 3)), ((3, 8, 4, 6), (3, 8, 5, 2))]
+    )
     @pytest.mark.parametrize("center", ["batch", "sample"])
     def test_cardinality(self, pshape, tshape, center):
-        out = contextual_loss(torch.randn(pshape), torch.randn(tshape), center=center, reduction="none")
+        out = contextual_loss(
+            torch.randn(pshape), torch.randn(tshape), center=center, reduction="none"
+        )
         assert out.shape == (pshape[0],)
 
     def test_golden_reference_equations(self):
         x, y = torch.randn(3, 16, 6, 6), torch.randn(3, 16, 5, 7)
-        torch.testing.assert_close(contextual_loss(x, y, reduction="none").double(), _reference_cx(x, y), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            contextual_loss(x, y, reduction="none").double(),
+            _reference_cx(x, y),
+            rtol=1e-5,
+            atol=1e-5,
+        )
 
     def test_identity_is_minimum(self):
         f = torch.randn(2, 16, 8, 8)
@@ -77,7 +88,9 @@ class TestContextualLoss:
         base = contextual_loss(x, y, reduction="none")
         torch.testing.assert_close(contextual_loss(x, yp, reduction="none"), base)
         torch.testing.assert_close(contextual_loss(xp, y, reduction="none"), base)
-        torch.testing.assert_close(contextual_loss(xp, x, reduction="none"), torch.full((2,), MIN_LOSS), atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            contextual_loss(xp, x, reduction="none"), torch.full((2,), MIN_LOSS), atol=1e-6, rtol=0
+        )
 
     def test_texture_ranking(self):
         ext = GaussianDerivativeFeatures()
@@ -102,7 +115,9 @@ class TestContextualLoss:
         keep = torch.zeros(2, 16, dtype=torch.bool)
         keep[:, :10] = True
         got = contextual_loss(x, y, target_weights=keep.float(), center="sample", reduction="none")
-        want = contextual_loss(x, y.flatten(2)[..., :10].reshape(2, 8, 2, 5), center="sample", reduction="none")
+        want = contextual_loss(
+            x, y.flatten(2)[..., :10].reshape(2, 8, 2, 5), center="sample", reduction="none"
+        )
         torch.testing.assert_close(got, want)
         ones = contextual_loss(x, y, target_weights=torch.ones(2, 1, 4, 4), reduction="none")
         torch.testing.assert_close(ones, contextual_loss(x, y, reduction="none"))
@@ -165,7 +180,9 @@ class TestContextualLoss:
         y = torch.randn(1, 3, 3, 2, dtype=torch.float64)
         assert torch.autograd.gradcheck(lambda a: contextual_loss(a, y), (x,))
         w = torch.rand(1, 1, 3, 2, dtype=torch.float64) + 0.1
-        assert torch.autograd.gradcheck(lambda a: contextual_loss(a, y, target_weights=w, center="sample"), (x,))
+        assert torch.autograd.gradcheck(
+            lambda a: contextual_loss(a, y, target_weights=w, center="sample"), (x,)
+        )
 
     def test_exception(self):
         x = torch.randn(2, 8, 4, 4)
@@ -185,7 +202,9 @@ class TestContextualLoss:
     def test_module(self):
         x, y = torch.randn(2, 8, 4, 4), torch.randn(2, 8, 4, 4)
         mod = ContextualLoss(bandwidth=0.2, center="sample", reduction="none")
-        torch.testing.assert_close(mod(x, y), contextual_loss(x, y, bandwidth=0.2, center="sample", reduction="none"))
+        torch.testing.assert_close(
+            mod(x, y), contextual_loss(x, y, bandwidth=0.2, center="sample", reduction="none")
+        )
 
 
 def _old_crop_boxes(images, boxes, output_size, *, sampling_ratio=-1, aligned=False):
@@ -289,9 +308,13 @@ class TestRegionContextualLoss:
     def test_smoke_and_identity(self):
         x = torch.rand(2, 3, 64, 64)
         ext = GaussianDerivativeFeatures()
-        same = region_contextual_loss(x, x, self.boxes, ext, crop_size=24, resize_to=None, reduction="none")
+        same = region_contextual_loss(
+            x, x, self.boxes, ext, crop_size=24, resize_to=None, reduction="none"
+        )
         torch.testing.assert_close(same, torch.full((2,), 3 * MIN_LOSS), atol=1e-5, rtol=0)
-        diff = region_contextual_loss(x, torch.rand_like(x), self.boxes, ext, crop_size=24, resize_to=None, reduction="none")
+        diff = region_contextual_loss(
+            x, torch.rand_like(x), self.boxes, ext, crop_size=24, resize_to=None, reduction="none"
+        )
         assert (diff > same + 0.1).all()
 
     @pytest.mark.parametrize("form", ["shared", "per_sample", "mapping", "list"])
@@ -305,7 +328,9 @@ class TestRegionContextualLoss:
         }[form]
         ext = GaussianDerivativeFeatures()
         out = region_contextual_loss(x, y, boxes, ext, crop_size=16, resize_to=64, reduction="none")
-        ref = region_contextual_loss(x, y, self.boxes, ext, crop_size=16, resize_to=64, reduction="none")
+        ref = region_contextual_loss(
+            x, y, self.boxes, ext, crop_size=16, resize_to=64, reduction="none"
+        )
         assert out.shape == (2,)
         torch.testing.assert_close(out, ref)
 
@@ -357,7 +382,12 @@ class TestRegionContextualLoss:
         ext = GaussianDerivativeFeatures()
         kw = {"crop_size": 16, "resize_to": None, "reduction": "none"}
         box = torch.tensor([[0.05, 0.05, 0.45, 0.95]])  # a box inside the left half
-        torch.testing.assert_close(region_contextual_loss(x, y, box, ext, mask=left, **kw), torch.full((1,), MIN_LOSS), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            region_contextual_loss(x, y, box, ext, mask=left, **kw),
+            torch.full((1,), MIN_LOSS),
+            atol=1e-5,
+            rtol=0,
+        )
         ones = torch.ones(1, 1, 48, 48)
         torch.testing.assert_close(
             region_contextual_loss(x, y, self.boxes, ext, weight_mask=ones, **kw),
@@ -379,7 +409,9 @@ class TestRegionContextualLoss:
         x = torch.rand(1, 3, 32, 32) * 0.5
         spy = _SpyExtractor()
         region_contextual_loss(x, x, self.boxes, spy, crop_size=8, resize_to=None)
-        region_contextual_loss(x, x, self.boxes, spy, crop_size=8, resize_to=None, normalization="spi_quirk")
+        region_contextual_loss(
+            x, x, self.boxes, spy, crop_size=8, resize_to=None, normalization="spi_quirk"
+        )
         assert spy.seen[0][0] >= 0.0 and spy.seen[1][0] < -0.5
 
     def test_spi_boxes_from_landmarks(self):
@@ -416,5 +448,8 @@ class TestRegionContextualLoss:
         mod = RegionContextualLoss(ext, crop_size=12, resize_to=48, reduction="none")
         assert mod.extractor is ext
         torch.testing.assert_close(
-            mod(x, y, self.boxes), region_contextual_loss(x, y, self.boxes, ext, crop_size=12, resize_to=48, reduction="none")
+            mod(x, y, self.boxes),
+            region_contextual_loss(
+                x, y, self.boxes, ext, crop_size=12, resize_to=48, reduction="none"
+            ),
         )

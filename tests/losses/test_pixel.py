@@ -8,7 +8,10 @@ from sym3d.errors import ConfigError, ShapeError
 from sym3d.losses import L1Loss, MSELoss, l1_loss, mse_loss
 from sym3d.protocols import Loss
 
-FUNCS = [(mse_loss, MSELoss, lambda a, b: (a - b) ** 2), (l1_loss, L1Loss, lambda a, b: (a - b).abs())]
+FUNCS = [
+    (mse_loss, MSELoss, lambda a, b: (a - b) ** 2),
+    (l1_loss, L1Loss, lambda a, b: (a - b).abs()),
+]
 IDS = ["mse", "l1"]
 
 
@@ -38,7 +41,9 @@ class TestPixelLosses:
         mask[0, :, :3] = 1
         mask[1, :, :, 4:] = 1
         got = fn(x, y, mask=mask, reduction="none")
-        want = torch.stack([err(x[0, :, :3], y[0, :, :3]).mean(), err(x[1, :, :, 4:], y[1, :, :, 4:]).mean()])
+        want = torch.stack(
+            [err(x[0, :, :3], y[0, :, :3]).mean(), err(x[1, :, :, 4:], y[1, :, :, 4:]).mean()]
+        )
         torch.testing.assert_close(got, want)
 
     def test_soft_mask_is_weighted_mean(self, fn, module, err):

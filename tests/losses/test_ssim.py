@@ -39,7 +39,9 @@ class TestSSIM:
     def test_matches_kornia(self):
         x, y = _pair()
         torch.testing.assert_close(ssim_loss(x, y), kornia.losses.ssim_loss(x, y, 11))
-        torch.testing.assert_close(ssim(x, y, reduction="mean"), kornia.metrics.ssim(x, y, 11).mean())
+        torch.testing.assert_close(
+            ssim(x, y, reduction="mean"), kornia.metrics.ssim(x, y, 11).mean()
+        )
 
     def test_golden_skimage_interior(self):
         metrics = pytest.importorskip("skimage.metrics")
@@ -49,8 +51,13 @@ class TestSSIM:
         mask = torch.zeros(1, 1, 32, 32)
         mask[..., 5:-5, 5:-5] = 1
         want = metrics.structural_similarity(
-            x[0].double().numpy(), y[0].double().numpy(), data_range=1.0, channel_axis=0,
-            gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+            x[0].double().numpy(),
+            y[0].double().numpy(),
+            data_range=1.0,
+            channel_axis=0,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
         )
         got = ssim(x.double(), y.double(), mask=mask.double())
         assert abs(float(got) - want) < 1e-6
@@ -94,4 +101,6 @@ class TestSSIM:
         m = torch.rand(2, 1, 16, 16)
         mod = SSIMLoss(window_size=7, reduction="none")
         assert isinstance(mod, Loss)
-        torch.testing.assert_close(mod(x, y, mask=m), ssim_loss(x, y, mask=m, window_size=7, reduction="none"))
+        torch.testing.assert_close(
+            mod(x, y, mask=m), ssim_loss(x, y, mask=m, window_size=7, reduction="none")
+        )

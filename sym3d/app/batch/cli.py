@@ -21,27 +21,109 @@ def parse_export_or_none(export: str) -> tuple[str, ...]:
 
 
 def batch(
-    input_dir: Annotated[Path | None, typer.Argument(help="Folder of images (PNG, JPEG, WebP, ...; not recursive).", show_default=False)] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: one result folder per image (as `sym3d invert` writes it) and manifest.sqlite.")] = Path("sym3d-batch"),
-    summary: Annotated[Path | None, typer.Option("--summary", help="Print the state of a batch output folder (done/failed/pending, mean time, mean metrics) and exit.")] = None,
+    input_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Folder of images (PNG, JPEG, WebP, ...; not recursive).", show_default=False
+        ),
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output folder: one result folder per image (as `sym3d invert` writes it) and manifest.sqlite.",
+        ),
+    ] = Path("sym3d-batch"),
+    summary: Annotated[
+        Path | None,
+        typer.Option(
+            "--summary",
+            help="Print the state of a batch output folder (done/failed/pending, mean time, mean metrics) and exit.",
+        ),
+    ] = None,
     generator: Annotated[str, typer.Option(help=GENERATOR_HELP)] = DEFAULT_GENERATOR,
-    network: Annotated[Path | None, typer.Option(help="Generator weights: an official EG3D .pkl or a folder from `sym3d eg3d convert`.")] = None,
-    preset: Annotated[str, typer.Option(help="spi, pti, w, w+, pti-depth-reg or an ablation (see docs/engine.md).")] = "spi",
-    steps: Annotated[int | None, typer.Option(help="Steps of each stage (shortcut for --set latent.steps=N --set tune.steps=N).")] = None,
+    network: Annotated[
+        Path | None,
+        typer.Option(
+            help="Generator weights: an official EG3D .pkl or a folder from `sym3d eg3d convert`."
+        ),
+    ] = None,
+    preset: Annotated[
+        str,
+        typer.Option(help="spi, pti, w, w+, pti-depth-reg or an ablation (see docs/engine.md)."),
+    ] = "spi",
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Steps of each stage (shortcut for --set latent.steps=N --set tune.steps=N)."
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config merged on the preset.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Dotted override, repeatable: --set tune.lr=1e-4 (--set seed=N: the engine seed).")] = None,
-    cameras: Annotated[Path | None, typer.Option(help="EG3D dataset.json with camera labels of already aligned crops (skips pose estimation).")] = None,
-    pose: Annotated[str, typer.Option(help="Registered pose estimator for photos (without --cameras).")] = "mediapipe",
-    export: Annotated[str, typer.Option(help=f"Outputs to write: {','.join(EXPORT_PARTS)}, or none.")] = ",".join(EXPORT_PARTS),
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Dotted override, repeatable: --set tune.lr=1e-4 (--set seed=N: the engine seed).",
+        ),
+    ] = None,
+    cameras: Annotated[
+        Path | None,
+        typer.Option(
+            help="EG3D dataset.json with camera labels of already aligned crops (skips pose estimation)."
+        ),
+    ] = None,
+    pose: Annotated[
+        str, typer.Option(help="Registered pose estimator for photos (without --cameras).")
+    ] = "mediapipe",
+    export: Annotated[
+        str, typer.Option(help=f"Outputs to write: {','.join(EXPORT_PARTS)}, or none.")
+    ] = ",".join(EXPORT_PARTS),
     video_frames: Annotated[int, typer.Option(help="Frames of the orbit video.")] = 120,
-    mesh_resolution: Annotated[int, typer.Option(help="Marching-cubes grid points per axis.")] = 128,
-    mesh_level: Annotated[float | None, typer.Option(help="Mesh iso-level in density units (default: the generator's).")] = None,
-    ray: Annotated[str | None, typer.Option("--ray", help="Run on Ray: auto (join RAY_ADDRESS or a local `ray start`, else start a local Ray) or a cluster address (ray://head:10001). Needs the dist extra.")] = None,
-    device: Annotated[str, typer.Option(help="auto (one worker per CUDA device when there are any, else CPU), cpu, cuda, cuda:N (local only).")] = "auto",
-    workers: Annotated[int | None, typer.Option(help="Workers (default: local: one per GPU, else half the cores; Ray: one per GPU of the cluster, else CPUs / threads).")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads per worker (default: local: the cores split across workers; Ray: 1). Equal threads give equal results on both backends.")] = None,
-    max_attempts: Annotated[int, typer.Option(help="Attempts per image, across runs: a re-run retries failed images until they had this many; a lost worker's image is retried at once.")] = 3,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Also retry failed images that used up --max-attempts.")] = False,
+    mesh_resolution: Annotated[
+        int, typer.Option(help="Marching-cubes grid points per axis.")
+    ] = 128,
+    mesh_level: Annotated[
+        float | None,
+        typer.Option(help="Mesh iso-level in density units (default: the generator's)."),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Run on Ray: auto (join RAY_ADDRESS or a local `ray start`, else start a local Ray) or a cluster address (ray://head:10001). Needs the dist extra.",
+        ),
+    ] = None,
+    device: Annotated[
+        str,
+        typer.Option(
+            help="auto (one worker per CUDA device when there are any, else CPU), cpu, cuda, cuda:N (local only)."
+        ),
+    ] = "auto",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Workers (default: local: one per GPU, else half the cores; Ray: one per GPU of the cluster, else CPUs / threads)."
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="torch CPU threads per worker (default: local: the cores split across workers; Ray: 1). Equal threads give equal results on both backends."
+        ),
+    ] = None,
+    max_attempts: Annotated[
+        int,
+        typer.Option(
+            help="Attempts per image, across runs: a re-run retries failed images until they had this many; a lost worker's image is retried at once."
+        ),
+    ] = 3,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed", help="Also retry failed images that used up --max-attempts."
+        ),
+    ] = False,
     progress: Annotated[str, typer.Option(help="rich, plain, json or off.")] = "rich",
 ) -> None:
     """Invert every image of a folder, on this machine or on a Ray cluster; resumable.
@@ -60,7 +142,9 @@ def batch(
         print_summary(summarize(summary), Console())
         return
     if input_dir is None:
-        raise typer.BadParameter("pass a folder of images, or --summary OUT_DIR.", param_hint="INPUT_DIR")
+        raise typer.BadParameter(
+            "pass a folder of images, or --summary OUT_DIR.", param_hint="INPUT_DIR"
+        )
     _check_progress(progress)
     parts = parse_export_or_none(export)
     if network is not None and not network.exists():
@@ -85,7 +169,11 @@ def batch(
         config=str(config.resolve()) if config else None,
         overrides=tuple(overrides),
         export=parts,
-        export_options={"video_frames": video_frames, "mesh_resolution": mesh_resolution, "mesh_level": mesh_level},
+        export_options={
+            "video_frames": video_frames,
+            "mesh_resolution": mesh_resolution,
+            "mesh_level": mesh_level,
+        },
     )
     settings = BatchSettings(
         input_dir=input_dir.resolve(),
@@ -106,7 +194,11 @@ def batch(
     for line in report.refused:  # not in the manifest: their names cannot name a result
         console.print(f"skipped {line}", markup=False, highlight=False)
     if report.interrupted:
-        console.print(f"interrupted: {report.counts['done']} done, {report.counts['pending'] + report.counts['running']} pending. Re-run the same command to resume.", markup=False, highlight=False)
+        console.print(
+            f"interrupted: {report.counts['done']} done, {report.counts['pending'] + report.counts['running']} pending. Re-run the same command to resume.",
+            markup=False,
+            highlight=False,
+        )
         raise typer.Exit(130)
     if report.counts["failed"] or report.refused:
         raise typer.Exit(1)

@@ -84,12 +84,21 @@ class LocalPool:
 
     name = "local"
 
-    def __init__(self, spec: JobSpec, placements: Sequence[Placement], *, start_timeout: float = 900.0, max_start_failures: int | None = None) -> None:
+    def __init__(
+        self,
+        spec: JobSpec,
+        placements: Sequence[Placement],
+        *,
+        start_timeout: float = 900.0,
+        max_start_failures: int | None = None,
+    ) -> None:
         if not placements:
             raise ValueError("placements: expected at least one worker")
         self.spec = spec
         self.start_timeout = start_timeout
-        self.max_start_failures = max_start_failures if max_start_failures is not None else 3 * len(placements)
+        self.max_start_failures = (
+            max_start_failures if max_start_failures is not None else 3 * len(placements)
+        )
         self._ctx = multiprocessing.get_context("spawn")
         self._slots = [_Slot(placement=p) for p in placements]
         self._host = socket.gethostname()
@@ -104,7 +113,12 @@ class LocalPool:
     def describe(self) -> dict[str, Any]:
         """Backend name, worker count, threads and devices."""
         devices = sorted({s.placement.device for s in self._slots})
-        return {"backend": self.name, "workers": len(self._slots), "threads": self._slots[0].placement.threads, "device": ",".join(devices)}
+        return {
+            "backend": self.name,
+            "workers": len(self._slots),
+            "threads": self._slots[0].placement.threads,
+            "device": ",".join(devices),
+        }
 
     def workers(self) -> list[str]:
         """Ids (``host:pid``) of the ready worker processes."""
@@ -115,7 +129,9 @@ class LocalPool:
     def _spawn(self, slot: _Slot) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
         args = (self.spec, slot.placement, child, os.getpid())
-        proc = self._ctx.Process(target=_worker_main, args=args, daemon=True, name="sym3d-batch-worker")
+        proc = self._ctx.Process(
+            target=_worker_main, args=args, daemon=True, name="sym3d-batch-worker"
+        )
         proc.start()
         child.close()
         slot.process, slot.conn, slot.task, slot.info = proc, parent, None, {}
@@ -132,7 +148,9 @@ class LocalPool:
             self._stop(slot, graceful=False)
             self._start_failures += 1
             if self._start_failures > self.max_start_failures:
-                raise WorkerStartError(f"batch workers keep dying while starting (the last, {slot.worker}, exited with code {code}).") from None
+                raise WorkerStartError(
+                    f"batch workers keep dying while starting (the last, {slot.worker}, exited with code {code})."
+                ) from None
             self._spawn(slot)
             return
         if kind == "fatal":
@@ -148,9 +166,14 @@ class LocalPool:
             while any(s.state == "starting" for s in self._slots):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise WorkerStartError(f"batch workers did not load the generator within {self.start_timeout:.0f} s.")
+                    raise WorkerStartError(
+                        f"batch workers did not load the generator within {self.start_timeout:.0f} s."
+                    )
                 starting = [s for s in self._slots if s.state == "starting"]
-                ready = wait_ready([s.conn for s in starting] + [s.process.sentinel for s in starting], timeout=remaining)
+                ready = wait_ready(
+                    [s.conn for s in starting] + [s.process.sentinel for s in starting],
+                    timeout=remaining,
+                )
                 for slot in starting:
                     if slot.conn in ready or slot.process.sentinel in ready:
                         self._take_start_message(slot)
@@ -183,7 +206,9 @@ class LocalPool:
         """The worker of ``task`` is dead: report it and start a replacement."""
         slot.process.join(5)
         code = slot.process.exitcode
-        reason = f"worker process {slot.worker} exited with code {code}" + (f" (signal {-code})" if code is not None and code < 0 else "")
+        reason = f"worker process {slot.worker} exited with code {code}" + (
+            f" (signal {-code})" if code is not None and code < 0 else ""
+        )
         worker = slot.worker
         self._stop(slot, graceful=False)
         self._spawn(slot)
@@ -196,7 +221,10 @@ class LocalPool:
         if not watched:
             time.sleep(min(timeout, 0.05))
             return out
-        ready = wait_ready([s.conn for s in watched] + [s.process.sentinel for s in watched], timeout=0 if out else timeout)
+        ready = wait_ready(
+            [s.conn for s in watched] + [s.process.sentinel for s in watched],
+            timeout=0 if out else timeout,
+        )
         for slot in watched:
             if slot.conn not in ready and slot.process.sentinel not in ready:
                 continue
@@ -213,7 +241,11 @@ class LocalPool:
                 message = None
             slot.task = None
             if message is not None and message[0] == "result":
-                out.append(Completion(task=task, result=message[1], worker=slot.worker, roundtrip=roundtrip))
+                out.append(
+                    Completion(
+                        task=task, result=message[1], worker=slot.worker, roundtrip=roundtrip
+                    )
+                )
             else:
                 out.append(self._lose(slot, task, roundtrip))
         return out

@@ -133,7 +133,10 @@ class Manifest:
     def __init__(self, path: str | os.PathLike, *, readonly: bool = False) -> None:
         self.path = Path(path)
         if readonly and not self.path.is_file():
-            raise UserInputError(f"{self.path}: no batch manifest here.", hint="pass the --out folder of a `sym3d batch` run.")
+            raise UserInputError(
+                f"{self.path}: no batch manifest here.",
+                hint="pass the --out folder of a `sym3d batch` run.",
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # readers too open read-write: a WAL database needs its -shm file, which mode=ro cannot create
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -144,14 +147,20 @@ class Manifest:
                 with self._tx():
                     for statement in filter(str.strip, _SCHEMA.split(";")):
                         self._db.execute(statement)
-                    self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),),
+                    )
             self._db.row_factory = sqlite3.Row
             version = self.meta("schema_version")
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise UserInputError(f"{self.path}: not a sym3d batch manifest ({exc}).") from None
         if version is None or int(version) > SCHEMA_VERSION:
-            raise UserInputError(f"{self.path}: manifest schema {version!r}; this sym3d reads schema {SCHEMA_VERSION}.", hint="upgrade sym3d.")
+            raise UserInputError(
+                f"{self.path}: manifest schema {version!r}; this sym3d reads schema {SCHEMA_VERSION}.",
+                hint="upgrade sym3d.",
+            )
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -211,7 +220,10 @@ class Manifest:
         """Store ``meta`` values (non-strings as JSON)."""
         with self._tx() as db:
             for k, v in values.items():
-                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, v if isinstance(v, str) else json.dumps(v, sort_keys=True)))
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    (k, v if isinstance(v, str) else json.dumps(v, sort_keys=True)),
+                )
 
     # -- reading --------------------------------------------------------------------------
 
@@ -221,7 +233,10 @@ class Manifest:
             cur = self._db.execute("SELECT * FROM images ORDER BY key")
         else:
             wanted = [status] if isinstance(status, str) else list(status)
-            cur = self._db.execute(f"SELECT * FROM images WHERE status IN ({','.join('?' * len(wanted))}) ORDER BY key", wanted)
+            cur = self._db.execute(
+                f"SELECT * FROM images WHERE status IN ({','.join('?' * len(wanted))}) ORDER BY key",
+                wanted,
+            )
         return [_row(r) for r in cur.fetchall()]
 
     def row(self, key: str) -> ImageRow | None:
@@ -238,21 +253,48 @@ class Manifest:
 
     def events(self, key: str | None = None) -> list[dict[str, Any]]:
         """The event log (oldest first), optionally of one key."""
-        cur = self._db.execute("SELECT * FROM events" + (" WHERE key = ?" if key else "") + " ORDER BY id", (key,) if key else ())
+        cur = self._db.execute(
+            "SELECT * FROM events" + (" WHERE key = ?" if key else "") + " ORDER BY id",
+            (key,) if key else (),
+        )
         return [dict(r) for r in cur.fetchall()]
 
     # -- writing (coordinator only) -------------------------------------------------------
 
-    def _event(self, db: sqlite3.Connection, key: str | None, event: str, worker: str | None = None, detail: Any = None) -> None:
-        text = None if detail is None else (detail if isinstance(detail, str) else json.dumps(detail, default=str))
-        db.execute("INSERT INTO events (time, key, event, worker, detail) VALUES (?, ?, ?, ?, ?)", (time.time(), key, event, worker, text))
+    def _event(
+        self,
+        db: sqlite3.Connection,
+        key: str | None,
+        event: str,
+        worker: str | None = None,
+        detail: Any = None,
+    ) -> None:
+        text = (
+            None
+            if detail is None
+            else (detail if isinstance(detail, str) else json.dumps(detail, default=str))
+        )
+        db.execute(
+            "INSERT INTO events (time, key, event, worker, detail) VALUES (?, ?, ?, ?, ?)",
+            (time.time(), key, event, worker, text),
+        )
 
-    def log(self, event: str, detail: Any = None, *, key: str | None = None, worker: str | None = None) -> None:
+    def log(
+        self, event: str, detail: Any = None, *, key: str | None = None, worker: str | None = None
+    ) -> None:
         """Append a batch-level event (``run_started``, ``worker_ready``, ``run_interrupted``, ...)."""
         with self._tx() as db:
             self._event(db, key, event, worker, detail)
 
-    def sync(self, images: Mapping[str, str], out_dir: str | os.PathLike, *, max_attempts: int, retry_failed: bool = False, finished: Any = None) -> SyncReport:
+    def sync(
+        self,
+        images: Mapping[str, str],
+        out_dir: str | os.PathLike,
+        *,
+        max_attempts: int,
+        retry_failed: bool = False,
+        finished: Any = None,
+    ) -> SyncReport:
         """Reconcile with the input folder and the disk before a run.
 
         Args:
@@ -272,7 +314,10 @@ class Manifest:
             existing = {r["key"]: r for r in db.execute("SELECT key, status, attempts FROM images")}
             for key, path in images.items():
                 if key not in existing:
-                    db.execute("INSERT INTO images (key, path, status, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?)", (key, str(path), now, now))
+                    db.execute(
+                        "INSERT INTO images (key, path, status, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?)",
+                        (key, str(path), now, now),
+                    )
                     self._event(db, key, "added")
                     added.append(key)
                     status, attempts = "pending", 0
@@ -291,21 +336,40 @@ class Manifest:
                         found.append(key)
                     continue
                 if status == "done":  # the folder was removed: do it again
-                    db.execute("UPDATE images SET status = 'pending', updated_at = ? WHERE key = ?", (now, key))
+                    db.execute(
+                        "UPDATE images SET status = 'pending', updated_at = ? WHERE key = ?",
+                        (now, key),
+                    )
                     self._event(db, key, "requeued", detail="result folder missing")
                     retried.append(key)
                 elif status == "running":
-                    db.execute("UPDATE images SET status = 'pending', worker = NULL, updated_at = ? WHERE key = ?", (now, key))
-                    self._event(db, key, "requeued", detail="was running when a previous run stopped")
+                    db.execute(
+                        "UPDATE images SET status = 'pending', worker = NULL, updated_at = ? WHERE key = ?",
+                        (now, key),
+                    )
+                    self._event(
+                        db, key, "requeued", detail="was running when a previous run stopped"
+                    )
                     reset.append(key)
                 elif status == "failed":
                     if retry_failed:
-                        db.execute("UPDATE images SET status = 'pending', attempts = 0, updated_at = ? WHERE key = ?", (now, key))
+                        db.execute(
+                            "UPDATE images SET status = 'pending', attempts = 0, updated_at = ? WHERE key = ?",
+                            (now, key),
+                        )
                         self._event(db, key, "requeued", detail="--retry-failed")
                         retried.append(key)
                     elif attempts < max_attempts:
-                        db.execute("UPDATE images SET status = 'pending', updated_at = ? WHERE key = ?", (now, key))
-                        self._event(db, key, "requeued", detail=f"failed attempt {attempts} of {max_attempts}")
+                        db.execute(
+                            "UPDATE images SET status = 'pending', updated_at = ? WHERE key = ?",
+                            (now, key),
+                        )
+                        self._event(
+                            db,
+                            key,
+                            "requeued",
+                            detail=f"failed attempt {attempts} of {max_attempts}",
+                        )
                         retried.append(key)
                     else:
                         exhausted.append(key)
@@ -315,18 +379,34 @@ class Manifest:
                     self._event(db, key, "removed", detail="no longer in the input folder")
                     removed.append(key)
         return SyncReport(
-            found_done=tuple(found), reset_running=tuple(reset), retried=tuple(retried), exhausted=tuple(exhausted), removed=tuple(removed), added=tuple(added)
+            found_done=tuple(found),
+            reset_running=tuple(reset),
+            retried=tuple(retried),
+            exhausted=tuple(exhausted),
+            removed=tuple(removed),
+            added=tuple(added),
         )
 
     def mark_running(self, key: str, worker: str, attempt: int) -> None:
         """The image was handed to ``worker``."""
         now = time.time()
         with self._tx() as db:
-            db.execute("UPDATE images SET status = 'running', worker = ?, started_at = ?, updated_at = ? WHERE key = ?", (worker, now, now, key))
+            db.execute(
+                "UPDATE images SET status = 'running', worker = ?, started_at = ?, updated_at = ? WHERE key = ?",
+                (worker, now, now, key),
+            )
             self._event(db, key, "started", worker, {"attempt": attempt})
 
     def mark_done(
-        self, key: str, *, seconds: float | None, metrics: Mapping[str, Any], worker: str | None, notes: Iterable[str] = (), event: str = "done", detail: Any = None
+        self,
+        key: str,
+        *,
+        seconds: float | None,
+        metrics: Mapping[str, Any],
+        worker: str | None,
+        notes: Iterable[str] = (),
+        event: str = "done",
+        detail: Any = None,
     ) -> None:
         """The image's final folder exists; the attempt is counted."""
         now = time.time()
@@ -334,12 +414,30 @@ class Manifest:
             db.execute(
                 "UPDATE images SET status = 'done', attempts = attempts + 1, error = NULL, error_type = NULL, detail = NULL, seconds = ?, worker = ?, "
                 "metrics = ?, notes = ?, finished_at = ?, updated_at = ? WHERE key = ?",
-                (seconds, worker, json.dumps(dict(metrics), default=str), json.dumps(list(notes)), now, now, key),
+                (
+                    seconds,
+                    worker,
+                    json.dumps(dict(metrics), default=str),
+                    json.dumps(list(notes)),
+                    now,
+                    now,
+                    key,
+                ),
             )
-            self._event(db, key, event, worker, detail if detail is not None else {"seconds": seconds})
+            self._event(
+                db, key, event, worker, detail if detail is not None else {"seconds": seconds}
+            )
 
     def mark_failed(
-        self, key: str, *, error: str, error_type: str | None, worker: str | None, seconds: float | None = None, detail: str | None = None, count_attempt: bool = True
+        self,
+        key: str,
+        *,
+        error: str,
+        error_type: str | None,
+        worker: str | None,
+        seconds: float | None = None,
+        detail: str | None = None,
+        count_attempt: bool = True,
     ) -> None:
         """The image failed with ``error`` (attempt counted unless ``count_attempt`` is false)."""
         now = time.time()
@@ -347,7 +445,17 @@ class Manifest:
             db.execute(
                 "UPDATE images SET status = 'failed', attempts = attempts + ?, error = ?, error_type = ?, detail = ?, seconds = ?, worker = ?, "
                 "finished_at = ?, updated_at = ? WHERE key = ?",
-                (1 if count_attempt else 0, error, error_type, detail, seconds, worker, now, now, key),
+                (
+                    1 if count_attempt else 0,
+                    error,
+                    error_type,
+                    detail,
+                    seconds,
+                    worker,
+                    now,
+                    now,
+                    key,
+                ),
             )
             self._event(db, key, "failed", worker, {"error": error, "error_type": error_type})
 
@@ -359,11 +467,16 @@ class Manifest:
         """
         now = time.time()
         with self._tx() as db:
-            db.execute("UPDATE images SET attempts = attempts + 1, updated_at = ? WHERE key = ?", (now, key))
+            db.execute(
+                "UPDATE images SET attempts = attempts + 1, updated_at = ? WHERE key = ?",
+                (now, key),
+            )
             (attempts,) = db.execute("SELECT attempts FROM images WHERE key = ?", (key,)).fetchone()
             self._event(db, key, "lost", worker, {"reason": reason, "attempt": attempts})
             if requeue:
-                db.execute("UPDATE images SET status = 'pending', worker = NULL WHERE key = ?", (key,))
+                db.execute(
+                    "UPDATE images SET status = 'pending', worker = NULL WHERE key = ?", (key,)
+                )
                 self._event(db, key, "requeued", detail="worker lost")
             else:
                 message = f"the worker died on each of {attempts} attempts (last: {reason})"
@@ -371,7 +484,9 @@ class Manifest:
                     "UPDATE images SET status = 'failed', error = ?, error_type = 'WorkerLost', finished_at = ? WHERE key = ?",
                     (message, now, key),
                 )
-                self._event(db, key, "failed", worker, {"error": message, "error_type": "WorkerLost"})
+                self._event(
+                    db, key, "failed", worker, {"error": message, "error_type": "WorkerLost"}
+                )
         return int(attempts)
 
     def mark_pending(self, keys: Iterable[str], *, reason: str) -> None:
@@ -379,12 +494,20 @@ class Manifest:
         now = time.time()
         with self._tx() as db:
             for key in keys:
-                db.execute("UPDATE images SET status = 'pending', worker = NULL, updated_at = ? WHERE key = ? AND status = 'running'", (now, key))
+                db.execute(
+                    "UPDATE images SET status = 'pending', worker = NULL, updated_at = ? WHERE key = ? AND status = 'running'",
+                    (now, key),
+                )
                 self._event(db, key, "requeued", detail=reason)
 
     def running_keys(self) -> list[str]:
         """Keys whose status is ``running``."""
-        return [r[0] for r in self._db.execute("SELECT key FROM images WHERE status = 'running' ORDER BY key")]
+        return [
+            r[0]
+            for r in self._db.execute(
+                "SELECT key FROM images WHERE status = 'running' ORDER BY key"
+            )
+        ]
 
     def iter_metrics(self) -> Iterator[Mapping[str, Any]]:
         """Metrics of the finished images."""

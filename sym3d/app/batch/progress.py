@@ -15,7 +15,15 @@ import attrs
 
 from sym3d.cli.renderer_base import NoOpContext, Off, rich_bar
 
-__all__ = ["BatchStarting", "BatchStarted", "ItemStarted", "ItemFinished", "BatchFinished", "make_batch_progress", "headline_metrics"]
+__all__ = [
+    "BatchStarting",
+    "BatchStarted",
+    "ItemStarted",
+    "ItemFinished",
+    "BatchFinished",
+    "make_batch_progress",
+    "headline_metrics",
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -92,7 +100,9 @@ def _line(event: Any) -> str | None:
     if isinstance(event, ItemFinished):
         if event.status == "done":
             extra = headline_metrics(event.metrics)
-            return f"done    {event.key} in {event.seconds or 0:.1f} s on {event.worker}" + (f": {extra}" if extra else "")
+            return f"done    {event.key} in {event.seconds or 0:.1f} s on {event.worker}" + (
+                f": {extra}" if extra else ""
+            )
         if event.status == "failed":
             return f"failed  {event.key} (attempt {event.attempt}): {event.error}"
         return f"retry   {event.key}: {event.error}"
@@ -117,7 +127,11 @@ class _Json(NoOpContext):
     stream: TextIO
 
     def __call__(self, event: Any) -> None:
-        print(json.dumps({"event": type(event).__name__, **attrs.asdict(event)}, default=str), file=self.stream, flush=True)
+        print(
+            json.dumps({"event": type(event).__name__, **attrs.asdict(event)}, default=str),
+            file=self.stream,
+            flush=True,
+        )
 
 
 class _Rich:
@@ -140,7 +154,13 @@ class _Rich:
         elif isinstance(event, BatchStarted):
             self.console.print(_line(event), markup=False, highlight=False)
             self.failed = event.failed
-            self.task = self.progress.add_task("batch", total=max(event.total, 1), completed=event.done + event.failed, failed=self.failed, running=0)
+            self.task = self.progress.add_task(
+                "batch",
+                total=max(event.total, 1),
+                completed=event.done + event.failed,
+                failed=self.failed,
+                running=0,
+            )
         elif self.task is None:
             return
         elif isinstance(event, ItemStarted):
@@ -150,10 +170,17 @@ class _Rich:
             self.running = max(0, self.running - 1)
             style = {"done": "green", "failed": "red"}.get(event.status, "yellow")
             self.progress.console.print(f"[{style}]{event.status:>8}[/] ", end="")
-            self.progress.console.print((_line(event) or "").split(maxsplit=1)[1], markup=False, highlight=False)
+            self.progress.console.print(
+                (_line(event) or "").split(maxsplit=1)[1], markup=False, highlight=False
+            )
             if event.status == "failed":
                 self.failed += 1
-            self.progress.update(self.task, advance=0 if event.status == "requeued" else 1, failed=self.failed, running=self.running)
+            self.progress.update(
+                self.task,
+                advance=0 if event.status == "requeued" else 1,
+                failed=self.failed,
+                running=self.running,
+            )
         elif isinstance(event, BatchFinished):
             self.progress.update(self.task, running=0)
             self.progress.stop()

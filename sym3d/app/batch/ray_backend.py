@@ -36,7 +36,9 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise MissingDependencyError("the Ray backend (--ray)", extra="dist", package="ray") from None
+        raise MissingDependencyError(
+            "the Ray backend (--ray)", extra="dist", package="ray"
+        ) from None
     return ray
 
 
@@ -110,7 +112,9 @@ class RayPool:
         max_start_failures: int | None = None,
     ) -> None:
         if device not in ("auto", "cpu", "cuda"):
-            raise UserInputError(f"--device {device!r} with --ray: expected auto, cpu or cuda (Ray assigns the GPU of each actor).")
+            raise UserInputError(
+                f"--device {device!r} with --ray: expected auto, cpu or cuda (Ray assigns the GPU of each actor)."
+            )
         if workers is not None and workers < 1:
             raise UserInputError(f"--workers: expected a positive number, got {workers}.")
         if threads is not None and threads < 1:
@@ -162,12 +166,19 @@ class RayPool:
         try:
             ray.init(address=None if self.address == "auto" else self.address, **options)
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise UserInputError(f"--ray {self.address}: could not start or join Ray ({type(exc).__name__}: {exc}).") from None
+            raise UserInputError(
+                f"--ray {self.address}: could not start or join Ray ({type(exc).__name__}: {exc})."
+            ) from None
         self._started_ray = True
 
     def _new_actor(self) -> _Actor:
         placement = Placement(device="cuda" if self._gpu else "cpu", threads=self.threads)
-        options = {"num_cpus": self.threads, "num_gpus": 1 if self._gpu else 0, "max_restarts": 0, "max_task_retries": 0}
+        options = {
+            "num_cpus": self.threads,
+            "num_gpus": 1 if self._gpu else 0,
+            "max_restarts": 0,
+            "max_task_retries": 0,
+        }
         handle = self._cls.options(**options).remote(self.spec, placement)
         return _Actor(handle=handle, ready_ref=handle.ready.remote())
 
@@ -185,14 +196,25 @@ class RayPool:
             kind, payload = ray.get(actor.ready_ref)
         except ray.exceptions.RayError as exc:
             self._start_failures += 1
-            limit = self.max_start_failures if self.max_start_failures is not None else 3 * len(self._actors)
+            limit = (
+                self.max_start_failures
+                if self.max_start_failures is not None
+                else 3 * len(self._actors)
+            )
             if self._start_failures > limit:
-                raise WorkerStartError(f"batch actors keep dying while starting (last: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).") from None
+                raise WorkerStartError(
+                    f"batch actors keep dying while starting (last: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})."
+                ) from None
             self._replace(actor)
             return
         if kind == "fatal":
             raise start_error(payload, "Ray actor")
-        actor.info, actor.worker, actor.state, actor.ready_ref = payload, payload["worker"], "ready", None
+        actor.info, actor.worker, actor.state, actor.ready_ref = (
+            payload,
+            payload["worker"],
+            "ready",
+            None,
+        )
 
     def _wait_starting(self, timeout: float) -> None:
         starting = {a.ready_ref: a for a in self._actors if a.state == "starting"}
@@ -209,7 +231,9 @@ class RayPool:
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
         if self.device == "cuda" and gpus == 0:
-            raise UserInputError("--device cuda: the Ray cluster has no GPU.", hint="use --device cpu (or auto).")
+            raise UserInputError(
+                "--device cuda: the Ray cluster has no GPU.", hint="use --device cpu (or auto)."
+            )
         self._gpu = self.device == "cuda" or (self.device == "auto" and gpus > 0)
         n = self.requested_workers or (gpus if self._gpu else max(1, cpus // self.threads))
         self._cls = ray.remote(BatchActor)
@@ -228,7 +252,9 @@ class RayPool:
                     )
                 if first is not None and now - first > self.settle_timeout:
                     waiting = sum(1 for a in self._actors if a.state == "starting")
-                    self.warnings.append(f"{waiting} of {n} Ray actors are not ready yet (resources?); they join the batch when they are.")
+                    self.warnings.append(
+                        f"{waiting} of {n} Ray actors are not ready yet (resources?); they join the batch when they are."
+                    )
                     break
                 self._wait_starting(1.0)
                 if first is None and any(a.state == "ready" for a in self._actors):
@@ -273,14 +299,33 @@ class RayPool:
             actor.task = actor.ref = None
             try:
                 result = ray.get(ref)
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError) as exc:
+            except (
+                ray.exceptions.RayActorError,
+                ray.exceptions.WorkerCrashedError,
+                ray.exceptions.ObjectLostError,
+            ) as exc:
                 first_line = str(exc).splitlines()[0] if str(exc) else ""
-                out.append(Completion(task=task, lost=f"Ray actor {actor.worker} died ({type(exc).__name__}: {first_line})", worker=actor.worker, roundtrip=roundtrip))
+                out.append(
+                    Completion(
+                        task=task,
+                        lost=f"Ray actor {actor.worker} died ({type(exc).__name__}: {first_line})",
+                        worker=actor.worker,
+                        roundtrip=roundtrip,
+                    )
+                )
                 self._replace(actor)
                 continue
             except ray.exceptions.RayError as exc:  # e.g. a result that could not be sent back
-                result = TaskResult(key=task.key, ok=False, error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__, worker=actor.worker)
-            out.append(Completion(task=task, result=result, worker=actor.worker, roundtrip=roundtrip))
+                result = TaskResult(
+                    key=task.key,
+                    ok=False,
+                    error=f"{type(exc).__name__}: {exc}",
+                    error_type=type(exc).__name__,
+                    worker=actor.worker,
+                )
+            out.append(
+                Completion(task=task, result=result, worker=actor.worker, roundtrip=roundtrip)
+            )
         return out
 
     def cancel(self) -> list[Task]:

@@ -193,8 +193,15 @@ def discover_inputs(input_dir: str | os.PathLike) -> tuple[dict[str, Path], list
     """
     folder = Path(input_dir)
     if not folder.is_dir():
-        raise UserInputError(f"{folder}: no such folder.", hint="pass a folder of images (for single files use `sym3d invert`).")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+        raise UserInputError(
+            f"{folder}: no such folder.",
+            hint="pass a folder of images (for single files use `sym3d invert`).",
+        )
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
     if not files:
         raise UserInputError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}).")
     by_key: dict[str, Path] = {}
@@ -210,7 +217,10 @@ def discover_inputs(input_dir: str | os.PathLike) -> tuple[dict[str, Path], list
             clashes.append(f"{by_key[p.stem].name} / {p.name}")
         by_key[p.stem] = p.resolve()
     if clashes:
-        raise UserInputError(f"{folder}: images share a name and would share a result folder: {'; '.join(clashes[:5])}.", hint="rename them.")
+        raise UserInputError(
+            f"{folder}: images share a name and would share a result folder: {'; '.join(clashes[:5])}.",
+            hint="rename them.",
+        )
     return by_key, refused
 
 
@@ -220,7 +230,12 @@ def make_backend(settings: BatchSettings) -> Backend:
         from sym3d.app.batch.ray_backend import RayPool
 
         return RayPool(
-            settings.spec, address=settings.ray, workers=settings.workers, threads=settings.threads, device=settings.device, init_options=settings.ray_init_options
+            settings.spec,
+            address=settings.ray,
+            workers=settings.workers,
+            threads=settings.threads,
+            device=settings.device,
+            init_options=settings.ray_init_options,
         )
     from sym3d.app.batch.local import LocalPool
     from sym3d.app.batch.sizing import plan_local
@@ -231,7 +246,9 @@ def make_backend(settings: BatchSettings) -> Backend:
 class _Coordinator:
     """State of one run (the queue, what is in flight) and how completions are recorded."""
 
-    def __init__(self, settings: BatchSettings, manifest: Manifest, emit: Callable[[Any], None]) -> None:
+    def __init__(
+        self, settings: BatchSettings, manifest: Manifest, emit: Callable[[Any], None]
+    ) -> None:
         self.settings, self.m, self.emit = settings, manifest, emit
         self.queue: collections.deque[Task] = collections.deque()
         self.inflight: dict[str, Task] = {}
@@ -248,11 +265,25 @@ class _Coordinator:
                 name = Path(row.path).name
                 if name not in labels:
                     error = f"{row.path}: no camera label for {name!r} in {self.settings.cameras}."
-                    self.m.mark_failed(row.key, error=error, error_type="UserInputError", worker=None)
-                    unlabelled.append(ItemFinished(key=row.key, status="failed", attempt=row.attempts + 1, error=error))
+                    self.m.mark_failed(
+                        row.key, error=error, error_type="UserInputError", worker=None
+                    )
+                    unlabelled.append(
+                        ItemFinished(
+                            key=row.key, status="failed", attempt=row.attempts + 1, error=error
+                        )
+                    )
                     continue
                 camera = labels[name]
-            self.queue.append(Task(key=row.key, image=row.path, out_dir=str(out / row.key), camera=camera, attempt=row.attempts + 1))
+            self.queue.append(
+                Task(
+                    key=row.key,
+                    image=row.path,
+                    out_dir=str(out / row.key),
+                    camera=camera,
+                    attempt=row.attempts + 1,
+                )
+            )
         return unlabelled
 
     def note_workers(self, backend: Backend) -> None:
@@ -274,30 +305,97 @@ class _Coordinator:
         task = c.task
         self.inflight.pop(task.key, None)
         out = Path(task.out_dir)
-        if c.result is None and out.is_dir():  # renamed into place, then the worker died before reporting
+        if (
+            c.result is None and out.is_dir()
+        ):  # renamed into place, then the worker died before reporting
             seconds, metrics = finished_outcome(out)
-            self.m.mark_done(task.key, seconds=seconds, metrics=metrics, worker=c.worker, detail={"note": "finished before its worker was lost"})
+            self.m.mark_done(
+                task.key,
+                seconds=seconds,
+                metrics=metrics,
+                worker=c.worker,
+                detail={"note": "finished before its worker was lost"},
+            )
             self._finished(task, "done", seconds, c, metrics=metrics)
         elif c.result is None:
             requeue = task.attempt < self.settings.max_attempts
-            attempts = self.m.mark_lost(task.key, reason=c.lost or "worker lost", worker=c.worker, requeue=requeue)
+            attempts = self.m.mark_lost(
+                task.key, reason=c.lost or "worker lost", worker=c.worker, requeue=requeue
+            )
             if requeue:
                 self.queue.appendleft(attrs.evolve(task, attempt=attempts + 1))
-                self._finished(task, "requeued", None, c, error=f"{c.lost}; retrying (attempt {attempts + 1} of {self.settings.max_attempts})")
+                self._finished(
+                    task,
+                    "requeued",
+                    None,
+                    c,
+                    error=f"{c.lost}; retrying (attempt {attempts + 1} of {self.settings.max_attempts})",
+                )
             else:
-                self._finished(task, "failed", None, c, error=f"the worker died on each of {attempts} attempts (last: {c.lost})")
+                self._finished(
+                    task,
+                    "failed",
+                    None,
+                    c,
+                    error=f"the worker died on each of {attempts} attempts (last: {c.lost})",
+                )
         elif c.result.ok:
             r = c.result
-            self.m.mark_done(task.key, seconds=r.seconds, metrics=r.metrics, worker=r.worker, notes=r.notes, detail={"seconds": r.seconds, "worker_images": r.worker_images, "already_done": r.already_done})
+            self.m.mark_done(
+                task.key,
+                seconds=r.seconds,
+                metrics=r.metrics,
+                worker=r.worker,
+                notes=r.notes,
+                detail={
+                    "seconds": r.seconds,
+                    "worker_images": r.worker_images,
+                    "already_done": r.already_done,
+                },
+            )
             self._finished(task, "done", r.seconds, c, metrics=r.metrics)
         else:
             r = c.result
-            self.m.mark_failed(task.key, error=r.error or "unknown error", error_type=r.error_type, worker=r.worker, seconds=r.seconds, detail=r.detail)
+            self.m.mark_failed(
+                task.key,
+                error=r.error or "unknown error",
+                error_type=r.error_type,
+                worker=r.worker,
+                seconds=r.seconds,
+                detail=r.detail,
+            )
             self._finished(task, "failed", r.seconds, c, error=r.error)
 
-    def _finished(self, task: Task, status: str, seconds: float | None, c: Completion, *, error: str | None = None, metrics: Mapping[str, Any] | None = None) -> None:
-        self.items.append(ItemRecord(key=task.key, status=status, work_seconds=seconds, roundtrip=c.roundtrip, worker=c.worker))
-        self.emit(ItemFinished(key=task.key, status=status, attempt=task.attempt, seconds=seconds, worker=c.worker, error=error, metrics=metrics or {}))
+    def _finished(
+        self,
+        task: Task,
+        status: str,
+        seconds: float | None,
+        c: Completion,
+        *,
+        error: str | None = None,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.items.append(
+            ItemRecord(
+                key=task.key,
+                status=status,
+                work_seconds=seconds,
+                roundtrip=c.roundtrip,
+                worker=c.worker,
+            )
+        )
+        self.emit(
+            ItemFinished(
+                key=task.key,
+                status=status,
+                attempt=task.attempt,
+                seconds=seconds,
+                worker=c.worker,
+                error=error,
+                metrics=metrics or {},
+            )
+        )
 
     def settle_inflight(self, tasks: list[Task], reason: str) -> None:
         """Images that were in flight when the run stopped: done if their folder is in place, else pending."""
@@ -305,7 +403,13 @@ class _Coordinator:
             out = Path(task.out_dir)
             if out.is_dir():
                 seconds, metrics = finished_outcome(out)
-                self.m.mark_done(task.key, seconds=seconds, metrics=metrics, worker=None, detail={"note": f"finished when the run stopped ({reason})"})
+                self.m.mark_done(
+                    task.key,
+                    seconds=seconds,
+                    metrics=metrics,
+                    worker=None,
+                    detail={"note": f"finished when the run stopped ({reason})"},
+                )
             else:
                 self.m.mark_pending([task.key], reason=reason)
         self.inflight.clear()
@@ -363,30 +467,67 @@ def run_batch(
     images, refused = discover_inputs(settings.input_dir)
     labels = _read_cameras(settings.cameras) if settings.cameras is not None else None
     if settings.max_attempts < 1:
-        raise UserInputError(f"--max-attempts: expected a positive number, got {settings.max_attempts}.")
+        raise UserInputError(
+            f"--max-attempts: expected a positive number, got {settings.max_attempts}."
+        )
     out = settings.out_dir
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = [f"skipped {line}" for line in refused]
     with _exclusive(out), Manifest(out / MANIFEST_NAME) as m:
         described = settings.spec.describe()
         previous = m.meta("settings")
-        if previous is not None and json.loads(previous) != json.loads(json.dumps(described, sort_keys=True)):
-            notes.append("the settings differ from the previous run of this folder; finished results are kept as they are.")
-        m.set_meta({"settings": described, "input_dir": str(settings.input_dir.resolve()), "cameras": str(settings.cameras) if settings.cameras else ""})
-        sync = m.sync(images, out, max_attempts=settings.max_attempts, retry_failed=settings.retry_failed, finished=finished_outcome)
+        if previous is not None and json.loads(previous) != json.loads(
+            json.dumps(described, sort_keys=True)
+        ):
+            notes.append(
+                "the settings differ from the previous run of this folder; finished results are kept as they are."
+            )
+        m.set_meta(
+            {
+                "settings": described,
+                "input_dir": str(settings.input_dir.resolve()),
+                "cameras": str(settings.cameras) if settings.cameras else "",
+            }
+        )
+        sync = m.sync(
+            images,
+            out,
+            max_attempts=settings.max_attempts,
+            retry_failed=settings.retry_failed,
+            finished=finished_outcome,
+        )
         if sync.exhausted:
-            notes.append(f"{len(sync.exhausted)} failed image(s) reached --max-attempts {settings.max_attempts} and are skipped (--retry-failed retries them).")
+            notes.append(
+                f"{len(sync.exhausted)} failed image(s) reached --max-attempts {settings.max_attempts} and are skipped (--retry-failed retries them)."
+            )
         coord = _Coordinator(settings, m, emit)
-        counts = m.counts()  # before the unlabelled images fail: they are shown as this run's failures
+        counts = (
+            m.counts()
+        )  # before the unlabelled images fail: they are shown as this run's failures
         unlabelled = coord.queue_pending(labels)
         todo = len(coord.queue) + len(unlabelled)
         m.log("run_started", {"todo": todo, "counts": counts, "ray": settings.ray})
         if not coord.queue:
-            emit(BatchStarted(total=sum(counts.values()), done=counts["done"], failed=counts["failed"], todo=todo, notes=tuple(notes)))
+            emit(
+                BatchStarted(
+                    total=sum(counts.values()),
+                    done=counts["done"],
+                    failed=counts["failed"],
+                    todo=todo,
+                    notes=tuple(notes),
+                )
+            )
             for event in unlabelled:
                 emit(event)
             counts = m.counts()
-            emit(BatchFinished(done=counts["done"], failed=counts["failed"], pending=counts["pending"], seconds=time.monotonic() - t0))
+            emit(
+                BatchFinished(
+                    done=counts["done"],
+                    failed=counts["failed"],
+                    pending=counts["pending"],
+                    seconds=time.monotonic() - t0,
+                )
+            )
             return BatchReport(
                 counts=counts,
                 seconds=time.monotonic() - t0,
@@ -444,7 +585,15 @@ def run_batch(
                 finally:
                     pool.close()
                 final = _close_run(m, coord, stopped, interrupted=interrupted, errored=errored)
-                emit(BatchFinished(done=final["done"], failed=final["failed"], pending=final["pending"] + final["running"], seconds=time.monotonic() - t0, interrupted=interrupted))
+                emit(
+                    BatchFinished(
+                        done=final["done"],
+                        failed=final["failed"],
+                        pending=final["pending"] + final["running"],
+                        seconds=time.monotonic() - t0,
+                        interrupted=interrupted,
+                    )
+                )
         return BatchReport(
             counts=final,
             seconds=time.monotonic() - t0,

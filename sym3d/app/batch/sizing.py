@@ -7,7 +7,13 @@ import os
 from sym3d.app.batch.tasks import Placement
 from sym3d.errors import UserInputError
 
-__all__ = ["CPU_WORKER_MEMORY", "available_cores", "available_memory", "cuda_device_count", "plan_local"]
+__all__ = [
+    "CPU_WORKER_MEMORY",
+    "available_cores",
+    "available_memory",
+    "cuda_device_count",
+    "plan_local",
+]
 
 CPU_WORKER_MEMORY = 2 * 1024**3
 """Memory budgeted per CPU worker when sizing the pool (an EG3D 512 inversion peaks near this)."""
@@ -71,7 +77,9 @@ def plan_local(
     if gpus is None:
         gpus = cuda_device_count() if device in ("auto", "cuda") else 0
     if device == "cuda" and gpus == 0:
-        raise UserInputError("--device cuda: no CUDA device is visible.", hint="use --device cpu (or auto).")
+        raise UserInputError(
+            "--device cuda: no CUDA device is visible.", hint="use --device cpu (or auto)."
+        )
     if device in ("auto", "cuda") and gpus > 0:
         n = workers or gpus
         per = threads or max(1, cores // n)

@@ -47,7 +47,9 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> Iterator[tu
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             yield from flatten_metrics(value, name + ".")
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        elif (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ):
             yield name, float(value)
 
 
@@ -87,11 +89,21 @@ def print_summary(summary: BatchSummary, console: Any = None) -> None:
 
     console = console or Console()
     c = summary.counts
-    table = Table(title=f"batch {summary.out_dir}" + (f" (input {summary.input_dir})" if summary.input_dir else ""))
+    table = Table(
+        title=f"batch {summary.out_dir}"
+        + (f" (input {summary.input_dir})" if summary.input_dir else "")
+    )
     for col in ("images", "done", "failed", "pending", "running", "mean s/image"):
         table.add_column(col, justify="right")
     mean = "-" if summary.mean_seconds is None else f"{summary.mean_seconds:.2f}"
-    table.add_row(str(summary.total), f"[green]{c['done']}", f"[red]{c['failed']}", str(c["pending"]), str(c["running"]), mean)
+    table.add_row(
+        str(summary.total),
+        f"[green]{c['done']}",
+        f"[red]{c['failed']}",
+        str(c["pending"]),
+        str(c["running"]),
+        mean,
+    )
     console.print(table)
     if summary.metrics:
         mt = Table(title="mean metrics of finished images")

@@ -46,7 +46,9 @@ class JobSpec:
     preset: str = "spi"
     config: str | None = None
     overrides: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
-    export: tuple[str, ...] = attrs.field(default=("views", "video", "depth", "mesh", "plots", "report"), converter=_tuple)
+    export: tuple[str, ...] = attrs.field(
+        default=("views", "video", "depth", "mesh", "plots", "report"), converter=_tuple
+    )
     export_options: Mapping[str, Any] = attrs.field(factory=dict, converter=_dict)
     resume: bool = True
 
@@ -78,7 +80,9 @@ class Task:
     key: str
     image: str
     out_dir: str
-    camera: tuple[float, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(tuple))
+    camera: tuple[float, ...] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(tuple)
+    )
     attempt: int = 1
 
 

@@ -94,7 +94,11 @@ def finished_outcome(out_dir: str | os.PathLike) -> tuple[float | None, dict[str
         run = json.loads((out / ResultFiles.RUN).read_text())
         seconds = float(run.get("seconds")) if run.get("seconds") is not None else None
         summary = run.get("summary") or {}
-        stages = {k: summary[k] for k in ("latent_seconds", "tune_seconds") if isinstance(summary.get(k), (int, float))}
+        stages = {
+            k: summary[k]
+            for k in ("latent_seconds", "tune_seconds")
+            if isinstance(summary.get(k), (int, float))
+        }
         if stages:
             metrics["stages"] = stages
     except (OSError, ValueError, TypeError):
@@ -129,7 +133,9 @@ class Worker:
         torch.set_num_threads(max(1, placement.threads))
         self.spec, self.placement, self.parent_pid = spec, placement, parent_pid
         network = Path(spec.network) if spec.network else None
-        self.generator = load_generator_for(spec.generator, network, placement.device, dict(spec.generator_options))
+        self.generator = load_generator_for(
+            spec.generator, network, placement.device, dict(spec.generator_options)
+        )
         self.pose_estimator = None
         if spec.pose is not None:
             from sym3d.plugins import default_registry
@@ -145,7 +151,12 @@ class Worker:
         """``{"worker", "device", "threads", "init_seconds"}`` (sent once the worker is ready)."""
         import torch
 
-        return {"worker": self.id, "device": self.placement.device, "threads": torch.get_num_threads(), "init_seconds": self.init_seconds}
+        return {
+            "worker": self.id,
+            "device": self.placement.device,
+            "threads": torch.get_num_threads(),
+            "init_seconds": self.init_seconds,
+        }
 
     def _before_commit(self) -> None:
         if self.parent_pid is not None and not _parent_alive(self.parent_pid):
@@ -167,12 +178,18 @@ class Worker:
         common = {"key": task.key, "worker": self.id, "worker_images": self.images}
         if Path(task.out_dir).is_dir():  # finished by an attempt that could not report it
             seconds, metrics = finished_outcome(task.out_dir)
-            return TaskResult(ok=True, seconds=seconds or 0.0, metrics=metrics, already_done=True, **common)
+            return TaskResult(
+                ok=True, seconds=seconds or 0.0, metrics=metrics, already_done=True, **common
+            )
         notes: list[str] = []
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                camera = torch.tensor(task.camera, dtype=torch.float32) if task.camera is not None else None
+                camera = (
+                    torch.tensor(task.camera, dtype=torch.float32)
+                    if task.camera is not None
+                    else None
+                )
                 outcome = process_photo(
                     task.image,
                     task.out_dir,
@@ -193,7 +210,9 @@ class Worker:
         except ResultExistsError:  # finished meanwhile by another run (`sym3d invert`, same --out)
             seconds, metrics = finished_outcome(task.out_dir)
             seconds = seconds or 0.0
-            return TaskResult(ok=True, seconds=seconds, metrics=metrics, already_done=True, **common)
+            return TaskResult(
+                ok=True, seconds=seconds, metrics=metrics, already_done=True, **common
+            )
         except Sym3DError as exc:
             return TaskResult(
                 ok=False,
@@ -207,10 +226,14 @@ class Worker:
             return TaskResult(
                 ok=False,
                 seconds=time.perf_counter() - t0,
-                error=describe_failure(exc, task.image, "the manifest's detail column has the traceback"),
+                error=describe_failure(
+                    exc, task.image, "the manifest's detail column has the traceback"
+                ),
                 error_type=type(exc).__name__,
                 detail=traceback.format_exc(limit=20),
                 **common,
             )
         _, metrics = finished_outcome(outcome.out_dir)
-        return TaskResult(ok=True, seconds=outcome.seconds, metrics=metrics, notes=tuple(notes), **common)
+        return TaskResult(
+            ok=True, seconds=outcome.seconds, metrics=metrics, notes=tuple(notes), **common
+        )

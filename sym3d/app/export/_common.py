@@ -68,7 +68,14 @@ def images_to_uint8(images: torch.Tensor | np.ndarray, name: str = "frames") -> 
             return np.ascontiguousarray(images)
         images = torch.from_numpy(images)
     check_shape(images, ["N", 3, "H", "W"], name)
-    check_range(images, 0.0, 1.0, name, tol=0.05, hint="convert generator output with sym3d.image.from_model_range().")
+    check_range(
+        images,
+        0.0,
+        1.0,
+        name,
+        tol=0.05,
+        hint="convert generator output with sym3d.image.from_model_range().",
+    )
     arr = images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1)
     return np.ascontiguousarray(arr.cpu().numpy())
 
@@ -92,7 +99,14 @@ def save_png(image: torch.Tensor, path: str | os.PathLike) -> Path:
 
     from sym3d.image import to_uint8
 
-    check_range(image, 0.0, 1.0, "image", tol=0.05, hint="convert model output with sym3d.image.from_model_range().")
+    check_range(
+        image,
+        0.0,
+        1.0,
+        "image",
+        tol=0.05,
+        hint="convert model output with sym3d.image.from_model_range().",
+    )
     p = Path(path)
     arr = to_uint8(image)
     with atomic_path(p) as tmp:

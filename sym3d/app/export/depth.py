@@ -44,19 +44,31 @@ def _foreground(depth: torch.Tensor, mask: torch.Tensor | np.ndarray | None) -> 
     if mask is not None:
         m = _as_hw(mask, "mask")
         if m.shape != depth.shape:
-            raise ShapeError("mask", f"the depth's spatial shape {list(depth.shape)}", tuple(m.shape))
+            raise ShapeError(
+                "mask", f"the depth's spatial shape {list(depth.shape)}", tuple(m.shape)
+            )
         fg &= m > 0.5 if m.dtype != torch.bool else m
     return fg
 
 
-def _near_far(values: torch.Tensor, near: float | None, far: float | None, clip_percentile: float) -> tuple[float, float]:
+def _near_far(
+    values: torch.Tensor, near: float | None, far: float | None, clip_percentile: float
+) -> tuple[float, float]:
     if values.numel() == 0:
         return (1.0 if near is None else near), (2.0 if far is None else far)
     v = values.double()
     if near is None:
-        near = float(torch.quantile(v, clip_percentile / 100.0)) if clip_percentile > 0 else float(v.min())
+        near = (
+            float(torch.quantile(v, clip_percentile / 100.0))
+            if clip_percentile > 0
+            else float(v.min())
+        )
     if far is None:
-        far = float(torch.quantile(v, 1.0 - clip_percentile / 100.0)) if clip_percentile > 0 else float(v.max())
+        far = (
+            float(torch.quantile(v, 1.0 - clip_percentile / 100.0))
+            if clip_percentile > 0
+            else float(v.max())
+        )
     if not far > near:
         far = near + 1e-6
     return near, far
@@ -97,11 +109,16 @@ def depth_to_image(
     import matplotlib
 
     if not 0.0 <= clip_percentile < 50.0:
-        raise UserInputError(f"clip_percentile: expected a value in [0, 50), got {clip_percentile}.")
+        raise UserInputError(
+            f"clip_percentile: expected a value in [0, 50), got {clip_percentile}."
+        )
     try:
         cm = matplotlib.colormaps[cmap]
     except KeyError:
-        raise UserInputError(f"cmap: unknown Matplotlib colour map {cmap!r}.", hint="try 'turbo', 'viridis' or 'gray'.") from None
+        raise UserInputError(
+            f"cmap: unknown Matplotlib colour map {cmap!r}.",
+            hint="try 'turbo', 'viridis' or 'gray'.",
+        ) from None
     d = _as_hw(depth, "depth").float()
     fg = _foreground(d, mask)
     near, far = _near_far(d[fg], near, far, clip_percentile)
@@ -165,7 +182,9 @@ def save_depth(
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in (".npy", ".png"):
-        raise UserInputError(f"{p}: expected a .npy or .png file name for raw depth, got {p.suffix or 'no suffix'!r}.")
+        raise UserInputError(
+            f"{p}: expected a .npy or .png file name for raw depth, got {p.suffix or 'no suffix'!r}."
+        )
     d = _as_hw(depth, "depth").double()
     fg = _foreground(d, mask)
     if suffix == ".npy":
@@ -180,8 +199,16 @@ def save_depth(
     info = PngImagePlugin.PngInfo()
     info.add_text(
         _PNG_KEY,
-        json.dumps({"near": near_v, "far": far_v, "kind": kind, "units": "world", "background": 0,
-                    "decode": "depth = near + (value - 1) / 65534 * (far - near)"}),
+        json.dumps(
+            {
+                "near": near_v,
+                "far": far_v,
+                "kind": kind,
+                "units": "world",
+                "background": 0,
+                "decode": "depth = near + (value - 1) / 65534 * (far - near)",
+            }
+        ),
     )
     with atomic_path(p) as tmp:
         Image.fromarray(q).save(tmp, format="PNG", pnginfo=info)

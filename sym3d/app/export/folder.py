@@ -135,7 +135,9 @@ class _Stage:
 def _match_size(target: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if target.shape[-2:] == like.shape[-2:]:
         return target
-    return F.interpolate(target, size=tuple(like.shape[-2:]), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    return F.interpolate(
+        target, size=tuple(like.shape[-2:]), mode="bilinear", align_corners=False, antialias=True
+    ).clamp(0, 1)
 
 
 def _image_metrics(

@@ -63,14 +63,18 @@ Bounds = tuple[Sequence[float], Sequence[float]]
 def _resolution(resolution: int | Sequence[int]) -> tuple[int, int, int]:
     res = (resolution,) * 3 if isinstance(resolution, int) else tuple(int(r) for r in resolution)
     if len(res) != 3 or min(res) < 4:
-        raise UserInputError(f"resolution: expected an int or 3 ints, each >= 4, got {resolution!r}.")
+        raise UserInputError(
+            f"resolution: expected an int or 3 ints, each >= 4, got {resolution!r}."
+        )
     return res  # type: ignore[return-value]
 
 
 def _bounds(bounds: Bounds) -> tuple[np.ndarray, np.ndarray]:
     lo, hi = (np.asarray(b, dtype=np.float64) for b in bounds)
     if lo.shape != (3,) or hi.shape != (3,) or not np.all(hi > lo):
-        raise UserInputError(f"bounds: expected ((x0, y0, z0), (x1, y1, z1)) with x1 > x0 etc., got {bounds!r}.")
+        raise UserInputError(
+            f"bounds: expected ((x0, y0, z0), (x1, y1, z1)) with x1 > x0 etc., got {bounds!r}."
+        )
     return lo, hi
 
 
@@ -110,14 +114,19 @@ def density_grid(
         raise UserInputError(f"chunk: expected a positive number of points, got {chunk}.")
     device = generator_device(generator)
     ws_d = ws.to(device)
-    axes = [torch.linspace(float(lo[a]), float(hi[a]), n, dtype=ws_d.dtype, device=device) for a, n in enumerate((nx, ny, nz))]
+    axes = [
+        torch.linspace(float(lo[a]), float(hi[a]), n, dtype=ws_d.dtype, device=device)
+        for a, n in enumerate((nx, ny, nz))
+    ]
     total = nx * ny * nz
     out = np.empty(total, dtype=np.float32)
     n_chunks = math.ceil(total / chunk)
     with torch.no_grad():
         for c, start in enumerate(range(0, total, chunk)):
             idx = torch.arange(start, min(start + chunk, total), device=device)
-            pts = torch.stack([axes[0][idx // (ny * nz)], axes[1][(idx // nz) % ny], axes[2][idx % nz]], dim=-1)
+            pts = torch.stack(
+                [axes[0][idx // (ny * nz)], axes[1][(idx // nz) % ny], axes[2][idx % nz]], dim=-1
+            )
             sigma = generator.sample_density(ws_d, pts[None])[0]
             out[start : start + idx.numel()] = sigma.float().cpu().numpy()
             if progress is not None:
@@ -242,9 +251,13 @@ def extract_mesh(
     measure = require("skimage.measure", "mesh export", package="scikit-image")
     if not 0.0 <= border < 0.5:
         raise UserInputError(f"border: expected a fraction in [0, 0.5), got {border}.")
-    grid = density_grid(generator, ws, resolution=resolution, bounds=bounds, chunk=chunk, progress=progress)
+    grid = density_grid(
+        generator, ws, resolution=resolution, bounds=bounds, chunk=chunk, progress=progress
+    )
     if not np.isfinite(grid).all():
-        raise ExportError(f"the generator's density holds {int((~np.isfinite(grid)).sum())} NaN/inf values inside the box.")
+        raise ExportError(
+            f"the generator's density holds {int((~np.isfinite(grid)).sum())} NaN/inf values inside the box."
+        )
     lo, hi = _bounds(bounds)
     shape = np.array(grid.shape)
     pads = np.maximum(1, (border * shape).astype(int))
@@ -262,7 +275,9 @@ def extract_mesh(
             hint="pass a level inside that range, enlarge bounds, or reduce border.",
         )
     spacing = tuple(float(s) for s in (hi - lo) / (shape - 1))
-    verts, faces, _normals, _values = measure.marching_cubes(grid, level=iso, spacing=spacing, allow_degenerate=False)
+    verts, faces, _normals, _values = measure.marching_cubes(
+        grid, level=iso, spacing=spacing, allow_degenerate=False
+    )
     verts = verts + lo[None, :]
     mesh = trimesh.Trimesh(vertices=verts, faces=faces, process=True)
     if largest_component and len(mesh.faces):
@@ -276,7 +291,12 @@ def extract_mesh(
     if colors:
         cams = default_color_cameras() if color_cameras is None else color_cameras.reshape(-1, 25)
         mesh.visual.vertex_colors = _vertex_colors(
-            generator, ws, np.array(mesh.vertices, dtype=np.float32), np.array(mesh.vertex_normals, dtype=np.float32), cams, visibility_tolerance
+            generator,
+            ws,
+            np.array(mesh.vertices, dtype=np.float32),
+            np.array(mesh.vertex_normals, dtype=np.float32),
+            cams,
+            visibility_tolerance,
         )
     mesh.metadata["sym3d"] = {
         "level": iso,
@@ -302,9 +322,13 @@ def save_mesh(mesh: Any, path: str | os.PathLike) -> Path:
     p = Path(path)
     file_type = p.suffix.lower().lstrip(".")
     if not file_type:
-        raise UserInputError(f"{p}: expected a mesh file suffix such as .ply, .obj or .glb, got none.")
+        raise UserInputError(
+            f"{p}: expected a mesh file suffix such as .ply, .obj or .glb, got none."
+        )
     try:
         data = mesh.export(file_type=file_type)
     except (ValueError, NotImplementedError) as exc:
-        raise UserInputError(f"{p}: trimesh cannot write {p.suffix!r} files ({exc}).", hint="use .ply, .obj or .glb.") from None
+        raise UserInputError(
+            f"{p}: trimesh cannot write {p.suffix!r} files ({exc}).", hint="use .ply, .obj or .glb."
+        ) from None
     return atomic_write_bytes(p, data if isinstance(data, bytes) else data.encode())

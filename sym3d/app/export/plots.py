@@ -28,7 +28,9 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def loss_terms(history: Sequence[Mapping[str, Any]], *, include_diagnostics: bool = False) -> list[str]:
+def loss_terms(
+    history: Sequence[Mapping[str, Any]], *, include_diagnostics: bool = False
+) -> list[str]:
     """Names of the numeric loss terms in ``history``, in first-seen order (``"total"`` last).
 
     Diagnostics (terms whose last ``/``-separated part starts with ``_``, e.g.
@@ -85,7 +87,9 @@ def plot_history(
     rows = [r for r in history if isinstance(r, Mapping)]
     terms = loss_terms(rows, include_diagnostics=include_diagnostics)
     if not terms:
-        raise UserInputError("history: expected rows with numeric loss terms, got none (was the inversion run for 0 steps?).")
+        raise UserInputError(
+            "history: expected rows with numeric loss terms, got none (was the inversion run for 0 steps?)."
+        )
     stages: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
         stages.setdefault(str(r.get("stage", "run")), []).append(r)
@@ -94,11 +98,15 @@ def plot_history(
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(stages), squeeze=False)[0]
     palette = [f"C{i}" for i in range(10)]
-    colours = {t: ("black" if t == "total" else palette[i % len(palette)]) for i, t in enumerate(terms)}
+    colours = {
+        t: ("black" if t == "total" else palette[i % len(palette)]) for i, t in enumerate(terms)
+    }
     for ax, (stage, srows) in zip(axes, stages.items(), strict=True):
         all_vals: list[float] = []
         for term in terms:
-            pts = [(r.get("step", i), r[term]) for i, r in enumerate(srows) if _is_number(r.get(term))]
+            pts = [
+                (r.get("step", i), r[term]) for i, r in enumerate(srows) if _is_number(r.get(term))
+            ]
             if not pts:
                 continue
             xs, ys = zip(*pts, strict=True)
@@ -133,7 +141,15 @@ def plot_history(
             ax2.tick_params(axis="y", colors="0.45", labelsize=7)
         handles, labels = ax.get_legend_handles_labels()
         if handles:
-            ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(3, len(handles)), frameon=False)
+            ax.legend(
+                handles,
+                labels,
+                fontsize=7,
+                loc="upper center",
+                bbox_to_anchor=(0.5, -0.16),
+                ncol=min(3, len(handles)),
+                frameon=False,
+            )
     if title:
         fig.suptitle(title, fontsize=11)
     buf = io.BytesIO()
@@ -254,7 +270,13 @@ def plot_image_grid(
         for spine in ax.spines.values():
             spine.set_visible(False)
         ax.text(
-            0.02, 0.98, text, transform=ax.transAxes, ha="left", va="top", fontsize=fs * 0.8,
+            0.02,
+            0.98,
+            text,
+            transform=ax.transAxes,
+            ha="left",
+            va="top",
+            fontsize=fs * 0.8,
             color="white",
             bbox={"facecolor": "black", "alpha": 0.6, "pad": 1.5, "linewidth": 0},
         )
@@ -265,14 +287,22 @@ def plot_image_grid(
         show(ax, side[0], side[1])
     for c, label in enumerate(col_labels):
         fig.text(
-            (x_grid + c * (t + gap) + t / 2) / width, 1.0 - head * 0.5 / height, label,
-            ha="center", va="center", fontsize=fs,
+            (x_grid + c * (t + gap) + t / 2) / width,
+            1.0 - head * 0.5 / height,
+            label,
+            ha="center",
+            va="center",
+            fontsize=fs,
         )
     for r, row in enumerate(tiles):
         y = head + r * (t + gap)
         fig.text(
-            (x_grid - 0.08 * t) / width, 1.0 - (y + t / 2) / height, row_labels[r],
-            ha="right", va="center", fontsize=fs,
+            (x_grid - 0.08 * t) / width,
+            1.0 - (y + t / 2) / height,
+            row_labels[r],
+            ha="right",
+            va="center",
+            fontsize=fs,
         )
         for c, tile in enumerate(row):
             ax = fig.add_axes(box(x_grid + c * (t + gap), y, t, t))

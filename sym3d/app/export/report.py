@@ -48,8 +48,14 @@ KNOWN_IMAGES: dict[str, tuple[str, str]] = {
         "(grey outside the face). Under a side light the plain flip shows the lit cheek on the "
         "wrong side; if the relit flip looks wrong, do not trust the relit presets on this photo.",
     ),
-    "novel_grid": ("Novel views", "The model seen from other yaw angles (positive yaw shows the subject's left cheek)."),
-    "depth": ("Depth", "Expected depth from the input camera: near is red, far is blue; the background is grey."),
+    "novel_grid": (
+        "Novel views",
+        "The model seen from other yaw angles (positive yaw shows the subject's left cheek).",
+    ),
+    "depth": (
+        "Depth",
+        "Expected depth from the input camera: near is red, far is blue; the background is grey.",
+    ),
     "orbit": ("Orbit", "SPI's orbit: yaw and pitch swing around the head in a closed loop."),
     "loss": ("Loss curves", "Every loss term per optimisation step, one panel per stage."),
 }
@@ -107,10 +113,14 @@ def _resolve(out_dir: Path, rel: str | os.PathLike, what: str) -> Path:
     """``out_dir / rel`` after checking that ``rel`` is relative, stays inside and exists."""
     r = Path(rel)
     if r.is_absolute():
-        raise UserInputError(f"{what}: expected a path relative to the report folder, got the absolute path {str(r)!r}.")
+        raise UserInputError(
+            f"{what}: expected a path relative to the report folder, got the absolute path {str(r)!r}."
+        )
     full = (out_dir / r).resolve()
     if not full.is_relative_to(out_dir.resolve()):
-        raise UserInputError(f"{what}: {str(r)!r} points outside the report folder {str(out_dir)!r}.")
+        raise UserInputError(
+            f"{what}: {str(r)!r} points outside the report folder {str(out_dir)!r}."
+        )
     if not full.is_file():
         raise UserInputError(f"{what}: file {str(out_dir / r)!r} does not exist.")
     return full
@@ -211,7 +221,12 @@ def _metric_blocks(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
     for keys, members in groups.items():
         if len(members) > 1:
             image_like = set(keys) <= {"psnr", "ssim", "lpips"}
-            blocks.append(("Image metrics" if image_like else ", ".join(n for n, _ in members), _matrix(members)))
+            blocks.append(
+                (
+                    "Image metrics" if image_like else ", ".join(n for n, _ in members),
+                    _matrix(members),
+                )
+            )
             done.update(n for n, _ in members)
     for k, v in metrics.items():
         if isinstance(v, Mapping) and k not in done:
@@ -246,7 +261,8 @@ def _table(d: Mapping[str, Any]) -> str:
     if not d:
         return "<p>(none)</p>"
     body = "".join(
-        f'<tr><th scope="row">{_esc(k)}</th><td class="num">{_esc(_format_value(v))}</td></tr>' for k, v in _flatten(d)
+        f'<tr><th scope="row">{_esc(k)}</th><td class="num">{_esc(_format_value(v))}</td></tr>'
+        for k, v in _flatten(d)
     )
     return f"<table>{body}</table>"
 
@@ -262,7 +278,9 @@ class _Media:
         cap = caption if caption is not None else default_caption
         data = _data_uri(full, self.max) if self.embed else None
         if self.embed and data is None:
-            self.notes.append(f"{Path(rel).as_posix()} is larger than {self.max / 1e6:.0f} MB and is linked, not embedded.")
+            self.notes.append(
+                f"{Path(rel).as_posix()} is larger than {self.max / 1e6:.0f} MB and is linked, not embedded."
+            )
         src = _esc(data) if data is not None else _href(rel)
         link = f'<a href="{_href(rel)}">{_esc(Path(rel).as_posix())}</a>'
         if full.suffix.lower() in _VIDEO:
@@ -399,16 +417,21 @@ def write_report(
     if pair:
         figs = "".join(media.figure(n, images[n]) for n in pair)
         heading = "Input vs reconstruction" if len(pair) == 2 else KNOWN_IMAGES[pair[0]][0]
-        parts.append(f"<section><h2>{heading}</h2><div class=\"row\">{figs}</div></section>")
+        parts.append(f'<section><h2>{heading}</h2><div class="row">{figs}</div></section>')
     for name in ("mirror", "novel_grid", "depth", "orbit", "loss"):
         if name in images:
-            parts.append(f"<section><h2>{_esc(KNOWN_IMAGES[name][0])}</h2>{media.figure(name, images[name])}</section>")
+            parts.append(
+                f"<section><h2>{_esc(KNOWN_IMAGES[name][0])}</h2>{media.figure(name, images[name])}</section>"
+            )
     others = [n for n in images if n not in KNOWN_IMAGES]
     if others:
         figs = "".join(media.figure(n, images[n]) for n in others)
         parts.append(f'<section><h2>More images</h2><div class="row">{figs}</div></section>')
 
-    blocks = "".join(f"<div><h3>{_esc(h)}</h3>{t}</div>" for h, t in _metric_blocks(metrics)) or "<p>(none)</p>"
+    blocks = (
+        "".join(f"<div><h3>{_esc(h)}</h3>{t}</div>" for h, t in _metric_blocks(metrics))
+        or "<p>(none)</p>"
+    )
     parts.append(f'<section><h2>Metrics</h2><div class="two">{blocks}</div></section>')
     parts.append(f"<section><h2>Run summary</h2>{_table(summary)}</section>")
     all_notes = [*notes, *media.notes]

@@ -116,7 +116,13 @@ def _even(frames: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frames)
 
 
-def _write_mp4(frames: np.ndarray, path: Path, fps: float, crf: int, progress: Callable[[int, int], None] | None) -> None:
+def _write_mp4(
+    frames: np.ndarray,
+    path: Path,
+    fps: float,
+    crf: int,
+    progress: Callable[[int, int], None] | None,
+) -> None:
     import imageio_ffmpeg
 
     frames = _even(frames)
@@ -144,7 +150,9 @@ def _write_mp4(frames: np.ndarray, path: Path, fps: float, crf: int, progress: C
             raise OSError("ffmpeg wrote an empty file")
 
 
-def _write_gif(frames: np.ndarray, path: Path, fps: float, progress: Callable[[int, int], None] | None) -> None:
+def _write_gif(
+    frames: np.ndarray, path: Path, fps: float, progress: Callable[[int, int], None] | None
+) -> None:
     from PIL import Image
 
     n, h, w, _ = frames.shape
@@ -221,7 +229,9 @@ def write_video(
         exe, reason = _find_ffmpeg()
         if exe is None:
             if want == "mp4":
-                raise MissingDependencyError(f"MP4 video ({reason})", "export", package="imageio-ffmpeg")
+                raise MissingDependencyError(
+                    f"MP4 video ({reason})", "export", package="imageio-ffmpeg"
+                )
         else:
             target = p.with_suffix(".mp4")
             try:
@@ -231,7 +241,11 @@ def write_video(
                 if want == "mp4":
                     raise
                 reason = f"ffmpeg failed ({type(exc).__name__}: {exc})"
-        warnings.warn(f"MP4 not written: {reason}; wrote an animated GIF instead.", ExportWarning, stacklevel=2)
+        warnings.warn(
+            f"MP4 not written: {reason}; wrote an animated GIF instead.",
+            ExportWarning,
+            stacklevel=2,
+        )
     target = p.with_suffix(".gif")
     _write_gif(arr, target, fps, progress)
     return target

@@ -140,7 +140,9 @@ def render_views(
         sym3d.errors.UserInputError: ``batch < 1`` or no cameras.
     """
     if batch < 1:
-        raise UserInputError(f"batch: expected a positive number of views per render call, got {batch}.")
+        raise UserInputError(
+            f"batch: expected a positive number of views per render call, got {batch}."
+        )
     dims = check_shape(ws, ["B", generator.num_ws, generator.w_dim], "ws")
     if cameras.dim() == 2:
         check_shape(cameras, ["V", 25], "cameras")
@@ -183,7 +185,9 @@ def _font(size: int):  # noqa: ANN202 - PIL font
     from PIL import ImageFont
 
     try:
-        return ImageFont.load_default(size=size)  # scalable built-in font (Pillow >= 10.1 with FreeType)
+        return ImageFont.load_default(
+            size=size
+        )  # scalable built-in font (Pillow >= 10.1 with FreeType)
     except (TypeError, OSError, ImportError):  # pragma: no cover - Pillow without FreeType
         return ImageFont.load_default()
 
@@ -233,7 +237,14 @@ def novel_view_grid(
     from PIL import Image, ImageDraw
 
     dims = check_shape(images, ["N", 3, "H", "W"], "images")
-    check_range(images, 0.0, 1.0, "images", tol=0.05, hint="convert generator output with sym3d.image.from_model_range().")
+    check_range(
+        images,
+        0.0,
+        1.0,
+        "images",
+        tol=0.05,
+        hint="convert generator output with sym3d.image.from_model_range().",
+    )
     n, h, w = dims["N"], dims["H"], dims["W"]
     if n == 0:
         raise UserInputError("images: expected at least one image, got 0.")

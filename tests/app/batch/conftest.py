@@ -47,7 +47,15 @@ def fast_spec(**changes) -> JobSpec:
 
 
 def fast_settings(input_dir: Path, out_dir: Path, **changes) -> BatchSettings:
-    options = {"input_dir": input_dir, "out_dir": out_dir, "spec": fast_spec(), "cameras": input_dir / "dataset.json", "device": "cpu", "workers": 2, "threads": 1}
+    options = {
+        "input_dir": input_dir,
+        "out_dir": out_dir,
+        "spec": fast_spec(),
+        "cameras": input_dir / "dataset.json",
+        "device": "cpu",
+        "workers": 2,
+        "threads": 1,
+    }
     options.update(changes)
     return BatchSettings(**options)
 
@@ -70,13 +78,18 @@ def symheads_images(tmp_path_factory) -> Path:
     for i in range(4):
         cam = look_at(math.radians(-20 + 15 * i), 0.0)
         with torch.no_grad():
-            save_image(SymHeadsScene(i, world=world).render(cam[None], resolution=32).image, folder / f"head{i}.png")
+            save_image(
+                SymHeadsScene(i, world=world).render(cam[None], resolution=32).image,
+                folder / f"head{i}.png",
+            )
         labels.append([f"head{i}.png", cam.reshape(-1).tolist()])
     (folder / "dataset.json").write_text(json.dumps({"labels": labels}))
     return folder
 
 
-def copy_inputs(src: Path, dest: Path, heads: int = HEADS, *, corrupt: bool = False, unlabelled: bool = False) -> Path:
+def copy_inputs(
+    src: Path, dest: Path, heads: int = HEADS, *, corrupt: bool = False, unlabelled: bool = False
+) -> Path:
     """A fresh input folder with ``heads`` heads (and optionally a corrupt file and an image without a label)."""
     dest.mkdir(parents=True, exist_ok=True)
     labels = json.loads((src / "dataset.json").read_text())["labels"][:heads]

@@ -45,7 +45,9 @@ def _sigterm_pending(pid: int) -> bool:
     return any(int(status.get(field, "0"), 16) & bit for field in ("ShdPnd", "SigPnd"))
 
 
-def _wait_for(condition, what: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
+def _wait_for(
+    condition, what: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0
+) -> None:
     """Poll ``condition()`` until true (the timeout only bounds a hang; it picks no moment)."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -77,11 +79,34 @@ def test_sigint_keeps_the_manifest_consistent_and_a_rerun_resumes(symheads_image
     """
     inputs = copy_inputs(symheads_images, tmp_path / "in", heads=4)
     out = tmp_path / "out"
-    args = ["batch", str(inputs), "--out", str(out), "--generator", "symheads", "--cameras", str(inputs / "dataset.json"), *FAST_CLI,
-            "--export", "views", "--progress", "plain", "--device", "cpu", "--workers", "1", "--threads", "1"]
+    args = [
+        "batch",
+        str(inputs),
+        "--out",
+        str(out),
+        "--generator",
+        "symheads",
+        "--cameras",
+        str(inputs / "dataset.json"),
+        *FAST_CLI,
+        "--export",
+        "views",
+        "--progress",
+        "plain",
+        "--device",
+        "cpu",
+        "--workers",
+        "1",
+        "--threads",
+        "1",
+    ]
     log_path = tmp_path / "stderr.txt"
     log = log_path.open("w")
-    proc = subprocess.Popen([sys.executable, "-c", "from sym3d.cli import main; main()", *args], stderr=log, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from sym3d.cli import main; main()", *args],
+        stderr=log,
+        stdout=subprocess.DEVNULL,
+    )
     manifest = out / "manifest.sqlite"
     frozen: int | None = None
     try:
@@ -107,7 +132,12 @@ def test_sigint_keeps_the_manifest_consistent_and_a_rerun_resumes(symheads_image
                 assert done < 4, "the batch finished before an image could be interrupted"
                 time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
-        _wait_for(lambda: _sigterm_pending(frozen), "the batch to terminate the busy worker", proc, log_path)
+        _wait_for(
+            lambda: _sigterm_pending(frozen),
+            "the batch to terminate the busy worker",
+            proc,
+            log_path,
+        )
         os.kill(frozen, signal.SIGCONT)
         frozen = None
         code = proc.wait(timeout=60)
@@ -123,13 +153,17 @@ def test_sigint_keeps_the_manifest_consistent_and_a_rerun_resumes(symheads_image
 
     rows = read_rows(manifest)
     assert not [k for k, r in rows.items() if r["status"] == "running"]
-    assert rows[interrupted]["status"] == "pending" and rows[interrupted]["attempts"] == 0  # an interrupt is not a failed attempt
+    assert (
+        rows[interrupted]["status"] == "pending" and rows[interrupted]["attempts"] == 0
+    )  # an interrupt is not a failed attempt
     for key, r in rows.items():  # done <=> a finished folder
         assert (r["status"] == "done") == (out / key).is_dir(), key
     events = read_events(manifest)
     assert events[-1]["event"] == "run_interrupted"
     workers = {int(e["worker"].rsplit(":", 1)[1]) for e in events if e["event"] == "started"}
-    assert not [pid for pid in workers if _alive(pid)], "worker processes outlived the interrupted batch"
+    assert not [pid for pid in workers if _alive(pid)], (
+        "worker processes outlived the interrupted batch"
+    )
     finished_before = {k for k, r in rows.items() if r["status"] == "done"}
 
     # the same command again finishes the batch; images finished before the interrupt are not redone
@@ -137,7 +171,9 @@ def test_sigint_keeps_the_manifest_consistent_and_a_rerun_resumes(symheads_image
     rows = read_rows(manifest)
     assert all(r["status"] == "done" for r in rows.values()) and len(rows) == 4
     events = read_events(manifest)
-    assert Counter(e["key"] for e in events if e["event"] == "done") == {f"head{i}": 1 for i in range(4)}
+    assert Counter(e["key"] for e in events if e["event"] == "done") == {
+        f"head{i}": 1 for i in range(4)
+    }
     for key in finished_before:
         assert sum(1 for e in events if e["event"] == "started" and e["key"] == key) == 1
     assert not list(out.glob("*.partial"))

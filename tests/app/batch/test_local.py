@@ -9,8 +9,22 @@ from sym3d.app.batch import run_batch
 from sym3d.cli import main
 from tests.app.batch.conftest import read_events, read_rows
 
-INVERT_FILES = ["latent.pt", "tuned.safetensors", "config.resolved.toml", "history.json", "input.png", "pose.json", "run.json", "summary.json",
-                "views/aligned.png", "views/input.png", "views/reconstruction.png", "views/mirror.png", "views/novel_grid.png", "metrics.json"]
+INVERT_FILES = [
+    "latent.pt",
+    "tuned.safetensors",
+    "config.resolved.toml",
+    "history.json",
+    "input.png",
+    "pose.json",
+    "run.json",
+    "summary.json",
+    "views/aligned.png",
+    "views/input.png",
+    "views/reconstruction.png",
+    "views/mirror.png",
+    "views/novel_grid.png",
+    "metrics.json",
+]
 
 
 def test_one_result_folder_per_image_laid_out_like_invert(local_batch):
@@ -18,21 +32,40 @@ def test_one_result_folder_per_image_laid_out_like_invert(local_batch):
     for key in ("head0", "head1", "head2"):
         missing = [f for f in INVERT_FILES if not (out / key / f).exists()]
         assert not missing, (key, missing)
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [".work", "head0", "head1", "head2"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        ".work",
+        "head0",
+        "head1",
+        "head2",
+    ]
     # assembled in .work/<key>, then renamed; the failed images (corrupt, killed) left no folder behind
     assert all(p.suffix == ".lock" and p.is_file() for p in (out / ".work").iterdir())
 
 
 def test_manifest_records_status_timings_metrics_and_errors(local_batch):
     rows = read_rows(local_batch["out"] / "manifest.sqlite")
-    assert {k: r["status"] for k, r in rows.items()} == {"head0": "done", "head1": "done", "head2": "done", "corrupt": "failed", "nolabel": "failed"}
+    assert {k: r["status"] for k, r in rows.items()} == {
+        "head0": "done",
+        "head1": "done",
+        "head2": "done",
+        "corrupt": "failed",
+        "nolabel": "failed",
+    }
     for key in ("head0", "head1", "head2"):
         r = rows[key]
-        assert r["seconds"] > 0 and r["worker"] and r["error"] is None and r["finished_at"] >= r["started_at"]
+        assert (
+            r["seconds"] > 0
+            and r["worker"]
+            and r["error"] is None
+            and r["finished_at"] >= r["started_at"]
+        )
         metrics = json.loads(r["metrics"])
         assert metrics["reconstruction"]["psnr"] > 10 and "latent_seconds" in metrics["timings"]
     # a corrupt file fails with its reason while the others complete
-    assert rows["corrupt"]["error_type"] == "ImageLoadError" and "not a recognised image" in rows["corrupt"]["error"]
+    assert (
+        rows["corrupt"]["error_type"] == "ImageLoadError"
+        and "not a recognised image" in rows["corrupt"]["error"]
+    )
     assert rows["corrupt"]["attempts"] == 1
     assert "no camera label for 'nolabel.png'" in rows["nolabel"]["error"]
     assert local_batch["report"].counts == {"pending": 0, "running": 0, "done": 3, "failed": 2}
@@ -68,7 +101,11 @@ def test_rerun_skips_finished_and_retries_failed_up_to_the_limit(local_batch):
     assert {i.key for i in report.items} == {"corrupt"}  # only the corrupt file went to a worker
     # at the limit: nothing left to do, no worker is started
     report = run_batch(_with(settings, max_attempts=2))
-    assert report.items == () and report.backend == {} and any("max-attempts" in n for n in report.notes)
+    assert (
+        report.items == ()
+        and report.backend == {}
+        and any("max-attempts" in n for n in report.notes)
+    )
 
 
 def _with(settings, **changes):

@@ -28,7 +28,18 @@ def test_schema_is_wal_with_one_row_per_image(manifest, tmp_path):
     assert manifest._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert [r.status for r in manifest.rows()] == ["pending", "pending"]
     cols = {r[1] for r in manifest._db.execute("PRAGMA table_info(images)")}
-    assert {"key", "path", "status", "attempts", "error", "seconds", "worker", "metrics", "started_at", "finished_at"} <= cols
+    assert {
+        "key",
+        "path",
+        "status",
+        "attempts",
+        "error",
+        "seconds",
+        "worker",
+        "metrics",
+        "started_at",
+        "finished_at",
+    } <= cols
     with pytest.raises(sqlite3.IntegrityError):  # statuses are constrained
         manifest._db.execute("UPDATE images SET status = 'bogus' WHERE key = 'a'")
 
@@ -40,11 +51,24 @@ def test_transitions_and_events(manifest, tmp_path):
     manifest.mark_running("b", "host:2", 1)
     assert manifest.mark_lost("b", reason="killed", worker="host:2", requeue=True) == 1
     manifest.mark_running("c", "host:1", 1)
-    manifest.mark_failed("c", error="bad file", error_type="ImageLoadError", worker="host:1", seconds=0.1)
+    manifest.mark_failed(
+        "c", error="bad file", error_type="ImageLoadError", worker="host:1", seconds=0.1
+    )
     a, b, c = manifest.rows()
-    assert (a.status, a.attempts, a.seconds, a.metrics, a.notes) == ("done", 1, 2.0, {"x": {"y": 1}}, ("n",))
+    assert (a.status, a.attempts, a.seconds, a.metrics, a.notes) == (
+        "done",
+        1,
+        2.0,
+        {"x": {"y": 1}},
+        ("n",),
+    )
     assert (b.status, b.attempts, b.worker) == ("pending", 1, None)
-    assert (c.status, c.attempts, c.error, c.error_type) == ("failed", 1, "bad file", "ImageLoadError")
+    assert (c.status, c.attempts, c.error, c.error_type) == (
+        "failed",
+        1,
+        "bad file",
+        "ImageLoadError",
+    )
     assert [e["event"] for e in manifest.events("b")] == ["added", "started", "lost", "requeued"]
     # a second loss at the limit fails the image with the reason
     manifest.mark_running("b", "host:3", 2)
@@ -56,7 +80,10 @@ def test_transitions_and_events(manifest, tmp_path):
 
 def test_sync_reconciles_with_the_disk(manifest, tmp_path):
     out = tmp_path / "out"
-    images = {k: f"{k}.png" for k in ("done_on_disk", "crashed", "failed_once", "failed_out", "deleted", "gone")}
+    images = {
+        k: f"{k}.png"
+        for k in ("done_on_disk", "crashed", "failed_once", "failed_out", "deleted", "gone")
+    }
     manifest.sync(images, out, max_attempts=2)
     (out / "done_on_disk").mkdir()  # finished (renamed) but never recorded
     manifest.mark_running("crashed", "h:1", 1)  # the previous coordinator died
@@ -73,7 +100,13 @@ def test_sync_reconciles_with_the_disk(manifest, tmp_path):
     assert report.exhausted == ("failed_out",)
     assert report.removed == ("gone",)
     status = {r.key: r.status for r in manifest.rows()}
-    assert status == {"done_on_disk": "done", "crashed": "pending", "failed_once": "pending", "failed_out": "failed", "deleted": "pending"}
+    assert status == {
+        "done_on_disk": "done",
+        "crashed": "pending",
+        "failed_once": "pending",
+        "failed_out": "failed",
+        "deleted": "pending",
+    }
     assert manifest.row("done_on_disk").metrics == {"reconstruction": {"psnr": 20.0}}
     assert manifest.row("crashed").attempts == 0  # a coordinator crash is not the image's attempt
     # --retry-failed gives exhausted images a fresh start
@@ -108,14 +141,20 @@ def test_readonly_needs_an_existing_manifest(tmp_path):
 
 def test_meta_round_trip(manifest):
     manifest.set_meta({"settings": {"a": [1, 2]}, "input_dir": "/in"})
-    assert json.loads(manifest.meta("settings")) == {"a": [1, 2]} and manifest.meta("input_dir") == "/in"
+    assert (
+        json.loads(manifest.meta("settings")) == {"a": [1, 2]}
+        and manifest.meta("input_dir") == "/in"
+    )
 
 
 def test_full_disk_is_one_clear_error_and_the_write_is_rolled_back(manifest, tmp_path):
     from sym3d.errors import OutputWriteError
 
     manifest.sync({"a": "a.png"}, tmp_path / "out", max_attempts=3)
-    with pytest.raises(OutputWriteError, match=r"manifest.sqlite: the batch manifest was not updated: the disk is full") as info:
+    with pytest.raises(
+        OutputWriteError,
+        match=r"manifest.sqlite: the batch manifest was not updated: the disk is full",
+    ) as info:
         with manifest._tx() as db:
             db.execute("UPDATE images SET status = 'done' WHERE key = 'a'")
             raise sqlite3.OperationalError("database or disk is full")

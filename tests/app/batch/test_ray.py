@@ -26,7 +26,9 @@ pytestmark = pytest.mark.dist
 def ray_local():
     ray = pytest.importorskip("ray", reason="the dist extra (ray) is not installed")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
+    )
     yield ray
     ray.shutdown()
 
@@ -45,15 +47,31 @@ def test_killed_actor_image_is_retried_nothing_lost_or_duplicated(ray_batch):
     assert ray_batch["killed"], "the killer thread never saw head1 running"
     out = ray_batch["out"]
     assert ray_batch["report"].counts == {"pending": 0, "running": 0, "done": 3, "failed": 0}
-    assert ray_batch["report"].backend["backend"] == "ray" and ray_batch["report"].backend["workers"] == 2
+    assert (
+        ray_batch["report"].backend["backend"] == "ray"
+        and ray_batch["report"].backend["workers"] == 2
+    )
     events = read_events(out / "manifest.sqlite")
     lost = [e for e in events if e["event"] == "lost"]
-    assert [e["key"] for e in lost] == ["head1"] and lost[0]["worker"] == ray_batch["killed"]["worker"]
+    assert [e["key"] for e in lost] == ["head1"] and lost[0]["worker"] == ray_batch["killed"][
+        "worker"
+    ]
     assert "ActorDiedError" in json.loads(lost[0]["detail"])["reason"]
-    assert Counter(e["key"] for e in events if e["event"] == "done") == {"head0": 1, "head1": 1, "head2": 1}
+    assert Counter(e["key"] for e in events if e["event"] == "done") == {
+        "head0": 1,
+        "head1": 1,
+        "head2": 1,
+    }
     rows = read_rows(out / "manifest.sqlite")
-    assert rows["head1"]["attempts"] == 2 and rows["head1"]["worker"] != ray_batch["killed"]["worker"]
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [".work", "head0", "head1", "head2"]
+    assert (
+        rows["head1"]["attempts"] == 2 and rows["head1"]["worker"] != ray_batch["killed"]["worker"]
+    )
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        ".work",
+        "head0",
+        "head1",
+        "head2",
+    ]
     # the killed attempt's work folder was resumed and renamed: only lock files stay in .work
     assert all(p.suffix == ".lock" and p.is_file() for p in (out / ".work").iterdir())
 

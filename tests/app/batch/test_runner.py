@@ -72,10 +72,40 @@ class ScriptedBackend:
                 (out / "run.json").write_text(json.dumps({"seconds": 1.0}))
                 (out / "metrics.json").write_text(json.dumps({"reconstruction": {"psnr": 30.0}}))
             if step.startswith("lost"):
-                return [Completion(task=task, lost="worker process fake exited with code -9 (signal 9)", worker=worker)]
+                return [
+                    Completion(
+                        task=task,
+                        lost="worker process fake exited with code -9 (signal 9)",
+                        worker=worker,
+                    )
+                ]
             if step == "ok":
-                return [Completion(task=task, result=TaskResult(key=task.key, ok=True, seconds=1.0, metrics={"reconstruction": {"psnr": 30.0}}, worker=worker), worker=worker)]
-            return [Completion(task=task, result=TaskResult(key=task.key, ok=False, error="RuntimeError: boom", error_type="RuntimeError", worker=worker), worker=worker)]
+                return [
+                    Completion(
+                        task=task,
+                        result=TaskResult(
+                            key=task.key,
+                            ok=True,
+                            seconds=1.0,
+                            metrics={"reconstruction": {"psnr": 30.0}},
+                            worker=worker,
+                        ),
+                        worker=worker,
+                    )
+                ]
+            return [
+                Completion(
+                    task=task,
+                    result=TaskResult(
+                        key=task.key,
+                        ok=False,
+                        error="RuntimeError: boom",
+                        error_type="RuntimeError",
+                        worker=worker,
+                    ),
+                    worker=worker,
+                )
+            ]
         return []
 
     def cancel(self):
@@ -92,7 +122,12 @@ def _settings(tmp_path, names=("a", "b", "c"), **changes):
     folder.mkdir(exist_ok=True)
     for n in names:
         (folder / f"{n}.png").write_bytes(b"not read by the scripted backend")
-    options = {"input_dir": folder, "out_dir": tmp_path / "out", "spec": JobSpec(generator="symheads", pose="none"), "max_attempts": 3}
+    options = {
+        "input_dir": folder,
+        "out_dir": tmp_path / "out",
+        "spec": JobSpec(generator="symheads", pose="none"),
+        "max_attempts": 3,
+    }
     options.update(changes)
     return BatchSettings(**options)
 
@@ -115,7 +150,14 @@ def test_lost_worker_image_is_retried_at_once_and_counted(tmp_path):
     assert [t.attempt for t in backend.submitted if t.key == "b"] == [1, 2]
     events, rows = _events(settings)
     assert rows["b"].attempts == 2 and rows["a"].attempts == 1
-    assert [e["event"] for e in events if e["key"] == "b"] == ["added", "started", "lost", "requeued", "started", "done"]
+    assert [e["event"] for e in events if e["key"] == "b"] == [
+        "added",
+        "started",
+        "lost",
+        "requeued",
+        "started",
+        "done",
+    ]
     assert [i.status for i in report.items if i.key == "b"] == ["requeued", "done"]
 
 
@@ -123,7 +165,11 @@ def test_worker_lost_every_time_fails_at_the_limit(tmp_path):
     settings = _settings(tmp_path, max_attempts=2)
     run_batch(settings, backend=ScriptedBackend({"a": ["lost", "lost", "ok"]}))
     _, rows = _events(settings)
-    assert rows["a"].status == "failed" and rows["a"].attempts == 2 and rows["a"].error_type == "WorkerLost"
+    assert (
+        rows["a"].status == "failed"
+        and rows["a"].attempts == 2
+        and rows["a"].error_type == "WorkerLost"
+    )
     assert "signal 9" in rows["a"].error
 
 
@@ -140,7 +186,11 @@ def test_failure_is_recorded_then_retried_by_a_rerun_up_to_the_limit(tmp_path):
     settings = _settings(tmp_path, max_attempts=2)
     run_batch(settings, backend=ScriptedBackend({"c": ["fail", "fail", "fail"]}))
     _, rows = _events(settings)
-    assert (rows["c"].status, rows["c"].attempts, rows["c"].error) == ("failed", 1, "RuntimeError: boom")
+    assert (rows["c"].status, rows["c"].attempts, rows["c"].error) == (
+        "failed",
+        1,
+        "RuntimeError: boom",
+    )
     backend = ScriptedBackend({"c": ["fail"]})
     run_batch(settings, backend=backend)
     assert [t.key for t in backend.submitted] == ["c"]  # finished images are skipped
@@ -148,7 +198,12 @@ def test_failure_is_recorded_then_retried_by_a_rerun_up_to_the_limit(tmp_path):
     assert rows["c"].attempts == 2
     backend = ScriptedBackend()
     report = run_batch(settings, backend=backend)
-    assert not backend.started and report.counts == {"pending": 0, "running": 0, "done": 2, "failed": 1}
+    assert not backend.started and report.counts == {
+        "pending": 0,
+        "running": 0,
+        "done": 2,
+        "failed": 1,
+    }
     assert any("--max-attempts 2" in n for n in report.notes)
     report = run_batch(attrs_evolve(settings, retry_failed=True), backend=ScriptedBackend())
     assert report.counts["done"] == 3
@@ -179,7 +234,12 @@ def test_stop_cancels_in_flight_images_back_to_pending_and_a_rerun_resumes(tmp_p
     report = run_batch(settings, backend=ScriptedBackend())
     events, rows = _events(settings)
     assert all(r.status == "done" for r in rows.values())
-    assert Counter(e["key"] for e in events if e["event"] == "done") == {"a": 1, "b": 1, "c": 1, "d": 1}
+    assert Counter(e["key"] for e in events if e["event"] == "done") == {
+        "a": 1,
+        "b": 1,
+        "c": 1,
+        "d": 1,
+    }
 
 
 def test_images_without_a_camera_label_fail_without_a_worker(tmp_path):
@@ -199,7 +259,12 @@ def test_changed_settings_are_noted(tmp_path):
     settings = _settings(tmp_path, names=("a",))
     run_batch(settings, backend=ScriptedBackend())
     (tmp_path / "in" / "z.png").write_bytes(b"x")
-    report = run_batch(attrs_evolve(settings, spec=JobSpec(generator="symheads", pose="none", overrides=("tune.steps=5",))), backend=ScriptedBackend())
+    report = run_batch(
+        attrs_evolve(
+            settings, spec=JobSpec(generator="symheads", pose="none", overrides=("tune.steps=5",))
+        ),
+        backend=ScriptedBackend(),
+    )
     assert any("settings differ" in n for n in report.notes) and report.counts["done"] == 2
 
 

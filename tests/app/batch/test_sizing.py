@@ -26,7 +26,11 @@ def test_memory_caps_cpu_workers():
 def test_one_worker_per_gpu():
     plan = plan_local("auto", cores=8, gpus=2)
     assert plan == [Placement(device="cuda:0", threads=4), Placement(device="cuda:1", threads=4)]
-    assert [p.device for p in plan_local("cuda", workers=3, cores=8, gpus=2)] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert [p.device for p in plan_local("cuda", workers=3, cores=8, gpus=2)] == [
+        "cuda:0",
+        "cuda:1",
+        "cuda:0",
+    ]
     assert {p.device for p in plan_local("cuda:1", workers=2, cores=8, gpus=2)} == {"cuda:1"}
     assert {p.device for p in plan_local("cpu", workers=2, cores=8, gpus=2)} == {"cpu"}
 

@@ -24,11 +24,27 @@ def tiny_ws(tiny: TinyGenerator3D) -> torch.Tensor:
 def _history() -> tuple[dict, ...]:
     rows = []
     for s in range(12):
-        rows.append({"stage": "latent", "step": s, "lr": 0.01 * min(1.0, (s + 1) / 3), "seconds": 0.01,
-                     "rec/perceptual": 0.5 / (s + 1), "mirror/perceptual": 0.2 / (s + 1), "mirror/_weight": 0.36,
-                     "total": 0.7 / (s + 1)})
+        rows.append(
+            {
+                "stage": "latent",
+                "step": s,
+                "lr": 0.01 * min(1.0, (s + 1) / 3),
+                "seconds": 0.01,
+                "rec/perceptual": 0.5 / (s + 1),
+                "mirror/perceptual": 0.2 / (s + 1),
+                "mirror/_weight": 0.36,
+                "total": 0.7 / (s + 1),
+            }
+        )
     for s in range(9):
-        row = {"stage": "generator", "step": s, "lr": 3e-4, "seconds": 0.02, "rec/mse": 0.01 / (s + 1), "total": 0.012 / (s + 1)}
+        row = {
+            "stage": "generator",
+            "step": s,
+            "lr": 3e-4,
+            "seconds": 0.02,
+            "rec/mse": 0.01 / (s + 1),
+            "total": 0.012 / (s + 1),
+        }
         if s % 4 == 0:
             row["warp/perceptual"] = 0.003
             row["warp/_valid"] = 0.7
@@ -52,5 +68,11 @@ def tiny_result(tiny: TinyGenerator3D) -> InversionResult:
         tuned={"planes": planes},
         history=_history(),
         target=target,
-        summary={"preset": "spi", "latent_seconds": 1.5, "tune_seconds": 2.5, "tune_steps_run": 9, "tune_early_stopped": False},
+        summary={
+            "preset": "spi",
+            "latent_seconds": 1.5,
+            "tune_seconds": 2.5,
+            "tune_steps_run": 9,
+            "tune_early_stopped": False,
+        },
     )

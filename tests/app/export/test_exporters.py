@@ -84,9 +84,7 @@ def test_a_misspelt_setting_is_a_user_error_not_a_type_error(tiny, tiny_result, 
 def test_options_value_and_keyword_settings_give_the_same_folder(tiny, tiny_result, tmp_path):
     opts = ExportOptions(num_views=2, video_frames=4, mesh_resolution=24, lpips=True)
     a = export_result(tiny_result, tiny, tmp_path / "a", what=("views",), options=opts)
-    b = export_result(
-        tiny_result, tiny, tmp_path / "b", what=("views",), options=opts, lpips=False
-    )
+    b = export_result(tiny_result, tiny, tmp_path / "b", what=("views",), options=opts, lpips=False)
     assert set(a) == set(b) == {"input", "reconstruction", "mirror", "mirror_prior", "novel_grid"}
     for key in a:
         assert Path(a[key]).read_bytes() == Path(b[key]).read_bytes(), key

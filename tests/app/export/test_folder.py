@@ -35,7 +35,9 @@ def exported(tiny, tiny_result, tmp_path_factory):
     out = tmp_path_factory.mktemp("result")
     tiny_result.save(out)
     calls = []
-    files = export_result(tiny_result, tiny, out, progress=lambda s, d, t: calls.append((s, d, t)), **SMALL)
+    files = export_result(
+        tiny_result, tiny, out, progress=lambda s, d, t: calls.append((s, d, t)), **SMALL
+    )
     return out, files, calls
 
 
@@ -103,8 +105,12 @@ def test_metrics(exported, tiny, tiny_result):
         cams = torch.cat([tiny_result.camera, mirror_camera(tiny_result.camera)])[None]
         rgb = from_model_range(gen.render(tiny_result.ws, cams).image[0], clamp=True)
     target = tiny_result.target
-    assert m["reconstruction"]["psnr"] == pytest.approx(float(M.psnr(rgb[0:1], target)[0]), rel=1e-5)
-    assert m["mirror"]["psnr"] == pytest.approx(float(M.psnr(rgb[1:2], mirror_image(target))[0]), rel=1e-5)
+    assert m["reconstruction"]["psnr"] == pytest.approx(
+        float(M.psnr(rgb[0:1], target)[0]), rel=1e-5
+    )
+    assert m["mirror"]["psnr"] == pytest.approx(
+        float(M.psnr(rgb[1:2], mirror_image(target))[0]), rel=1e-5
+    )
     assert 0 < m["reconstruction"]["ssim"] <= 1
     assert "lpips" not in m["reconstruction"]  # lpips=False
     assert m["timings"]["latent_seconds"] == 1.5 and "mesh" in m["timings"]["export_seconds"]
@@ -154,7 +160,9 @@ def test_gif_fallback_replaces_stale_mp4(tiny, tiny_result, tmp_path, monkeypatc
     (tmp_path / "orbit.mp4").write_bytes(b"old")
     monkeypatch.setattr(video, "_find_ffmpeg", lambda: (None, "ffmpeg disabled by the test"))
     with pytest.warns(ExportWarning, match="GIF"):
-        files = export_result(tiny_result, tiny, tmp_path, what=("video", "metrics", "report"), **SMALL)
+        files = export_result(
+            tiny_result, tiny, tmp_path, what=("video", "metrics", "report"), **SMALL
+        )
     assert files["video"] == tmp_path / "orbit.gif" and not (tmp_path / "orbit.mp4").exists()
     m = json.loads(files["metrics"].read_text())
     assert m["video"]["format"] == "gif"
@@ -177,7 +185,9 @@ def test_result_without_target_or_history(tiny, tiny_result, tmp_path):
     import attrs
 
     bare = attrs.evolve(tiny_result, target=None, history=())
-    files = export_result(bare, tiny, tmp_path, what=("views", "plots", "metrics", "report"), **SMALL)
+    files = export_result(
+        bare, tiny, tmp_path, what=("views", "plots", "metrics", "report"), **SMALL
+    )
     assert "input" not in files and "loss" not in files
     m = json.loads(files["metrics"].read_text())
     assert "reconstruction" not in m and any("no input image" in n for n in m["notes"])
@@ -226,7 +236,9 @@ def test_mesh_failure_is_skipped_unless_strict(tiny, tiny_result, tmp_path):
         export_result(tiny_result, flat, tmp_path, what=("mesh",), strict=True, **SMALL)
 
 
-def test_without_matplotlib_the_colour_map_and_plots_are_skipped(tiny, tiny_result, tmp_path, monkeypatch):
+def test_without_matplotlib_the_colour_map_and_plots_are_skipped(
+    tiny, tiny_result, tmp_path, monkeypatch
+):
     """Matplotlib is in the ``export`` extra: a core-only install still gets the other parts."""
     from sym3d.errors import MissingDependencyError
 
@@ -237,18 +249,24 @@ def test_without_matplotlib_the_colour_map_and_plots_are_skipped(tiny, tiny_resu
         files = export_result(tiny_result, tiny, tmp_path, what=parts, **SMALL)
     assert "depth" not in files and "loss" not in files
     assert not (tmp_path / "depth.png").exists() and not (tmp_path / "loss.png").exists()
-    assert files["depth_npy"].is_file() and files["novel_grid"].is_file() and files["report"].is_file()
+    assert (
+        files["depth_npy"].is_file() and files["novel_grid"].is_file() and files["report"].is_file()
+    )
     notes = json.loads(files["metrics"].read_text())["notes"]
     assert not (tmp_path / "views" / "mirror_prior.png").exists()
     for name in ("depth.png", "loss.png", "mirror_prior.png"):
-        assert any(n.startswith(f"{name} not written") and "sym3d[export]" in n for n in notes), notes
+        assert any(n.startswith(f"{name} not written") and "sym3d[export]" in n for n in notes), (
+            notes
+        )
     with pytest.raises(MissingDependencyError) as info:
         export_result(tiny_result, tiny, tmp_path, what=("plots",), strict=True, **SMALL)
     assert info.value.extra == "export"
 
 
 @pytest.mark.parametrize("linked", ["folder", "views"])
-def test_symlinked_destination_is_refused_and_its_target_untouched(tiny, tiny_result, tmp_path, linked):
+def test_symlinked_destination_is_refused_and_its_target_untouched(
+    tiny, tiny_result, tmp_path, linked
+):
     from sym3d.errors import OutputWriteError
 
     target = tmp_path / "elsewhere"
@@ -273,10 +291,28 @@ def test_render_refuses_a_symlinked_render_folder(tiny_result, tmp_path, capsys)
     target = tmp_path / "elsewhere"
     target.mkdir()
     (result / "render").symlink_to(target, target_is_directory=True)
-    code = main(["render", str(result), "--views", "2", "--video-frames", "0", "--mesh-resolution", "0"])
+    code = main(
+        ["render", str(result), "--views", "2", "--video-frames", "0", "--mesh-resolution", "0"]
+    )
     err = capsys.readouterr().err
     assert code == 1, err
-    assert "render: is a symbolic link; sym3d never writes through links" in err and "Hint: remove the link" in err
+    assert (
+        "render: is a symbolic link; sym3d never writes through links" in err
+        and "Hint: remove the link" in err
+    )
     assert list(target.iterdir()) == []
-    code = main(["render", str(result), "--views", "2", "--video-frames", "0", "--mesh-resolution", "0", "-o", str(tmp_path / "r2")])
+    code = main(
+        [
+            "render",
+            str(result),
+            "--views",
+            "2",
+            "--video-frames",
+            "0",
+            "--mesh-resolution",
+            "0",
+            "-o",
+            str(tmp_path / "r2"),
+        ]
+    )
     assert code == 0 and (tmp_path / "r2" / "views" / "novel_grid.png").is_file()

@@ -28,7 +28,10 @@ def test_plot_history_writes_png(tiny_result, tmp_path):
 def test_plot_history_single_stage_with_gaps(tmp_path):
     import imageio.v3 as iio
 
-    rows = [{"stage": "latent", "step": i, "lr": 0.01, "seconds": 0.1, "a": 1.0 / (i + 1)} for i in range(5)]
+    rows = [
+        {"stage": "latent", "step": i, "lr": 0.01, "seconds": 0.1, "a": 1.0 / (i + 1)}
+        for i in range(5)
+    ]
     rows[2]["a"] = float("nan")
     rows.append({"stage": "latent", "step": 5, "b": -1.0})  # a negative term: linear axis
     p = plot_history(rows, tmp_path / "one.png")
@@ -39,7 +42,9 @@ def test_plot_history_empty(tmp_path):
     with pytest.raises(UserInputError, match="numeric loss terms"):
         plot_history([], tmp_path / "x.png")
     with pytest.raises(UserInputError):
-        plot_history([{"stage": "latent", "step": 0, "lr": 0.1, "seconds": 1.0}], tmp_path / "x.png")
+        plot_history(
+            [{"stage": "latent", "step": 0, "lr": 0.1, "seconds": 1.0}], tmp_path / "x.png"
+        )
     assert not (tmp_path / "x.png").exists()
 
 
@@ -52,9 +57,14 @@ def _grid(tmp_path, scales, name="grid.png"):
     grey = torch.full((3, 16, 16), 0.5)
     tiles = [[grey, grey] for _ in range(3)]
     p = plot_image_grid(
-        tiles, tmp_path / name, row_labels=["truth", "depth a", "depth b"],
+        tiles,
+        tmp_path / name,
+        row_labels=["truth", "depth a", "depth b"],
         col_labels=["-15°", "+15°"],
-        scales=scales, side=(grey, "input"), tile_px=64, dpi=64,
+        scales=scales,
+        side=(grey, "input"),
+        tile_px=64,
+        dpi=64,
     )
     return np.asarray(iio.imread(p))[..., :3].astype(int)
 

@@ -24,7 +24,10 @@ def _folder(tmp_path: Path, video: str = "gif") -> dict[str, str]:
     (tmp_path / "views").mkdir()
     g = torch.Generator().manual_seed(0)
     for name in ("input", "reconstruction", "mirror", "novel_grid"):
-        save_png(torch.rand(3, 24, 24 if name != "novel_grid" else 72, generator=g), tmp_path / "views" / f"{name}.png")
+        save_png(
+            torch.rand(3, 24, 24 if name != "novel_grid" else 72, generator=g),
+            tmp_path / "views" / f"{name}.png",
+        )
     save_png(torch.rand(3, 24, 24, generator=g), tmp_path / "depth.png")
     save_png(torch.rand(3, 40, 90, generator=g), tmp_path / "loss.png")
     frames = torch.rand(4, 3, 16, 16, generator=g)
@@ -45,8 +48,11 @@ def _write(tmp_path, images, **kw):
     args = dict(
         title=f"report {EVIL}",
         images=images,
-        metrics={"reconstruction": {"psnr": 31.2, "ssim": 0.9, "lpips": None}, "mirror": {"psnr": 28.0, "ssim": 0.8, "lpips": float("nan")},
-                 "mesh": {"vertices": 10, EVIL: 1}},
+        metrics={
+            "reconstruction": {"psnr": 31.2, "ssim": 0.9, "lpips": None},
+            "mirror": {"psnr": 28.0, "ssim": 0.8, "lpips": float("nan")},
+            "mesh": {"vertices": 10, EVIL: 1},
+        },
         config_toml=f'preset = "spi"\nnote = "{EVIL}"\n',
         summary={"latent_seconds": 1.25, "tune_early_stopped": False},
         notes=[EVIL, "second note"],
@@ -97,7 +103,9 @@ def test_report_mp4_becomes_a_video_tag(tmp_path):
     videos = [a for t, a in page.tags if t == "video"]
     assert len(videos) == 1 and "controls" in videos[0] and "loop" in videos[0]
     sources = [a for t, a in page.tags if t == "source"]
-    assert sources[0]["src"].startswith("data:video/mp4;base64,") and sources[0]["type"] == "video/mp4"
+    assert (
+        sources[0]["src"].startswith("data:video/mp4;base64,") and sources[0]["type"] == "video/mp4"
+    )
     assert sources[1]["src"] == "orbit.mp4"
     mp4 = [b for t, m, b in data_uris(page) if t == "source"]
     assert mp4 == [(tmp_path / "orbit.mp4").read_bytes()]
@@ -137,17 +145,34 @@ def _chromium() -> str | None:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(_chromium() is None, reason="headless Chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(
+    _chromium() is None, reason="headless Chromium is not installed (apt-get install chromium)"
+)
 def test_report_renders_in_headless_chromium(tmp_path):
     images = _folder(tmp_path)
     report = _write(tmp_path, images)
     shot = tmp_path / "shot.png"
     cmd = [
-        _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1000,1400",
-        f"--screenshot={shot}", report.as_uri(),
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--window-size=1000,1400",
+        f"--screenshot={shot}",
+        report.as_uri(),
     ]
-    subprocess.run(cmd, check=False, capture_output=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
+    subprocess.run(
+        cmd,
+        check=False,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
     assert shot.exists(), "chromium wrote no screenshot"
     import imageio.v3 as iio
 

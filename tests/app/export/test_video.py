@@ -38,7 +38,9 @@ def test_orbit_cameras_follow_spi():
     assert cams.shape == (n, 25)
     for i in (0, 17, 30, 95):
         t = 2 * math.pi * i / n
-        yaw, pitch = eg3d_sampler_angles(math.pi / 2 + 0.7 * math.sin(t), math.pi / 2 - 0.05 + 0.4 * math.cos(t))
+        yaw, pitch = eg3d_sampler_angles(
+            math.pi / 2 + 0.7 * math.sin(t), math.pi / 2 - 0.05 + 0.4 * math.cos(t)
+        )
         torch.testing.assert_close(cams[i], look_at(yaw, pitch), atol=1e-5, rtol=0)
     # radius 2.7 from the origin, looking at the pivot
     pos = cams[:, [3, 7, 11]]

@@ -32,7 +32,13 @@ def test_render_views_calls_render_once_per_chunk(tiny, tiny_ws, monkeypatch):
 
     monkeypatch.setattr(type(tiny), "render", spy)
     progress = []
-    render_views(tiny, tiny_ws, look_at(torch.zeros(7), 0.0), batch=3, progress=lambda d, t: progress.append((d, t)))
+    render_views(
+        tiny,
+        tiny_ws,
+        look_at(torch.zeros(7), 0.0),
+        batch=3,
+        progress=lambda d, t: progress.append((d, t)),
+    )
     assert calls == [3, 3, 1]
     assert progress == [(3, 7), (6, 7), (7, 7)]
 
@@ -76,7 +82,9 @@ def test_grid_native_size_without_labels():
 
 
 def test_grid_long_labels_fit():
-    grid = novel_view_grid(torch.rand(2, 3, 32, 32), ["a very long label that cannot fit " * 3, "b"], ncols=2)
+    grid = novel_view_grid(
+        torch.rand(2, 3, 32, 32), ["a very long label that cannot fit " * 3, "b"], ncols=2
+    )
     assert grid.shape[-1] == 2 * 128 + 3 * 4
 
 
@@ -93,5 +101,11 @@ def test_grid_bad_input():
 
 def test_yaw_labels():
     cams = look_at(torch.tensor([-0.8, 0.0, 0.5]), 0.0, orbit_center=None)
-    assert yaw_labels(cams) == [f"yaw {math.degrees(-0.8):+.0f}°", "yaw 0°", f"yaw {math.degrees(0.5):+.0f}°"]
-    assert yaw_labels(look_at(torch.tensor([0.3]), 0.2, orbit_center=None), with_pitch=True) == ["yaw +17° pitch +11°"]
+    assert yaw_labels(cams) == [
+        f"yaw {math.degrees(-0.8):+.0f}°",
+        "yaw 0°",
+        f"yaw {math.degrees(0.5):+.0f}°",
+    ]
+    assert yaw_labels(look_at(torch.tensor([0.3]), 0.2, orbit_center=None), with_pitch=True) == [
+        "yaw +17° pitch +11°"
+    ]

@@ -14,7 +14,9 @@ HAS_SKIMAGE = importlib.util.find_spec("skimage") is not None
 
 needs_faces = [
     pytest.mark.faces,
-    pytest.mark.skipif(not HAS_MEDIAPIPE, reason="needs the `faces` extra (mediapipe==0.10.21 is not installed)"),
+    pytest.mark.skipif(
+        not HAS_MEDIAPIPE, reason="needs the `faces` extra (mediapipe==0.10.21 is not installed)"
+    ),
     pytest.mark.skipif(not HAS_SKIMAGE, reason="needs scikit-image for its bundled test photos"),
 ]
 """Marks for tests that run the MediaPipe models (``pytestmark = needs_faces``)."""
@@ -25,7 +27,9 @@ def to_tensor(array: np.ndarray) -> torch.Tensor:
     a = np.array(array)
     if a.ndim == 2:
         a = np.stack([a] * 3, axis=-1)
-    return torch.from_numpy(a[..., :3].astype(np.float32) / 255.0).permute(2, 0, 1)[None].contiguous()
+    return (
+        torch.from_numpy(a[..., :3].astype(np.float32) / 255.0).permute(2, 0, 1)[None].contiguous()
+    )
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,9 @@ def _crop_px(x: float, y: float) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def crops() -> dict[str, torch.Tensor]:
     photo = _portrait()
-    return {mode: geo.warp_crop(photo, _matrix(), SIZE, padding=mode) for mode in ("reflect", "fade")}
+    return {
+        mode: geo.warp_crop(photo, _matrix(), SIZE, padding=mode) for mode in ("reflect", "fade")
+    }
 
 
 def _patch(img: torch.Tensor, x: float, y: float, r: int) -> torch.Tensor:
@@ -65,7 +67,9 @@ def _contrast(patch: torch.Tensor) -> float:
 @pytest.mark.parametrize("eye_x", [EYE[0], 30.0])  # its mirror image 58 and 38 crop px outside
 def test_reflect_duplicates_the_eye_and_fade_does_not(eye_x: float) -> None:
     photo = _portrait(eye_x)
-    crops = {mode: geo.warp_crop(photo, _matrix(), SIZE, padding=mode) for mode in ("reflect", "fade")}
+    crops = {
+        mode: geo.warp_crop(photo, _matrix(), SIZE, padding=mode) for mode in ("reflect", "fade")
+    }
     r = round(1.5 * EYE_R * SCALE)
     real = _patch(crops["reflect"], eye_x, EYE[1], r)
     mirrored_reflect = _patch(crops["reflect"], -eye_x, EYE[1], r)

@@ -86,7 +86,9 @@ def test_satisfies_protocol_and_shapes(estimator, astronaut_analysis):
     assert set(obs.regions) == {"left_eye", "right_eye", "mouth", "nose"}
     assert 0.5 < obs.confidence <= 1.0
     y, p, r = (float(v) for v in yaw_pitch_roll(obs.camera[0]))
-    assert (y, p, r) == pytest.approx((astronaut_analysis.yaw, astronaut_analysis.pitch, astronaut_analysis.roll), abs=1e-5)
+    assert (y, p, r) == pytest.approx(
+        (astronaut_analysis.yaw, astronaut_analysis.pitch, astronaut_analysis.roll), abs=1e-5
+    )
     # A near-frontal portrait.
     assert abs(astronaut_analysis.yaw) < 10 * DEG and abs(astronaut_analysis.roll) < 3 * DEG
     assert astronaut_analysis.num_faces == 1
@@ -101,7 +103,9 @@ def test_call_returns_the_observation_and_reuses_models(estimator, astronaut):
 
 def test_small_face_warns_and_notes(estimator, astronaut):
     # The astronaut's face is 37 px from eyes to mouth: usable, but the crop is upsampled 3.3x.
-    with pytest.warns(QualityWarning, match=r"the face is small \(37 px between the eyes and the mouth"):
+    with pytest.warns(
+        QualityWarning, match=r"the face is small \(37 px between the eyes and the mouth"
+    ):
         obs = estimator(astronaut)
     assert any("upsampled 3.3x" in n for n in obs.notes)
 
@@ -118,11 +122,15 @@ def test_mirrored_photo_negates_yaw_and_roll(estimator, astronaut, astronaut_ana
     assert abs(b.pitch - a.pitch) < 2 * DEG
     assert abs(b.roll + a.roll) < 2 * DEG
     assert abs(b.head_roll + a.head_roll) < 2 * DEG
-    np.testing.assert_allclose(b.observation.camera.numpy(), mirror_camera(a.observation.camera).numpy(), atol=0.1)
+    np.testing.assert_allclose(
+        b.observation.camera.numpy(), mirror_camera(a.observation.camera).numpy(), atol=0.1
+    )
 
 
 @pytest.mark.parametrize("degrees", [-10.0, 10.0])
-def test_in_plane_rotation_is_measured_and_removed(estimator, astronaut, astronaut_analysis, degrees):
+def test_in_plane_rotation_is_measured_and_removed(
+    estimator, astronaut, astronaut_analysis, degrees
+):
     a = astronaut_analysis
     b = _quiet(estimator.analyze, _rotate(astronaut, degrees))
     # scipy's positive angle turns the picture counter-clockwise on screen: a camera roll of +angle.
@@ -207,7 +215,9 @@ def test_regions_are_ordered_like_the_face(estimator, astronaut, astronaut_analy
     # SPI's padding: 15 px (eyes) and 8 px (mouth) at 256 px.
     lm = astronaut_analysis.observation.landmarks[0].numpy()
     mouth_top = lm[[0, 37, 267, 61, 291]][:, 1].min()
-    assert astronaut_analysis.observation.regions["mouth"][1] == pytest.approx(mouth_top / 512 - 8 / 256, abs=0.01)
+    assert astronaut_analysis.observation.regions["mouth"][1] == pytest.approx(
+        mouth_top / 512 - 8 / 256, abs=0.01
+    )
 
 
 def test_face_mask_covers_the_landmarks_and_not_the_hair(astronaut_analysis):
@@ -242,11 +252,19 @@ def test_hull_foreground_option(astronaut):
 def test_no_face_raises_a_helpful_error(estimator, which):
     from skimage import data
 
-    img = to_tensor(data.coffee()) if which == "coffee" else torch.rand(1, 3, 300, 400, generator=torch.Generator().manual_seed(0))
+    img = (
+        to_tensor(data.coffee())
+        if which == "coffee"
+        else torch.rand(1, 3, 300, 400, generator=torch.Generator().manual_seed(0))
+    )
     with pytest.raises(FaceNotFoundError) as info:
         estimator(img)
     msg = str(info.value)
-    assert msg.startswith("no face found in the 600x400 image." if which == "coffee" else "no face found in the 400x300 image.")
+    assert msg.startswith(
+        "no face found in the 600x400 image."
+        if which == "coffee"
+        else "no face found in the 400x300 image."
+    )
     assert "Hint: use a photo with one clearly visible face" in msg
 
 
@@ -256,7 +274,9 @@ def test_no_face_error_names_the_file(tmp_path):
 
     path = tmp_path / "coffee.png"
     Image.fromarray(data.coffee()).save(path)
-    with pytest.raises(FaceNotFoundError, match=r"coffee\.png: no face found in the 600x400 image\."):
+    with pytest.raises(
+        FaceNotFoundError, match=r"coffee\.png: no face found in the 600x400 image\."
+    ):
         observe_photo(path)
 
 
@@ -297,7 +317,10 @@ def test_side_view_and_yaw_warning():
 
     cameraman = to_tensor(data.camera())  # looks toward the image's right: his right cheek faces us
     est = build_pose_estimator(max_yaw_degrees=30, warn_face_size=0)
-    with pytest.warns(QualityWarning, match=r"the head is turned \d+ degrees \(yaw\); landmarks and the estimated pose"):
+    with pytest.warns(
+        QualityWarning,
+        match=r"the head is turned \d+ degrees \(yaw\); landmarks and the estimated pose",
+    ):
         a = est.analyze(cameraman)
     assert -65 * DEG < a.yaw < -35 * DEG
     assert any("turned" in n for n in a.observation.notes)
@@ -306,7 +329,10 @@ def test_side_view_and_yaw_warning():
 
 def test_face_cut_by_the_border_warns(astronaut):
     est = build_pose_estimator(warn_face_size=0)
-    with pytest.warns(QualityWarning, match=r"the face is cut by the photo's border \(\d+% of the landmarks lie outside it\)"):
+    with pytest.warns(
+        QualityWarning,
+        match=r"the face is cut by the photo's border \(\d+% of the landmarks lie outside it\)",
+    ):
         obs = est(astronaut[..., 225:])  # the photo ends in the middle of the face
     assert any("extends beyond the photo" in n for n in obs.notes)
     est.close()
@@ -316,7 +342,10 @@ def test_tiny_face_is_refused(estimator):
     from skimage import data
 
     face = torch.from_numpy(data.lfw_subset()[0]).float()[None, None]  # 25x25 grayscale LFW crop
-    with pytest.raises(FaceNotFoundError, match=r"^the face is too small: \d+ px between the eyes and the mouth \(minimum 20 px\)"):
+    with pytest.raises(
+        FaceNotFoundError,
+        match=r"^the face is too small: \d+ px between the eyes and the mouth \(minimum 20 px\)",
+    ):
         estimator(face)
 
 
@@ -368,7 +397,10 @@ def test_huge_image_is_fast_and_consistent(estimator, astronaut, astronaut_analy
     monkeypatch.setattr(estimator_module, "_to_uint8", spy)
     a = _quiet(estimator.analyze, huge)
     assert seen and max(max(shape[:2]) for shape in seen) <= estimator.detect_max_side, seen
-    assert abs(a.yaw - astronaut_analysis.yaw) < 2 * DEG and abs(a.pitch - astronaut_analysis.pitch) < 2 * DEG
+    assert (
+        abs(a.yaw - astronaut_analysis.yaw) < 2 * DEG
+        and abs(a.pitch - astronaut_analysis.pitch) < 2 * DEG
+    )
     assert a.face_size == pytest.approx(astronaut_analysis.face_size * 6000 / 512, rel=0.05)
     assert a.upsampling < 1.0  # downscaled from the full-resolution photo
     assert not any("small" in n for n in a.observation.notes)

@@ -15,7 +15,14 @@ TPL = geo.BFM_FIVE_POINTS
 
 
 def _rot(ax: float, ay: float, az: float) -> np.ndarray:
-    cx, sx, cy, sy, cz, sz = math.cos(ax), math.sin(ax), math.cos(ay), math.sin(ay), math.cos(az), math.sin(az)
+    cx, sx, cy, sy, cz, sz = (
+        math.cos(ax),
+        math.sin(ax),
+        math.cos(ay),
+        math.sin(ay),
+        math.cos(az),
+        math.sin(az),
+    )
     rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
     ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
     rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
@@ -77,7 +84,9 @@ def test_crop_puts_template_origin_at_centre_with_eg3d_scale(upright):
     rows = 40.0 * _rot(0.0, 0.0, roll)[:2] * np.array([[1.0], [-1.0]])  # image y down
     pts = TPL @ rows.T + np.array([300.0, 200.0])
     m, info = geo.eg3d_crop_matrix(pts[:, :2], size=512, upright=upright)
-    np.testing.assert_allclose(geo.apply_matrix(m, np.array([300.0, 200.0])), [256.0, 256.0], atol=1e-6)
+    np.testing.assert_allclose(
+        geo.apply_matrix(m, np.array([300.0, 200.0])), [256.0, 256.0], atol=1e-6
+    )
     assert info["scale"] == pytest.approx(geo.template_scale(512) / 40.0, rel=1e-6)
     crop_pts = geo.apply_matrix(m, pts)
     eye_line = crop_pts[1] - crop_pts[0]
@@ -89,7 +98,9 @@ def test_crop_puts_template_origin_at_centre_with_eg3d_scale(upright):
         np.testing.assert_allclose(crop_pts, expected, atol=0.5)
     else:
         d = pts[1] - pts[0]
-        assert angle == pytest.approx(math.degrees(math.atan2(d[1], d[0])), abs=1e-6)  # EG3D keeps the roll
+        assert angle == pytest.approx(
+            math.degrees(math.atan2(d[1], d[0])), abs=1e-6
+        )  # EG3D keeps the roll
         assert abs(angle) > 10
         assert info["angle"] == 0.0
 
@@ -142,7 +153,9 @@ def test_yaw_sign_follows_sym3d_convention():
     head, mirror = _symmetric_cloud()
     seen = _camera_points(head, r_wc)
     assert seen[1, 2] < seen[0, 2]  # left eye nearer than right eye
-    y, _, _ = yaw_pitch_roll(geo.camera_from_head_rotation(geo.head_rotation(seen, mirror, seen[:5]))[0])
+    y, _, _ = yaw_pitch_roll(
+        geo.camera_from_head_rotation(geo.head_rotation(seen, mirror, seen[:5]))[0]
+    )
     assert float(y) == pytest.approx(0.5, abs=1e-4)
 
 
@@ -160,7 +173,11 @@ def test_head_rotation_of_a_mirrored_view_is_the_mirrored_camera():
     # Same up to the template's slight asymmetry.
     ya, pa, ra = (float(v) for v in yaw_pitch_roll(a[0]))
     yb, pb, rb = (float(v) for v in yaw_pitch_roll(b[0]))
-    assert yb == pytest.approx(-ya, abs=0.01) and pb == pytest.approx(pa, abs=0.01) and rb == pytest.approx(-ra, abs=0.01)
+    assert (
+        yb == pytest.approx(-ya, abs=0.01)
+        and pb == pytest.approx(pa, abs=0.01)
+        and rb == pytest.approx(-ra, abs=0.01)
+    )
     np.testing.assert_allclose(mirror_camera(a).numpy(), b.numpy(), atol=0.03)
 
 
@@ -169,7 +186,12 @@ def test_rotate_in_image_plane_changes_only_roll():
     cam = look_at(0.3, 0.1, roll=0.2, orbit_center=None, dtype=torch.float64)
     r_wc = CameraLabels(cam).rotation.numpy().T
     y0, p0, r0 = (float(v) for v in yaw_pitch_roll(geo.camera_from_head_rotation(r_wc)[0].double()))
-    y1, p1, r1 = (float(v) for v in yaw_pitch_roll(geo.camera_from_head_rotation(geo.rotate_in_image_plane(r_wc, 0.2))[0].double()))
+    y1, p1, r1 = (
+        float(v)
+        for v in yaw_pitch_roll(
+            geo.camera_from_head_rotation(geo.rotate_in_image_plane(r_wc, 0.2))[0].double()
+        )
+    )
     assert (y1, p1) == pytest.approx((y0, p0), abs=1e-4)
     assert r1 == pytest.approx(r0 + 0.2, abs=1e-4)
 
@@ -181,7 +203,9 @@ def test_rotate_in_image_plane_changes_only_roll():
 
 def test_warp_crop_matches_direct_sampling():
     g = torch.Generator().manual_seed(0)
-    img = torch.nn.functional.interpolate(torch.rand(1, 3, 24, 24, generator=g), size=(96, 96), mode="bilinear")
+    img = torch.nn.functional.interpolate(
+        torch.rand(1, 3, 24, 24, generator=g), size=(96, 96), mode="bilinear"
+    )
     # Upsample 2x around a rotated window: compare with bilinear sampling of the source at mapped centres.
     c, s = math.cos(0.3), math.sin(0.3)
     m = np.array([[2 * c, -2 * s, 0.0], [2 * s, 2 * c, 0.0], [0.0, 0.0, 1.0]])
@@ -189,7 +213,7 @@ def test_warp_crop_matches_direct_sampling():
     out = geo.warp_crop(img, m, 64, padding="zeros")
     assert out.shape == (1, 3, 64, 64)
     inv = np.linalg.inv(m)
-    centres = (np.arange(64) + 0.5)
+    centres = np.arange(64) + 0.5
     xx, yy = np.meshgrid(centres, centres)
     src = geo.apply_matrix(inv, np.stack([xx, yy], -1))
     grid = torch.from_numpy(src / 96.0 * 2 - 1).float()[None]

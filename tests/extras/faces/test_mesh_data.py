@@ -22,7 +22,9 @@ def test_mirror_permutation_is_an_involution():
 
 
 @pytest.mark.faces
-@pytest.mark.skipif(not HAS_MEDIAPIPE, reason="needs the `faces` extra (mediapipe==0.10.21 is not installed)")
+@pytest.mark.skipif(
+    not HAS_MEDIAPIPE, reason="needs the `faces` extra (mediapipe==0.10.21 is not installed)"
+)
 def test_mirror_table_matches_mediapipe_topology():
     from mediapipe.python.solutions import face_mesh_connections as conn
 
@@ -43,4 +45,6 @@ def test_mirror_table_matches_mediapipe_topology():
         assert {frozenset(int(p[i]) for i in e) for e in left} == {frozenset(e) for e in right}
     edges = {frozenset(e) for e in conn.FACEMESH_TESSELATION}
     kept = sum(frozenset(int(p[i]) for i in e) in edges for e in edges)
-    assert kept / len(edges) > 0.99  # 1316 of 1322; the rest are diagonals split differently per side
+    assert (
+        kept / len(edges) > 0.99
+    )  # 1316 of 1322; the rest are diagonals split differently per side

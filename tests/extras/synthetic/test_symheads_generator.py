@@ -65,7 +65,11 @@ def test_gradients_reach_ws_and_residual(symheads_gen):
     # The planes start at zero (the backbone's zero-initialised output layers), so only those
     # output layers receive gradient at first (the decoders see zero features, the inner conv
     # layers sit behind zero weights); once they move, every residual parameter does.
-    got = {n for n, p in gen.tunable_parameters("all").items() if p.grad is not None and float(p.grad.abs().sum()) > 0}
+    got = {
+        n
+        for n, p in gen.tunable_parameters("all").items()
+        if p.grad is not None and float(p.grad.abs().sum()) > 0
+    }
     assert got == {"residual.density_backbone.out", "residual.colour_backbone.out"}, got
     with torch.no_grad():
         for p in gen.tunable_parameters("planes").values():
