@@ -39,7 +39,8 @@ demo: $(STAMP)
 	$(VENV)/bin/sym3d demo
 
 lint: $(STAMP)
-	$(PY) -m ruff check sym3d sym3d_eg3d sym3d_extras tests examples
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache
