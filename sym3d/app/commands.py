@@ -19,6 +19,23 @@ GENERATOR_HELP = (
     f"Registered generator; {DEFAULT_GENERATOR} (the default) is built in and needs no weights, "
     "eg3d needs --network (real photos)."
 )
+# the options of a run that `invert` and `batch` share
+GeneratorOption = Annotated[str, typer.Option(help=GENERATOR_HELP)]
+RunNetworkOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Generator weights: an official EG3D .pkl or a folder from `sym3d eg3d convert`."
+    ),
+]
+PresetOption = Annotated[
+    str, typer.Option(help="spi, pti, w, w+, pti-depth-reg or an ablation (see docs/engine.md).")
+]
+StepsOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Steps of each stage (shortcut for --set latent.steps=N --set tune.steps=N)."
+    ),
+]
 
 
 def _check_progress(progress: str) -> str:
@@ -225,23 +242,10 @@ def invert(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output folder; one sub-folder per image.")
     ] = Path("sym3d-out"),
-    generator: Annotated[str, typer.Option(help=GENERATOR_HELP)] = DEFAULT_GENERATOR,
-    network: Annotated[
-        Path | None,
-        typer.Option(
-            help="Generator weights: an official EG3D .pkl or a folder from `sym3d eg3d convert`."
-        ),
-    ] = None,
-    preset: Annotated[
-        str,
-        typer.Option(help="spi, pti, w, w+, pti-depth-reg or an ablation (see docs/engine.md)."),
-    ] = "spi",
-    steps: Annotated[
-        int | None,
-        typer.Option(
-            help="Steps of each stage (shortcut for --set latent.steps=N --set tune.steps=N)."
-        ),
-    ] = None,
+    generator: GeneratorOption = DEFAULT_GENERATOR,
+    network: RunNetworkOption = None,
+    preset: PresetOption = "spi",
+    steps: StepsOption = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     config: Annotated[Path | None, typer.Option(help="TOML config merged on the preset.")] = None,
     set_: Annotated[

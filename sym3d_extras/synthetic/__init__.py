@@ -13,8 +13,9 @@ loaded by every ``sym3d`` command): the names below load their modules on first 
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from sym3d.lazy import lazy_getattr
 
 _LAZY = {
     "AsymmetryConfig": "detail",
@@ -32,13 +33,11 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
+_load = lazy_getattr(__name__, {name: f".{module}" for name, module in _LAZY.items()})
+
+
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+    return _load(name)
 
 
 def __dir__() -> list[str]:

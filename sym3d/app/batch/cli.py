@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from sym3d.app.commands import EXPORT_PARTS, GENERATOR_HELP
+from sym3d.app.commands import (
+    EXPORT_PARTS,
+    GeneratorOption,
+    PresetOption,
+    RunNetworkOption,
+    StepsOption,
+)
 from sym3d.defaults import DEFAULT_GENERATOR
 
 __all__ = ["batch", "parse_export_or_none"]
@@ -42,23 +48,10 @@ def batch(
             help="Print the state of a batch output folder (done/failed/pending, mean time, mean metrics) and exit.",
         ),
     ] = None,
-    generator: Annotated[str, typer.Option(help=GENERATOR_HELP)] = DEFAULT_GENERATOR,
-    network: Annotated[
-        Path | None,
-        typer.Option(
-            help="Generator weights: an official EG3D .pkl or a folder from `sym3d eg3d convert`."
-        ),
-    ] = None,
-    preset: Annotated[
-        str,
-        typer.Option(help="spi, pti, w, w+, pti-depth-reg or an ablation (see docs/engine.md)."),
-    ] = "spi",
-    steps: Annotated[
-        int | None,
-        typer.Option(
-            help="Steps of each stage (shortcut for --set latent.steps=N --set tune.steps=N)."
-        ),
-    ] = None,
+    generator: GeneratorOption = DEFAULT_GENERATOR,
+    network: RunNetworkOption = None,
+    preset: PresetOption = "spi",
+    steps: StepsOption = None,
     config: Annotated[Path | None, typer.Option(help="TOML config merged on the preset.")] = None,
     set_: Annotated[
         list[str] | None,

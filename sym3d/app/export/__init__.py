@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sym3d.lazy import lazy_getattr
+
 __all__ = [
     "export_result",
     "ALL_OUTPUTS",
@@ -70,15 +72,11 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sym3d.app.export' has no attribute {name!r}")
-    import importlib
+_load = lazy_getattr(__name__, {name: f".{module}" for name, module in _LAZY.items()})
 
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+
+def __getattr__(name: str) -> Any:
+    return _load(name)
 
 
 def __dir__() -> list[str]:
