@@ -30,6 +30,12 @@ RunNetworkOption = Annotated[
 PresetOption = Annotated[
     str, typer.Option(help="spi, pti, w, w+, pti-depth-reg or an ablation (see docs/engine.md).")
 ]
+CamerasOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="EG3D dataset.json with camera labels of already aligned crops (skips pose estimation)."
+    ),
+]
 StepsOption = Annotated[
     int | None,
     typer.Option(
@@ -266,12 +272,7 @@ def invert(
             help="Option of the generator's factory, repeatable: key=value (e.g. resolution=64).",
         ),
     ] = None,
-    cameras: Annotated[
-        Path | None,
-        typer.Option(
-            help="EG3D dataset.json with camera labels of already aligned crops (skips pose estimation)."
-        ),
-    ] = None,
+    cameras: CamerasOption = None,
     pose: Annotated[str, typer.Option(help="Registered pose estimator for photos.")] = "mediapipe",
     export: Annotated[
         str, typer.Option(help=f"Outputs to write: {','.join(EXPORT_PARTS)}.")

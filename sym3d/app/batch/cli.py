@@ -9,6 +9,7 @@ import typer
 
 from sym3d.app.commands import (
     EXPORT_PARTS,
+    CamerasOption,
     GeneratorOption,
     PresetOption,
     RunNetworkOption,
@@ -60,12 +61,7 @@ def batch(
             help="Dotted override, repeatable: --set tune.lr=1e-4 (--set seed=N: the engine seed).",
         ),
     ] = None,
-    cameras: Annotated[
-        Path | None,
-        typer.Option(
-            help="EG3D dataset.json with camera labels of already aligned crops (skips pose estimation)."
-        ),
-    ] = None,
+    cameras: CamerasOption = None,
     pose: Annotated[
         str, typer.Option(help="Registered pose estimator for photos (without --cameras).")
     ] = "mediapipe",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -501,22 +502,20 @@ def run_batch(
                 f"{len(sync.exhausted)} failed image(s) reached --max-attempts {settings.max_attempts} and are skipped (--retry-failed retries them)."
             )
         coord = _Coordinator(settings, m, emit)
-        counts = (
-            m.counts()
-        )  # before the unlabelled images fail: they are shown as this run's failures
+        # counted before the unlabelled images fail: they are shown as this run's failures
+        counts = m.counts()
         unlabelled = coord.queue_pending(labels)
         todo = len(coord.queue) + len(unlabelled)
         m.log("run_started", {"todo": todo, "counts": counts, "ray": settings.ray})
+        started = functools.partial(
+            BatchStarted,
+            total=sum(counts.values()),
+            done=counts["done"],
+            failed=counts["failed"],
+            todo=todo,
+        )
         if not coord.queue:
-            emit(
-                BatchStarted(
-                    total=sum(counts.values()),
-                    done=counts["done"],
-                    failed=counts["failed"],
-                    todo=todo,
-                    notes=tuple(notes),
-                )
-            )
+            emit(started(notes=tuple(notes)))
             for event in unlabelled:
                 emit(event)
             counts = m.counts()
@@ -546,17 +545,7 @@ def run_batch(
                 startup = time.monotonic() - t0
                 described_pool = pool.describe()
                 notes.extend(getattr(pool, "warnings", ()))
-                emit(
-                    BatchStarted(
-                        total=sum(counts.values()),
-                        done=counts["done"],
-                        failed=counts["failed"],
-                        todo=todo,
-                        backend=described_pool,
-                        startup_seconds=startup,
-                        notes=tuple(notes),
-                    )
-                )
+                emit(started(backend=described_pool, startup_seconds=startup, notes=tuple(notes)))
                 for event in unlabelled:
                     emit(event)
                 while coord.queue or coord.inflight:
