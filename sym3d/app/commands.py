@@ -36,6 +36,14 @@ CamerasOption = Annotated[
         help="EG3D dataset.json with camera labels of already aligned crops (skips pose estimation)."
     ),
 ]
+VideoFramesOption = Annotated[int, typer.Option(help="Frames of the orbit video.")]
+MeshResolutionOption = Annotated[int, typer.Option(help="Marching-cubes grid points per axis.")]
+MeshLevelOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Mesh iso-level in density units (default: the generator's; EG3D: sigma 10)."
+    ),
+]
 StepsOption = Annotated[
     int | None,
     typer.Option(
@@ -277,16 +285,9 @@ def invert(
     export: Annotated[
         str, typer.Option(help=f"Outputs to write: {','.join(EXPORT_PARTS)}.")
     ] = ",".join(EXPORT_PARTS),
-    video_frames: Annotated[int, typer.Option(help="Frames of the orbit video.")] = 120,
-    mesh_resolution: Annotated[
-        int, typer.Option(help="Marching-cubes grid points per axis.")
-    ] = 128,
-    mesh_level: Annotated[
-        float | None,
-        typer.Option(
-            help="Mesh iso-level in density units (default: the generator's; EG3D: sigma 10)."
-        ),
-    ] = None,
+    video_frames: VideoFramesOption = 120,
+    mesh_resolution: MeshResolutionOption = 128,
+    mesh_level: MeshLevelOption = None,
     progress: Annotated[str, typer.Option(help="rich, plain, json or off.")] = "rich",
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace finished results.")

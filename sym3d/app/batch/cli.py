@@ -11,9 +11,12 @@ from sym3d.app.commands import (
     EXPORT_PARTS,
     CamerasOption,
     GeneratorOption,
+    MeshLevelOption,
+    MeshResolutionOption,
     PresetOption,
     RunNetworkOption,
     StepsOption,
+    VideoFramesOption,
 )
 from sym3d.defaults import DEFAULT_GENERATOR
 
@@ -68,14 +71,9 @@ def batch(
     export: Annotated[
         str, typer.Option(help=f"Outputs to write: {','.join(EXPORT_PARTS)}, or none.")
     ] = ",".join(EXPORT_PARTS),
-    video_frames: Annotated[int, typer.Option(help="Frames of the orbit video.")] = 120,
-    mesh_resolution: Annotated[
-        int, typer.Option(help="Marching-cubes grid points per axis.")
-    ] = 128,
-    mesh_level: Annotated[
-        float | None,
-        typer.Option(help="Mesh iso-level in density units (default: the generator's)."),
-    ] = None,
+    video_frames: VideoFramesOption = 120,
+    mesh_resolution: MeshResolutionOption = 128,
+    mesh_level: MeshLevelOption = None,
     ray: Annotated[
         str | None,
         typer.Option(
