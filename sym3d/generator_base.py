@@ -35,7 +35,9 @@ class GeneratorMixin:
         ``[B, S, num_ws, w_dim]`` (a ``ws`` per sample). A generator that ignores the camera
         may return batch size 1; it is broadcast to ``B``.
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} uses GeneratorMixin and must define _latent_samples"
+        )
 
     def latent_stats(
         self, c: torch.Tensor, *, num_samples: int = 600, seed: int = 123

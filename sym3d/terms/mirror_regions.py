@@ -168,15 +168,12 @@ class MirrorRegions(BasePrior):
     def __call__(self, ctx: PriorContext, views: PriorViews | None) -> dict[str, torch.Tensor]:
         """Contextual loss in the regions, flipped back to the photo's orientation."""
         c = self.config
-        gate = c.relight and c.max_correction > 0 and ctx.render is not None
-        if views is None and not (gate and self.relighter.left_out):
-            return {}
-        gate_info = self.relighter.gate(ctx, c.max_correction) if gate else {}
-        if views is None or self.relighter.left_out:
-            return gate_info
+        _, info, run = self.relighter.label(
+            ctx, views, relight=c.relight, max_correction=c.max_correction
+        )
+        if not run or views is None:
+            return info
         target, mask, conflict = self.pseudo_labels(ctx, views)
-        info = self.relighter.photo(ctx)[1] if c.relight else {}  # cached: fitted once per step
-        info = {**info, **gate_info}
         pred = from_model_range(views.render.image[0])
         pred_f, target_f, mask_f = mirror_image(pred), mirror_image(target), mirror_image(mask)
         boxes = region_boxes(ctx, c.regions, c.region_padding).expand(pred.shape[0], -1, -1)

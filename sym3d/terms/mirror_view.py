@@ -80,19 +80,13 @@ class MirrorView(BasePrior):
     def __call__(self, ctx: PriorContext, views: PriorViews | None) -> dict[str, torch.Tensor]:
         """Weighted reconstruction loss of the mirrored view."""
         c = self.config
-        gate = c.relight and c.max_correction > 0 and ctx.render is not None
-        if views is None and not (gate and self.relighter.left_out):
-            return {}
+        relit, info, run = self.relighter.label(
+            ctx, views, relight=c.relight, max_correction=c.max_correction
+        )
+        if not run or views is None:
+            return info
         lam = self.weight(ctx.camera)
-        info: dict[str, torch.Tensor] = {}
-        photo = ctx.target
-        if gate:
-            info = self.relighter.gate(ctx, c.max_correction)
-            if self.relighter.left_out or views is None:
-                return info
-        if c.relight:
-            photo, fit_info = self.relighter.photo(ctx)
-            info = {**fit_info, **info}
+        photo = ctx.target if relit is None else relit
         pred = from_model_range(views.render.image[:, 0])
         target = mirror_image(photo)
         mask = None

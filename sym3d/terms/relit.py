@@ -14,7 +14,7 @@ import torch
 
 from sym3d.image import mirror_image
 from sym3d.lighting import relight_mirror
-from sym3d.protocols import PriorContext
+from sym3d.protocols import PriorContext, PriorViews
 from sym3d.resize import resize
 from sym3d.warp import source_mask
 
@@ -98,3 +98,32 @@ class MirrorRelighter:
         fitted = bool(info["_relit"])
         self.left_out = fitted and float(info["_correction"]) > max_correction
         return {**info, "_left_out": torch.tensor(float(self.left_out))}
+
+    def label(
+        self,
+        ctx: PriorContext,
+        views: PriorViews | None,
+        *,
+        relight: bool,
+        max_correction: float,
+    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor], bool]:
+        """What a mirror term needs this step: the relit photo, the diagnostics, whether to run.
+
+        With ``max_correction > 0`` the light is fitted on every step the term is active, also
+        while the mirror is left out (then no mirror view is rendered: ``views`` is ``None``).
+
+        Returns:
+            ``(photo, info, run)``: the relit photo (:meth:`photo`; ``None`` without ``relight``),
+            the diagnostics to log, and ``False`` when the term computes no loss this step (no
+            views, or the mirror left out by :meth:`gate`).
+        """
+        gated = relight and max_correction > 0 and ctx.render is not None
+        if views is None and not (gated and self.left_out):
+            return None, {}, False
+        info = self.gate(ctx, max_correction) if gated else {}
+        if views is None or self.left_out:
+            return None, info, False
+        if not relight:
+            return None, info, True
+        photo, fit = self.photo(ctx)
+        return photo, {**fit, **info}, True
