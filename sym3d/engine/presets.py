@@ -10,13 +10,13 @@ preset                    what it is
 ``spi``                   SPI, illumination-aware: the mirror view in stage 1 and the mirror
                           regions in stage 2 relit to the photo's light and left out under a
                           strong side light (``max_correction``), the authentic mask in both
-                          stages, pseudo views and the depth regulariser
+                          stages, pseudo views, the depth regulariser, and ``unseen_anchor``
+                          (weight 30) holding what neither the photo nor the mirror regions
+                          supply to the pivot's render
 ``spi-paper``             SPI as the paper and the official code run it (the config defaults):
                           plain mirror, authentic mask in stage 2 only, no ``unseen_anchor``
 ``spi-no-relight``        ``spi`` with the plain flipped photo as the mirror label (no gates)
-``spi-anchor``            ``spi`` + ``unseen_anchor`` (weight 30): best far views on SymHeads'
-                          development heads, but it holds back what stage 2's mirror regions
-                          teach the unseen side (the tiny world), so it is not the default
+``spi-no-anchor``         ``spi`` without ``unseen_anchor`` (nothing holds the unseen side)
 ``spi-no-mirror``         ``spi`` without the mirror (stage 1 view and stage 2 regions)
 ``spi-no-warp``           ``spi`` without the warped pseudo views of the input
 ``spi-no-authentic-mask`` ``spi`` with the mirror pseudo labels unfiltered (both stages)
@@ -60,7 +60,7 @@ _NO_RELIGHT = {
     "tune.terms.mirror_regions.max_correction": 0.0,
 }
 _ANCHOR = {"tune.terms.unseen_anchor.weight": 30.0}
-_SPI = {**_RELIGHT, "latent.terms.mirror_view.authentic_mask": True}
+_SPI = {**_RELIGHT, "latent.terms.mirror_view.authentic_mask": True, **_ANCHOR}
 
 PRESETS: dict[str, dict[str, object]] = {
     "w": {"latent.space": "w", **_NO_MIRROR_VIEW, "tune.steps": 0, **_NO_TUNE_TERMS},
@@ -70,7 +70,7 @@ PRESETS: dict[str, dict[str, object]] = {
     "spi": _SPI,
     "spi-paper": {},
     "spi-no-relight": {**_SPI, **_NO_RELIGHT},
-    "spi-anchor": {**_SPI, **_ANCHOR},
+    "spi-no-anchor": {**_SPI, "tune.terms.unseen_anchor.enabled": _OFF},
     "spi-no-mirror": {**_SPI, **_NO_MIRROR_VIEW, "tune.terms.mirror_regions.enabled": _OFF},
     "spi-no-warp": {**_SPI, "tune.terms.warp_views.enabled": _OFF},
     "spi-no-authentic-mask": {

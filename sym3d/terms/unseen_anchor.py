@@ -6,6 +6,9 @@ lost mirror detail) although stage 1 rendered them well. This term renders rando
 with the tuned generator and with the frozen one at the pivot, and keeps them equal where the
 photo does not see the surface (the complement of the warp's visibility), so the fine-tuning
 acts where there is evidence and the pivot's prior (the mirror, under SPI) is kept elsewhere.
+
+Where stage 2's mirror regions teach the unseen side (the eyes and mouth of the flipped photo,
+warped to the view), the anchor lets go: those pixels have evidence too, from the mirror.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from sym3d.image import from_model_range
 from sym3d.protocols import Prior, PriorContext, PriorViews
 from sym3d.terms.base import OrbitViewsPrior, TermConfig, TermEnv
 from sym3d.terms.losses import Losses
+from sym3d.terms.mirror_regions import region_boxes
 from sym3d.warp import DepthMode, warp_photo
 
 __all__ = ["UnseenAnchorConfig", "UnseenAnchor"]
@@ -41,6 +45,16 @@ class UnseenAnchorConfig(TermConfig, name="unseen_anchor", stages=("generator",)
     """Occlusion test of the visibility warp (world units)."""
     depth_mode: DepthMode = attrs.field(default="camera_z", validator=v.in_(("camera_z", "spi")))
     """Depth used by the visibility warp (see :data:`sym3d.warp.DepthMode`)."""
+    mirror_regions: tuple[str, ...] = attrs.field(
+        default=("left_eye", "right_eye", "mouth"),
+        converter=tuple,
+        validator=v.deep_iterable(v.instance_of(str), v.instance_of(tuple)),
+    )
+    """Facial regions left to the mirror: where the flipped photo's regions land in a view, the
+    anchor does not hold (as ``mirror_regions.regions``; one box around the face when the
+    observation has no regions). Empty: hold every unseen pixel."""
+    region_padding: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
+    """Extra padding of those regions (fraction of the image side, as ``mirror_regions``)."""
 
     def setup(self, env: TermEnv) -> Prior:
         """The provider (every ``env.every`` steps, ``env.num_views`` cameras)."""
@@ -48,12 +62,14 @@ class UnseenAnchorConfig(TermConfig, name="unseen_anchor", stages=("generator",)
 
 
 class UnseenAnchor(OrbitViewsPrior):
-    """``weight * MSE((1 - V_k) * G(w, c_k), (1 - V_k) * G0(w, c_k))`` at random cameras ``c_k``.
+    """``weight * MSE(U_k * G(w, c_k), U_k * G0(w, c_k))`` at random cameras ``c_k``.
 
     ``G0`` is the frozen generator (``ctx.reference``) at the pivot ``w``, rendered without
-    gradient; ``V_k [1, H, W]`` in ``[0, 1]`` is where the photo sees the surface that the tuned
-    render shows at ``c_k`` (the validity of warping the photo there with this step's depths,
-    detached; the photo's foreground, not only its face, counts as seen).
+    gradient. ``U_k = (1 - V_k) * (1 - R_k)`` ``[1, H, W]`` in ``[0, 1]``: ``V_k`` is where the
+    photo sees the surface that the tuned render shows at ``c_k`` (the validity of warping the
+    photo there with this step's depths, detached; the photo's foreground, not only its face,
+    counts as seen), ``R_k`` where the mirror regions of the flipped photo land there (the
+    region boxes of the input view, flipped and warped from the mirrored camera).
     """
 
     def __init__(
@@ -79,7 +95,37 @@ class UnseenAnchor(OrbitViewsPrior):
                 use_face_mask=False,
                 occlusion_threshold=c.occlusion_threshold,
             ).mask[0]  # [V, 1, H, W]
-        unseen = 1.0 - seen
+            unseen = (1.0 - seen) * (1.0 - self.mirror_regions(ctx, views))
         pred = from_model_range(views.render.image[0])
         loss = self.losses.mse(pred, ref.clamp(0.0, 1.0), unseen).mean()
         return {"mse": c.weight * loss, "_unseen": unseen.mean()}
+
+    def mirror_regions(self, ctx: PriorContext, views: PriorViews) -> torch.Tensor:
+        """Where the flipped photo's facial regions land in the views: ``[V, 1, H, W]`` in [0, 1].
+
+        Zero when ``mirror_regions`` is empty. The region boxes are painted in the input view
+        and warped like the mirror's pseudo label (flipped, from the mirrored camera, inside the
+        face mask), so a region counts only where the mirror actually supplies it.
+        """
+        c = self.config
+        if not c.mirror_regions:
+            return torch.zeros_like(views.render.image[0][:, :1])
+        h, w = ctx.target.shape[-2:]
+        boxes = region_boxes(ctx, c.mirror_regions, c.region_padding)[0]  # [R, 4] in [0, 1]
+        x = (torch.arange(w, device=boxes.device, dtype=torch.float32) + 0.5) / w
+        y = (torch.arange(h, device=boxes.device, dtype=torch.float32) + 0.5) / h
+        inside_x = (x >= boxes[:, 0:1]) & (x < boxes[:, 2:3])  # [R, W]
+        inside_y = (y >= boxes[:, 1:2]) & (y < boxes[:, 3:4])  # [R, H]
+        painted = (inside_y[:, :, None] & inside_x[:, None, :]).any(0).float()  # [H, W]
+        painted = painted.expand(1, 3, h, w)
+        warped = warp_photo(
+            ctx,
+            views.render,
+            views.cameras,
+            depth_mode=c.depth_mode,
+            use_face_mask=True,
+            occlusion_threshold=c.occlusion_threshold,
+            mirrored=True,
+            photo=painted,
+        )
+        return (warped.image[0][:, :1] * warped.mask[0]).clamp(0.0, 1.0)

@@ -110,8 +110,9 @@ def test_one_render_call_per_step_with_all_views(side_view):
     working_calls = [c for c in calls if c[2]]  # renders with gradients: the optimised generator
     # stage 1: input + mirror view in one call per step (yaw 0.6 > 0.2)
     assert [v for _, v, _ in working_calls[:2]] == [2, 2]
-    # stage 2 step 0 (auxiliary): input + 2 warp + 2 mirror + 2 depth-reg views in one call; step 1: input only
-    assert [v for _, v, _ in working_calls[2:]] == [7, 1]
+    # stage 2 step 0 (auxiliary): input + 2 warp + 2 mirror + 2 depth-reg + 2 anchor views in one
+    # call; step 1: input only
+    assert [v for _, v, _ in working_calls[2:]] == [9, 1]
     # the frozen reference is rendered once, without gradients, for the depth regulariser
     ref_calls = [c for c in calls if not c[2] and c[1] == 2]
     assert len(ref_calls) >= 1
@@ -130,7 +131,7 @@ def test_frontal_input_skips_mirror_terms(truth):
         overrides=fast("latent.steps=2", "tune.steps=2", "tune.aux_every=2"),
     )
     working = [v for _, v, g in SpyGenerator.calls if g]
-    assert working == [1, 1, 5, 1]  # no mirror view in stage 1, no mirror-region views in stage 2
+    assert working == [1, 1, 7, 1]  # no mirror view in stage 1, no mirror-region views in stage 2
     assert not any(k.startswith("mirror") for h in r.history for k in h)
 
 

@@ -184,8 +184,8 @@ def test_spi_preset_relights_and_runs_with_one_render_per_step(side_view):
     )
     assert cfg.tune.terms["mirror_regions"].relight
     assert cfg.latent.terms["mirror_view"].max_correction == 0.05
-    assert "unseen_anchor" not in cfg.tune.terms
-    assert get_preset("spi-anchor").tune.terms["unseen_anchor"].weight == 30.0
+    assert cfg.tune.terms["unseen_anchor"].weight == 30.0
+    assert not get_preset("spi-no-anchor").tune.terms["unseen_anchor"].enabled
     paper = get_preset("spi-paper")
     assert not paper.latent.terms["mirror_view"].relight
     assert not paper.latent.terms["mirror_view"].authentic_mask
@@ -204,7 +204,8 @@ def test_spi_preset_relights_and_runs_with_one_render_per_step(side_view):
         overrides=[*FAST, "latent.steps=2", "tune.steps=2", "tune.aux_every=2"],
     )
     working = [v for _, v, g in SpyGenerator.calls if g]
-    assert working == [2, 2, 7, 1]  # as `spi`: the relighting renders nothing
+    # one batched pass per step; the relighting renders nothing, the anchor adds its 2 views
+    assert working == [2, 2, 9, 1]
     stage1 = [h for h in result.history if h["stage"] == "latent"]
     assert len(stage1) == 2 and all("mirror_view/_relit" in h for h in stage1)
     assert all("mirror_view/_conflict" in h for h in stage1)

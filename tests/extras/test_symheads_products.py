@@ -128,7 +128,7 @@ def test_camera_refinement_recovers_a_perturbed_yaw():
         ("spi", "spi-no-warp", True),
         ("pti", "spi", False),  # the mirror view in stage 1
         ("spi", "spi-no-relight", False),  # only options of the stage-1 mirror term differ
-        ("spi", "spi-anchor", True),  # a stage-2 term only
+        ("spi", "spi-no-anchor", True),  # a stage-2 term only
     ],
 )
 def test_methods_share_a_pivot_only_with_equal_stage1_settings(a, b, shared):
