@@ -70,7 +70,7 @@ def _builtin_priors(registry):
     return [*latent, *build_terms(tune.terms, env)]
 
 
-def test_the_spi_preset_has_six_builtin_terms(registry):
+def test_the_spi_preset_has_seven_builtin_terms(registry):
     names = [p.name for p in _builtin_priors(registry)]
     assert names == [
         "mirror_view",
@@ -79,10 +79,11 @@ def test_the_spi_preset_has_six_builtin_terms(registry):
         "mirror_regions",
         "depth_reg",
         "reconstruction",
+        "unseen_anchor",
     ]
 
 
-@pytest.mark.parametrize("index", range(6))
+@pytest.mark.parametrize("index", range(7))
 def test_builtin_priors_pass(registry, index):
     check_prior(_builtin_priors(registry)[index])
 
