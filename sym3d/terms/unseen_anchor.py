@@ -95,12 +95,12 @@ class UnseenAnchor(OrbitViewsPrior):
                 use_face_mask=False,
                 occlusion_threshold=c.occlusion_threshold,
             ).mask[0]  # [V, 1, H, W]
-            unseen = (1.0 - seen) * (1.0 - self.mirror_regions(ctx, views))
+            unseen = (1.0 - seen) * (1.0 - self.region_mask(ctx, views))
         pred = from_model_range(views.render.image[0])
         loss = self.losses.mse(pred, ref.clamp(0.0, 1.0), unseen).mean()
         return {"mse": c.weight * loss, "_unseen": unseen.mean()}
 
-    def mirror_regions(self, ctx: PriorContext, views: PriorViews) -> torch.Tensor:
+    def region_mask(self, ctx: PriorContext, views: PriorViews) -> torch.Tensor:
         """Where the flipped photo's facial regions land in the views: ``[V, 1, H, W]`` in [0, 1].
 
         Zero when ``mirror_regions`` is empty. The region boxes are painted in the input view
