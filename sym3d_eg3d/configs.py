@@ -59,45 +59,20 @@ FFHQ512_128: dict[str, Any] = {
 """Released FFHQ 512 generator (``neural_rendering_resolution`` 128 is stored in checkpoints)."""
 
 SMALL: dict[str, Any] = {
+    **FFHQ512_128,
     "z_dim": 64,
-    "w_dim": 512,
-    "mapping_kwargs": {"num_layers": 2},
     "channel_base": 2048,
     "channel_max": 64,
-    "fused_modconv_default": "inference_only",
     "rendering_kwargs": {
+        **FFHQ512_128["rendering_kwargs"],
         "image_resolution": 128,
-        "disparity_space_sampling": False,
-        "clamp_mode": "softplus",
         "superresolution_module": "training.superresolution.SuperresolutionHybrid2X",
-        "c_gen_conditioning_zero": False,
-        "gpc_reg_prob": 0.5,
-        "c_scale": 1.0,
-        "superresolution_noise_mode": "none",
-        "density_reg": 0.25,
-        "density_reg_p_dist": 0.004,
-        "reg_type": "l1",
-        "decoder_lr_mul": 1.0,
-        "sr_antialias": True,
         "depth_resolution": 12,
         "depth_resolution_importance": 12,
-        "ray_start": 2.25,
-        "ray_end": 3.3,
-        "box_warp": 1,
-        "avg_camera_radius": 2.7,
-        "avg_camera_pivot": [0, 0, 0.2],
     },
-    "num_fp16_res": 0,
     "sr_num_fp16_res": 0,
-    "sr_kwargs": {
-        "channel_base": 2048,
-        "channel_max": 64,
-        "fused_modconv_default": "inference_only",
-    },
-    "conv_clamp": None,
-    "c_dim": 25,
+    "sr_kwargs": {**FFHQ512_128["sr_kwargs"], "channel_base": 2048, "channel_max": 64},
     "img_resolution": 128,
-    "img_channels": 3,
 }
 """Small test configuration (128 px output; neural rendering resolution 32 in the fixtures)."""
 
