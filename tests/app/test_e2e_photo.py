@@ -8,9 +8,6 @@ unpickler). Few steps: this checks the plumbing, not the quality.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +15,8 @@ import pytest
 
 from sym3d.cli import main
 from tests.conftest import eg3d_fixture_dir
+
+from ._browser import CHROMIUM_MISSING, chromium, screenshot
 
 pytestmark = pytest.mark.faces
 
@@ -161,43 +160,9 @@ def test_render_and_edit_from_saved_result(inverted, small_pkl, tmp_path):
     assert code == 2
 
 
-def _chromium() -> str | None:
-    for name in ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"):
-        if os.path.exists(name):
-            return name
-    return shutil.which("chromium")
-
-
 @pytest.mark.browser
-@pytest.mark.skipif(
-    _chromium() is None, reason="headless Chromium is not installed (apt-get install chromium)"
-)
+@pytest.mark.skipif(chromium() is None, reason=CHROMIUM_MISSING)
 def test_report_opens_in_headless_chromium(inverted, tmp_path):
-    shot = tmp_path / "shot.png"
-    cmd = [
-        _chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        "--window-size=1100,1500",
-        f"--screenshot={shot}",
-        (inverted / "report.html").as_uri(),
-    ]
-    subprocess.run(
-        cmd,
-        check=False,
-        capture_output=True,
-        timeout=120,
-        env={**os.environ, "HOME": str(tmp_path)},
-    )
-    assert shot.exists(), "chromium wrote no screenshot"
-    import imageio.v3 as iio
-
-    img = np.asarray(iio.imread(shot))[..., :3].astype(np.float32)
+    img = screenshot(inverted / "report.html", tmp_path / "shot.png", width=1100, height=1500)
     assert img.std() > 10  # not a blank page
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 500  # the embedded pictures are drawn

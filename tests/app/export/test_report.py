@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +10,7 @@ from sym3d.app.export._common import save_png
 from sym3d.app.export.report import write_report
 from sym3d.errors import UserInputError
 
+from .._browser import CHROMIUM_MISSING, chromium, screenshot
 from ._html import data_uris, parse, references
 
 EVIL = '<script>alert("x")</script> & </section>'
@@ -137,46 +135,12 @@ def test_bad_paths_are_refused(tmp_path, bad):
     assert not (tmp_path / "sub" / "report.html").exists()
 
 
-def _chromium() -> str | None:
-    for name in ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"):
-        if os.path.exists(name):
-            return name
-    return shutil.which("chromium")
-
-
 @pytest.mark.browser
-@pytest.mark.skipif(
-    _chromium() is None, reason="headless Chromium is not installed (apt-get install chromium)"
-)
+@pytest.mark.skipif(chromium() is None, reason=CHROMIUM_MISSING)
 def test_report_renders_in_headless_chromium(tmp_path):
     images = _folder(tmp_path)
     report = _write(tmp_path, images)
-    shot = tmp_path / "shot.png"
-    cmd = [
-        _chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        "--window-size=1000,1400",
-        f"--screenshot={shot}",
-        report.as_uri(),
-    ]
-    subprocess.run(
-        cmd,
-        check=False,
-        capture_output=True,
-        timeout=120,
-        env={**os.environ, "HOME": str(tmp_path)},
-    )
-    assert shot.exists(), "chromium wrote no screenshot"
-    import imageio.v3 as iio
-
-    img = np.asarray(iio.imread(shot))[..., :3].astype(np.float32)
+    img = screenshot(report, tmp_path / "shot.png", width=1000, height=1400)
     assert img.shape[:2] == (1400, 1000)
     assert img.std() > 10  # not blank: text, tables and pictures
     # the embedded random-noise pictures are drawn (many distinct colours somewhere on the page)
