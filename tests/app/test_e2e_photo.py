@@ -65,22 +65,16 @@ def small_pkl() -> Path:
     return path
 
 
+def _invert(photo: Path, network: Path, out: Path) -> int:
+    """``sym3d invert photo`` with the small EG3D fixture into ``out``; the exit code."""
+    cmd = ["invert", str(photo), "--generator", "eg3d", "--network", str(network)]
+    return main([*cmd, "--out", str(out), *FAST])
+
+
 @pytest.fixture(scope="module")
 def inverted(astronaut, small_pkl, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("out")
-    code = main(
-        [
-            "invert",
-            str(astronaut),
-            "--generator",
-            "eg3d",
-            "--network",
-            str(small_pkl),
-            "--out",
-            str(out),
-            *FAST,
-        ]
-    )
+    code = _invert(astronaut, small_pkl, out)
     assert code == 0
     return out / "astronaut"
 
@@ -123,19 +117,7 @@ def test_rerun_refuses_to_overwrite_then_overwrites(
         "COLUMNS", "40"
     )  # messages must not be hard-wrapped in narrow terminals or CI logs
     out = inverted.parent
-    code = main(
-        [
-            "invert",
-            str(astronaut),
-            "--generator",
-            "eg3d",
-            "--network",
-            str(small_pkl),
-            "--out",
-            str(out),
-            *FAST,
-        ]
-    )
+    code = _invert(astronaut, small_pkl, out)
     assert code == 2
     assert "already there" in capsys.readouterr().err
 
