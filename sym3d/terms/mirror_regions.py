@@ -60,7 +60,8 @@ class MirrorRegionsConfig(TermConfig, name="mirror_regions", stages=("generator"
     flipped photo where the light estimate is refused."""
     max_correction: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
     """With ``relight``: leave the mirror out while the relighting would change the flipped
-    photo by more than this (as ``mirror_view.max_correction``); 0 never leaves it out."""
+    photo by more than this, on the mean of the stage's fits (as ``mirror_view.max_correction``);
+    0 never leaves it out."""
 
     def setup(self, env: TermEnv) -> Prior:
         """The provider (every ``env.every`` steps; gated by ``env.mirror_min_yaw``)."""
@@ -119,7 +120,7 @@ class MirrorRegions(BasePrior):
         self.losses = losses
         self.num_views = num_views
         self.min_yaw = min_yaw
-        self.relighter = MirrorRelighter("mirror_regions")
+        self.relighter = MirrorRelighter("mirror_regions", config.max_correction)
 
     def gated(self, camera: torch.Tensor) -> bool:
         """True when the input |yaw| is at least ``min_yaw`` (the mirror adds information)."""
@@ -168,9 +169,7 @@ class MirrorRegions(BasePrior):
     def __call__(self, ctx: PriorContext, views: PriorViews | None) -> dict[str, torch.Tensor]:
         """Contextual loss in the regions, flipped back to the photo's orientation."""
         c = self.config
-        _, info, run = self.relighter.label(
-            ctx, views, relight=c.relight, max_correction=c.max_correction
-        )
+        _, info, run = self.relighter.label(ctx, views, relight=c.relight)
         if not run or views is None:
             return info
         target, mask, conflict = self.pseudo_labels(ctx, views)

@@ -37,9 +37,11 @@ class MirrorViewConfig(TermConfig, name="mirror_view", stages=("latent",)):
     (both seeing the same surface) from the mirror loss, as ``mirror_regions`` does."""
     max_correction: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
     """With ``relight``: when the relighting changes the flipped photo by more than this (mean
-    ``|ratio - 1|`` over the mirrored face, logged as ``/_correction``), the mirror is left out
-    (no loss, no extra view): under so strong a side light the relit label is less faithful than
-    the latent's own guess (``docs/benchmarks.md``). 0 never leaves it out."""
+    ``|ratio - 1|`` over the mirrored face, logged as ``/_correction``), averaged over the stage's
+    fits so far (``/_mean_correction``), the mirror is left out (no loss, no extra view): under so
+    strong a side light the relit label is less faithful than the latent's own guess
+    (``docs/benchmarks.md``). Above 0 the fit is also not snapped to a symmetric light
+    (:mod:`sym3d.terms.relit`). 0 never leaves it out."""
     conflict_threshold: float = attrs.field(default=0.12, converter=float, validator=v.gt(0.0))
     """Mean absolute RGB difference (in [0,1]) above which a pixel is a conflict."""
     occlusion_threshold: float = attrs.field(default=0.05, converter=float, validator=v.gt(0.0))
@@ -62,7 +64,7 @@ class MirrorView(BasePrior):
         self.config = config
         self.losses = losses
         self.min_yaw = min_yaw
-        self.relighter = MirrorRelighter("mirror_view")
+        self.relighter = MirrorRelighter("mirror_view", config.max_correction)
 
     def weight(self, camera: torch.Tensor) -> float:
         """The mirror weight for the input ``camera [1, 25]``."""
@@ -80,9 +82,7 @@ class MirrorView(BasePrior):
     def __call__(self, ctx: PriorContext, views: PriorViews | None) -> dict[str, torch.Tensor]:
         """Weighted reconstruction loss of the mirrored view."""
         c = self.config
-        relit, info, run = self.relighter.label(
-            ctx, views, relight=c.relight, max_correction=c.max_correction
-        )
+        relit, info, run = self.relighter.label(ctx, views, relight=c.relight)
         if not run or views is None:
             return info
         lam = self.weight(ctx.camera)

@@ -4,6 +4,13 @@ With ``relight = true`` a mirror term shows the flipped photo relit to the photo
 (:func:`sym3d.lighting.relight_mirror`) instead of the plain flipped photo. The light is fitted
 from this step's input-view depth (detached) inside the face mask (else the rendered opacity), at
 most once per step and only on the steps the term runs; no extra render is needed.
+
+With ``max_correction > 0`` the term leaves the mirror out while the *mean* correction of the
+stage's fits so far exceeds it, and the fit is not snapped to a symmetric light. One step's fit
+is noisy, and at large yaws the visible mirror pairs lie near the midline, where the odd part of
+the light vanishes: there the pairs look symmetric although the light over the face is not.
+Snapped and judged step by step, the gate flipped between leaving the mirror out and using the
+plain flipped photo under a side light (``docs/benchmarks.md``, "The gate at 60 degrees").
 """
 
 from __future__ import annotations
@@ -31,12 +38,16 @@ class MirrorRelighter:
         reasons: the distinct fallback reasons met so far, in order (also logged once each).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, max_correction: float = 0.0) -> None:
         self.name = name
+        self.max_correction = max_correction
+        """The gate's threshold (0: no gate, and fits are snapped to a symmetric light)."""
         self.reasons: list[str] = []
         self.left_out = False
-        """The last fit asked for more than ``max_correction`` (:meth:`gate`): the owning term
-        renders no mirror view until a fit says otherwise."""
+        """The stage's mean correction exceeds ``max_correction`` (:meth:`gate`): the owning term
+        renders no mirror view until the mean falls below it."""
+        self.corrections: dict[int, float] = {}
+        """Step -> ``_correction`` of the accepted fits of this stage (refused fits are absent)."""
         self._key: tuple[object, ...] | None = None
         self._value: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
 
@@ -56,6 +67,8 @@ class MirrorRelighter:
         if self._key is not None and self._value is not None and self._key[:2] == key[:2]:
             if all(a is b for a, b in zip(self._key[2:], key[2:], strict=True)):
                 return self._value
+        # gated: the gate judges the face-wide correction, which a snap to symmetric would hide
+        fit_options = {"min_asymmetry": 0.0} if self.max_correction > 0 else {}
         with torch.no_grad():
             relit = relight_mirror(
                 ctx.target,
@@ -63,6 +76,7 @@ class MirrorRelighter:
                 ctx.camera,
                 source_mask(ctx, use_face_mask=True),
                 depth_kind="z",
+                **fit_options,
             )
         est = relit.estimate
         ok = bool(est.ok[0])
@@ -85,27 +99,29 @@ class MirrorRelighter:
         self._key, self._value = key, (photo, info)
         return photo, info
 
-    def gate(self, ctx: PriorContext, max_correction: float) -> dict[str, torch.Tensor]:
-        """Fit (cached per step) and decide whether the mirror is left out on this step.
+    def gate(self, ctx: PriorContext) -> dict[str, torch.Tensor]:
+        """Fit (cached per step), record the correction and decide whether the mirror is left out.
 
-        The mirror is left out when the fit was accepted and its ``_correction`` exceeds
-        ``max_correction``; a refused fit keeps SPI's plain mirror. Updates :attr:`left_out`.
+        The mirror is left out while the mean ``_correction`` of this stage's accepted fits so
+        far (this step's included) exceeds ``max_correction``; refused fits are not counted, and
+        until a fit is accepted SPI's plain mirror is kept. Updates :attr:`left_out`.
 
         Returns:
-            the fit's diagnostics (:meth:`photo`) and ``_left_out`` (1 or 0).
+            the fit's diagnostics (:meth:`photo`), ``_left_out`` (1 or 0) and ``_mean_correction``.
         """
         _, info = self.photo(ctx)
-        fitted = bool(info["_relit"])
-        self.left_out = fitted and float(info["_correction"]) > max_correction
-        return {**info, "_left_out": torch.tensor(float(self.left_out))}
+        if bool(info["_relit"]):
+            self.corrections[ctx.step] = float(info["_correction"])
+        mean = sum(self.corrections.values()) / max(len(self.corrections), 1)
+        self.left_out = bool(self.corrections) and mean > self.max_correction
+        return {
+            **info,
+            "_left_out": torch.tensor(float(self.left_out)),
+            "_mean_correction": torch.tensor(mean),
+        }
 
     def label(
-        self,
-        ctx: PriorContext,
-        views: PriorViews | None,
-        *,
-        relight: bool,
-        max_correction: float,
+        self, ctx: PriorContext, views: PriorViews | None, *, relight: bool
     ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor], bool]:
         """What a mirror term needs this step: the relit photo, the diagnostics, whether to run.
 
@@ -117,10 +133,10 @@ class MirrorRelighter:
             the diagnostics to log, and ``False`` when the term computes no loss this step (no
             views, or the mirror left out by :meth:`gate`).
         """
-        gated = relight and max_correction > 0 and ctx.render is not None
+        gated = relight and self.max_correction > 0 and ctx.render is not None
         if views is None and not (gated and self.left_out):
             return None, {}, False
-        info = self.gate(ctx, max_correction) if gated else {}
+        info = self.gate(ctx) if gated else {}
         if views is None or self.left_out:
             return None, info, False
         if not relight:

@@ -227,10 +227,38 @@ def test_max_correction_leaves_the_mirror_out_under_a_strong_side_light(truth, s
     next_ctx = context(truth, scene, scene["side"], step=1)
     assert left.views(next_ctx) is None
     assert float(left(next_ctx, None)["_left_out"]) == 1.0  # ... while the light is still fitted
-    # under a symmetric light the same threshold keeps the mirror
+    # under a symmetric light the same threshold keeps the mirror; the gated fit is not snapped
+    # to a symmetric light (a small correction), the ungated one is (exactly the plain flip)
     sym_ctx = context(truth, scene, scene["symmetric"], step=2)
-    out = left(sym_ctx, None)
-    assert float(out["_left_out"]) == 0.0 and left.views(sym_ctx) is not None
+    fresh = view_term(losses, relight=True, max_correction=0.05)
+    out = fresh(sym_ctx, mirror_views(truth, fresh, sym_ctx))
+    assert float(out["_left_out"]) == 0.0 and fresh.views(sym_ctx) is not None
+    assert 0.0 < float(out["_correction"]) < 0.02
+    assert float(view_term(losses, relight=True).relighter.photo(sym_ctx)[1]["_correction"]) == 0
+
+
+def test_the_gate_decides_on_the_stage_mean_not_on_one_step(truth, scene, losses, monkeypatch):
+    """Fits that flip between a side light and a symmetric one (as at 60 degrees, where the
+    visible pairs lie near the midline) keep the mirror out while their mean is above the
+    threshold, and let it back once the mean falls below; refused fits are not counted."""
+    term = view_term(losses, relight=True, max_correction=0.05)
+    fits = [(1, 0.12), (1, 0.0), (0, 0.0), (1, 0.10), (1, 0.0), (1, 0.0), (1, 0.0)]
+
+    def canned(ctx):  # one fit per step, whoever asks
+        ok, correction = fits[ctx.step]
+        info = {"_relit": torch.tensor(float(ok)), "_correction": torch.tensor(correction)}
+        return ctx.target, {**info, "_asymmetry": torch.tensor(0.0)}
+
+    monkeypatch.setattr(term.relighter, "photo", canned)
+    decisions, means = [], []
+    for step in range(7):
+        ctx = context(truth, scene, scene["side"], step=step)
+        out = term(ctx, None if term.relighter.left_out else mirror_views(truth, term, ctx))
+        decisions.append(int(out["_left_out"]))
+        means.append(round(float(out["_mean_correction"]), 4))
+    assert means == [0.12, 0.06, 0.06, 0.0733, 0.055, 0.044, 0.0367]
+    assert decisions == [1, 1, 1, 1, 1, 0, 0]
+    assert sorted(term.relighter.corrections) == [0, 1, 3, 4, 5, 6]  # step 2 was refused
 
 
 def test_max_correction_leaves_the_stage2_mirror_regions_out_too(truth, scene, losses):
