@@ -92,10 +92,15 @@ def test_structure_rejects_unknown_top_level():
 
 
 def test_deprecated_keys_still_work_with_a_warning(tmp_path):
-    with pytest.warns(DeprecationWarning, match="'tune.warp.yaw_range' is deprecated"):
+    with pytest.warns(DeprecationWarning) as caught:
         cfg = apply_overrides(
             InversionConfig(), ["tune.warp.yaw_range=0.3", "tune.mirror.gate_threshold=0.1"]
         )
+    messages = [str(w.message) for w in caught]
+    assert any("'tune.warp.yaw_range' is deprecated" in m for m in messages)
+    assert any(
+        "'tune.mirror.gate_threshold' is deprecated; use 'mirror_min_yaw'" in m for m in messages
+    )
     assert (
         cfg.tune.terms["warp_views"].yaw_range == 0.3
         and cfg.tune.terms["mirror_regions"].yaw_range == 0.3
