@@ -43,13 +43,24 @@ class MirrorRelighter:
         self.max_correction = max_correction
         """The gate's threshold (0: no gate, and fits are snapped to a symmetric light)."""
         self.reasons: list[str] = []
-        self.left_out = False
-        """The stage's mean correction exceeds ``max_correction`` (:meth:`gate`): the owning term
-        renders no mirror view until the mean falls below it."""
         self.corrections: dict[int, float] = {}
-        """Step -> ``_correction`` of the accepted fits of this stage (refused fits are absent)."""
+        """Step -> ``_correction`` of the accepted fits of this stage (refused fits are absent),
+        recorded by :meth:`gate`."""
         self._key: tuple[object, ...] | None = None
         self._value: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
+
+    @property
+    def mean_correction(self) -> float:
+        """Mean ``_correction`` of the stage's accepted fits so far (0 before any)."""
+        return sum(self.corrections.values()) / max(len(self.corrections), 1)
+
+    @property
+    def left_out(self) -> bool:
+        """The stage's mean correction exceeds ``max_correction`` (never before a fit).
+
+        The owning term renders no mirror view until the mean falls below it.
+        """
+        return bool(self.corrections) and self.mean_correction > self.max_correction
 
     def photo(self, ctx: PriorContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The photo relit so that its flip shows the mirrored side under the photo's light.
@@ -104,7 +115,7 @@ class MirrorRelighter:
 
         The mirror is left out while the mean ``_correction`` of this stage's accepted fits so
         far (this step's included) exceeds ``max_correction``; refused fits are not counted, and
-        until a fit is accepted SPI's plain mirror is kept. Updates :attr:`left_out`.
+        until a fit is accepted SPI's plain mirror is kept (:attr:`left_out`).
 
         Returns:
             the fit's diagnostics (:meth:`photo`), ``_left_out`` (1 or 0) and ``_mean_correction``.
@@ -112,12 +123,10 @@ class MirrorRelighter:
         _, info = self.photo(ctx)
         if bool(info["_relit"]):
             self.corrections[ctx.step] = float(info["_correction"])
-        mean = sum(self.corrections.values()) / max(len(self.corrections), 1)
-        self.left_out = bool(self.corrections) and mean > self.max_correction
         return {
             **info,
             "_left_out": torch.tensor(float(self.left_out)),
-            "_mean_correction": torch.tensor(mean),
+            "_mean_correction": torch.tensor(self.mean_correction),
         }
 
     def label(
