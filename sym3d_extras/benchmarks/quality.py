@@ -153,6 +153,7 @@ FIELDS = (
     "mole_err",
     "ghost_err",
     "seconds",
+    "mirror_left_out",
 )
 METRICS = ("psnr", "ssim", "lpips", "depth_mae", "mole_err", "ghost_err")
 
@@ -211,6 +212,28 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
     return float((x * w).sum() / total) if total > 1e-6 else float("nan")
 
 
+def mirror_left_out(history: Iterable[Mapping[str, Any]]) -> float:
+    """Share of stage 1's gated steps on which the relit mirror was left out (``nan``: no gate).
+
+    Read from the ``mirror_view/_left_out`` entries of a result's history (``docs/engine.md``,
+    ``max_correction``); a method that reused another's pivot has no stage-1 history of its own.
+    """
+    flags = [
+        float(h["mirror_view/_left_out"])
+        for h in history
+        if h.get("stage") == "latent" and "mirror_view/_left_out" in h
+    ]
+    return sum(flags) / len(flags) if flags else float("nan")
+
+
+def _header(path: Path) -> list[str] | None:
+    """The columns of an existing ``rows.csv`` (files from before a column was added keep theirs)."""
+    if not path.exists():
+        return None
+    with open(path, newline="") as f:
+        return next(csv.reader(f), None)
+
+
 def _read_done(path: Path) -> set[tuple]:
     if not path.exists():
         return set()
@@ -244,7 +267,8 @@ def run_quality(
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.csv"
     done = _read_done(rows_path)
-    new_file = not rows_path.exists()
+    header = _header(rows_path)
+    new_file = header is None
     world = build_symheads(img_resolution=settings.size, neural_resolution=settings.size)
     targets = look_at(torch.tensor([math.radians(t) for t in settings.target_yaws]), 0.0)
     lpips_fn = None
@@ -258,7 +282,7 @@ def run_quality(
     total = len(jobs) * len(settings.methods)
     count = 0
     with open(rows_path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer = csv.DictWriter(f, fieldnames=header or FIELDS, extrasaction="ignore")
         if new_file:
             writer.writeheader()
         for cond, head, src in jobs:
@@ -267,7 +291,7 @@ def run_quality(
             cam = look_at(math.radians(src), 0.0)[None]
             obs = scene.face_observation(cam)
             truth = scene.render(targets)
-            pivots: dict[tuple, torch.Tensor] = {}
+            pivots: dict[str, tuple[torch.Tensor, float]] = {}
             for method in settings.methods:
                 count += 1
                 if (cond, head, float(src), method) in done:
@@ -281,11 +305,13 @@ def run_quality(
                 )
                 cfg = apply_overrides(cfg, {"seed": settings.seed})
                 key = _stage1_key(cfg)
-                pivot = pivots.get(key)
+                pivot, left_out = pivots.get(key, (None, float("nan")))
                 result = sym3d.invert(
                     observation=obs, generator=world, config=cfg, pivot=pivot, progress="off"
                 )
-                pivots.setdefault(key, result.ws)
+                if pivot is None:
+                    left_out = mirror_left_out(result.history)
+                    pivots[key] = (result.ws, left_out)
                 tuned = result.apply(world)
                 with torch.no_grad():
                     pred = tuned.render(result.ws, targets[None])
@@ -317,6 +343,7 @@ def run_quality(
                             "mole_err": f"{_masked_mean(err[i], truth.mole_mask[i]):.5f}",
                             "ghost_err": f"{_masked_mean(err[i], truth.ghost_mask[i]):.5f}",
                             "seconds": f"{seconds:.2f}",
+                            "mirror_left_out": f"{left_out:.3f}",
                         }
                     )
                 f.flush()

@@ -12,8 +12,10 @@ import sym3d
 from sym3d.camera import look_at, yaw_pitch_roll
 from sym3d_extras.benchmarks.demo import run_demo
 from sym3d_extras.benchmarks.quality import (
+    FIELDS,
     QualitySettings,
     group_of,
+    mirror_left_out,
     run_quality,
     summarize,
     write_summary,
@@ -57,6 +59,9 @@ def test_quality_benchmark_rows_summary_and_resume(tmp_path):
         data = list(csv.DictReader(f))
     assert len(data) == 3 * 3
     assert {r["group"] for r in data} == {"mirror", "far", "near"}
+    left_out = {r["method"]: float(r["mirror_left_out"]) for r in data}
+    assert math.isnan(left_out["w+"]) and math.isnan(left_out["pti"])  # no gated mirror
+    assert 0.0 <= left_out["spi"] <= 1.0  # spi's stage 1 fits the light and gates the mirror
     before = rows.stat()
     content = rows.read_bytes()
     assert run_quality(s, tmp_path, progress=lambda label, done, total: ran.append(label)) == rows
@@ -75,6 +80,39 @@ def test_quality_benchmark_rows_summary_and_resume(tmp_path):
     summary = summarize(rows)
     assert len(summary) == 9 and all(r["heads"] == 1 for r in summary)  # 3 groups x 3 methods
     assert rows.read_bytes() == content  # the summary only reads the rows
+
+
+def test_quality_benchmark_appends_to_rows_without_the_gate_column(tmp_path):
+    """A ``rows.csv`` from before ``mirror_left_out`` keeps its header when a run resumes it."""
+    s = QualitySettings(
+        heads=(100,),
+        source_yaws=(30.0,),
+        target_yaws=(0.0,),
+        methods=("w+",),
+        overrides=tuple(QUICK),
+        lpips=False,
+        size=48,
+    )
+    old = [f for f in FIELDS if f != "mirror_left_out"]
+    rows = tmp_path / "rows.csv"
+    rows.write_text(",".join(old) + "\n")
+    run_quality(s, tmp_path)
+    with open(rows, newline="") as f:
+        data = list(csv.reader(f))
+    assert data[0] == old and len(data) == 2 and len(data[1]) == len(old)
+    assert summarize(rows)[0]["heads"] == 1
+
+
+def test_mirror_left_out_reads_stage_one_gate_flags():
+    history = [
+        {"stage": "latent", "step": 0, "mirror_view/_left_out": 1.0},
+        {"stage": "latent", "step": 1, "mirror_view/_left_out": 0.0},
+        {"stage": "latent", "step": 2, "mirror_view/_left_out": 1.0},
+        {"stage": "latent", "step": 3},  # the term did not run
+        {"stage": "generator", "step": 0, "mirror_view/_left_out": 0.0},
+    ]
+    assert mirror_left_out(history) == pytest.approx(2.0 / 3.0)
+    assert math.isnan(mirror_left_out([{"stage": "latent", "step": 0}]))
 
 
 def test_camera_refinement_recovers_a_perturbed_yaw():
