@@ -9,13 +9,16 @@ preset                    what it is
 ``pti-depth-reg``         ``pti`` + the depth regulariser alone (the control for SPI's depth term)
 ``spi``                   SPI, illumination-aware: the mirror view in stage 1 and the mirror
                           regions in stage 2 relit to the photo's light and left out under a
-                          strong side light (``max_correction``), the authentic mask in both
-                          stages, pseudo views, the depth regulariser, and ``unseen_anchor``
-                          (weight 30) holding what neither the photo nor the mirror regions
-                          supply to the pivot's render
+                          strong side light (``max_correction``, and ``max_render_asymmetry``:
+                          the latent fitted to the photo alone renders that light), the
+                          authentic mask in both stages, pseudo views, the depth regulariser,
+                          and ``unseen_anchor`` (weight 30) holding what neither the photo nor
+                          the mirror regions supply to the pivot's render
 ``spi-paper``             SPI as the paper and the official code run it (the config defaults):
                           plain mirror, authentic mask in stage 2 only, no ``unseen_anchor``
 ``spi-no-relight``        ``spi`` with the plain flipped photo as the mirror label (no gates)
+``spi-no-probe``          ``spi`` without ``max_render_asymmetry`` (the ``spi`` of the second
+                          pre-registered test of issue 14)
 ``spi-no-anchor``         ``spi`` without ``unseen_anchor`` (nothing holds the unseen side)
 ``spi-no-mirror``         ``spi`` without the mirror (stage 1 view and stage 2 regions)
 ``spi-no-warp``           ``spi`` without the warped pseudo views of the input
@@ -47,17 +50,27 @@ _NO_TUNE_TERMS = {
 }
 _NO_MIRROR_VIEW = {"latent.terms.mirror_view.enabled": _OFF}
 
+_PROBE = {
+    "latent.terms.mirror_view.max_render_asymmetry": 0.25,
+    "tune.terms.mirror_regions.max_render_asymmetry": 0.25,
+}
+_NO_PROBE = {
+    "latent.terms.mirror_view.max_render_asymmetry": 0.0,
+    "tune.terms.mirror_regions.max_render_asymmetry": 0.0,
+}
 _RELIGHT = {
     "latent.terms.mirror_view.relight": True,
     "latent.terms.mirror_view.max_correction": 0.05,
     "tune.terms.mirror_regions.relight": True,
     "tune.terms.mirror_regions.max_correction": 0.05,
+    **_PROBE,
 }
 _NO_RELIGHT = {
     "latent.terms.mirror_view.relight": _OFF,
     "latent.terms.mirror_view.max_correction": 0.0,
     "tune.terms.mirror_regions.relight": _OFF,
     "tune.terms.mirror_regions.max_correction": 0.0,
+    **_NO_PROBE,
 }
 _ANCHOR = {"tune.terms.unseen_anchor.weight": 30.0}
 _SPI = {**_RELIGHT, "latent.terms.mirror_view.authentic_mask": True, **_ANCHOR}
@@ -70,6 +83,7 @@ PRESETS: dict[str, dict[str, object]] = {
     "spi": _SPI,
     "spi-paper": {},
     "spi-no-relight": {**_SPI, **_NO_RELIGHT},
+    "spi-no-probe": {**_SPI, **_NO_PROBE},
     "spi-no-anchor": {**_SPI, "tune.terms.unseen_anchor.enabled": _OFF},
     "spi-no-mirror": {**_SPI, **_NO_MIRROR_VIEW, "tune.terms.mirror_regions.enabled": _OFF},
     "spi-no-warp": {**_SPI, "tune.terms.warp_views.enabled": _OFF},

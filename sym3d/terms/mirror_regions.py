@@ -62,6 +62,14 @@ class MirrorRegionsConfig(TermConfig, name="mirror_regions", stages=("generator"
     """With ``relight``: leave the mirror out while the relighting would change the flipped
     photo by more than this, on the mean of the stage's fits (as ``mirror_view.max_correction``);
     0 never leaves it out."""
+    max_render_asymmetry: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
+    """Leave the mirror out for the stage when the mean latent fitted to the photo alone renders an
+    asymmetry above this (as ``mirror_view.max_render_asymmetry``, the same probe on the frozen
+    generator, before the first regions step). 0 never measures it."""
+    probe_steps: int = attrs.field(default=25, validator=[v.instance_of(int), v.ge(1)])
+    """Steps of the probe's fit (as ``mirror_view.probe_steps``)."""
+    probe_lr: float = attrs.field(default=0.03, converter=float, validator=v.gt(0.0))
+    """Adam learning rate of the probe's fit."""
 
     def setup(self, env: TermEnv) -> Prior:
         """The provider (every ``env.every`` steps; gated by ``env.mirror_min_yaw``)."""
@@ -120,7 +128,9 @@ class MirrorRegions(BasePrior):
         self.losses = losses
         self.num_views = num_views
         self.min_yaw = min_yaw
-        self.relighter = MirrorRelighter("mirror_regions", config.max_correction)
+        self.relighter = MirrorRelighter(
+            "mirror_regions", config.max_correction, config.max_render_asymmetry
+        )
 
     def gated(self, camera: torch.Tensor) -> bool:
         """True when the input |yaw| is at least ``min_yaw`` (the mirror adds information)."""
@@ -129,11 +139,16 @@ class MirrorRegions(BasePrior):
     def views(self, ctx: PriorContext) -> torch.Tensor | None:
         """``num_views`` cameras around the mirrored camera.
 
-        ``None`` when gated off by the yaw, or left out by the light (``max_correction``).
+        ``None`` when gated off by the yaw, or left out by the light (``max_correction``,
+        ``max_render_asymmetry``).
         """
-        if not self.gated(ctx.camera) or self.relighter.left_out:
+        if not self.gated(ctx.camera):
             return None
         c = self.config
+        frozen = ctx.reference if ctx.reference is not None else ctx.generator
+        self.relighter.probe_render(ctx, frozen, self.losses, steps=c.probe_steps, lr=c.probe_lr)
+        if self.relighter.left_out:
+            return None
         return sample_cameras_around(
             mirror_camera(ctx.camera),
             self.num_views,

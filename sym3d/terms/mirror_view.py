@@ -42,6 +42,16 @@ class MirrorViewConfig(TermConfig, name="mirror_view", stages=("latent",)):
     strong a side light the relit label is less faithful than the latent's own guess
     (``docs/benchmarks.md``). Above 0 the fit is also not snapped to a symmetric light
     (:mod:`sym3d.terms.relit`). 0 never leaves it out."""
+    max_render_asymmetry: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
+    """Leave the mirror out for the stage when the mean latent fitted to the photo alone
+    (``probe_steps`` steps at ``probe_lr``, :func:`sym3d.terms.relit.probe_latent`) renders an
+    asymmetry above this (:func:`sym3d.terms.relit.render_asymmetry`, logged as
+    ``/_render_asymmetry``): the photo's light is one the mirror would undo. Measured once, at
+    the stage's first step, with or without ``relight``. 0 never measures it."""
+    probe_steps: int = attrs.field(default=25, validator=[v.instance_of(int), v.ge(1)])
+    """Steps of the probe's fit (the latent takes on the photo's light within them)."""
+    probe_lr: float = attrs.field(default=0.03, converter=float, validator=v.gt(0.0))
+    """Adam learning rate of the probe's fit."""
     conflict_threshold: float = attrs.field(default=0.12, converter=float, validator=v.gt(0.0))
     """Mean absolute RGB difference (in [0,1]) above which a pixel is a conflict."""
     occlusion_threshold: float = attrs.field(default=0.05, converter=float, validator=v.gt(0.0))
@@ -64,7 +74,9 @@ class MirrorView(BasePrior):
         self.config = config
         self.losses = losses
         self.min_yaw = min_yaw
-        self.relighter = MirrorRelighter("mirror_view", config.max_correction)
+        self.relighter = MirrorRelighter(
+            "mirror_view", config.max_correction, config.max_render_asymmetry
+        )
 
     def weight(self, camera: torch.Tensor) -> float:
         """The mirror weight for the input ``camera [1, 25]``."""
@@ -74,8 +86,17 @@ class MirrorView(BasePrior):
         return float(w.detach().max())
 
     def views(self, ctx: PriorContext) -> torch.Tensor | None:
-        """The mirrored camera, or ``None`` when the weight is 0 or the light left it out."""
-        if self.weight(ctx.camera) == 0.0 or self.relighter.left_out:
+        """The mirrored camera, or ``None`` (weight 0, or the mirror left out).
+
+        With ``max_render_asymmetry`` the probe runs once, before the first mirror view.
+        """
+        c = self.config
+        if self.weight(ctx.camera) == 0.0:
+            return None
+        self.relighter.probe_render(
+            ctx, ctx.generator, self.losses, steps=c.probe_steps, lr=c.probe_lr
+        )
+        if self.relighter.left_out:
             return None
         return mirror_camera(ctx.camera)
 

@@ -11,6 +11,14 @@ is noisy, and at large yaws the visible mirror pairs lie near the midline, where
 the light vanishes: there the pairs look symmetric although the light over the face is not.
 Snapped and judged step by step, the gate flipped between leaving the mirror out and using the
 plain flipped photo under a side light (``docs/benchmarks.md``, "The gate at 60 degrees").
+
+With ``max_render_asymmetry > 0`` the mirror is also left out when the generator's own render
+is asymmetric: :func:`render_asymmetry` compares the render at the mirrored camera with the
+flipped render at the photo's camera, for a latent fitted to the photo alone for a few steps
+(:func:`probe_latent`; the stage's own latent would not do: the mirror pulls it toward symmetry).
+Each stage probes once, before its first mirror view. A latent fitted to a side-lit photo renders the unseen side under that light, which the
+mirror pairs of a far-turned photo can no longer measure (``docs/benchmarks.md``, "The
+generator's own light").
 """
 
 from __future__ import annotations
@@ -19,15 +27,93 @@ import logging
 
 import torch
 
-from sym3d.image import mirror_image
+from sym3d.camera import mirror_camera
+from sym3d.generator_base import latent_stats
+from sym3d.image import from_model_range, mirror_image
 from sym3d.lighting import relight_mirror
-from sym3d.protocols import PriorContext, PriorViews
+from sym3d.protocols import Generator3D, PriorContext, PriorViews
 from sym3d.resize import resize
+from sym3d.terms.losses import Losses
 from sym3d.warp import source_mask
 
-__all__ = ["MirrorRelighter"]
+__all__ = ["MirrorRelighter", "probe_latent", "render_asymmetry"]
+
+
+def render_asymmetry(
+    generator: Generator3D,
+    ws: torch.Tensor,
+    camera: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> float:
+    """How far the generator's render departs from its own mirror image, over the mirrored face.
+
+    Renders ``camera`` and ``mirror_camera(camera)`` in one call (no gradient) and returns the
+    mean ``|R_m / flip(R) - 1|`` of the grey images inside ``flip(mask)``: 0 for a mirror-symmetric
+    head under a symmetric light (the render at the mirrored camera is then the flipped render),
+    about the relighting's ``|ratio - 1|`` when the latent carries a side light.
+
+    Args:
+        generator: renders ``[1, 2, 25]`` cameras for ``ws``.
+        ws: ``[1, num_ws, w_dim]`` latent (detached here).
+        camera: ``[1, 25]`` the photo's camera.
+        mask: ``[1, 1, H, W]`` in ``[0, 1]``: the face in the photo's view (flipped here);
+            ``None``: the render's own opacity at the photo's camera.
+
+    Returns:
+        the mean absolute ratio deviation (``>= 0``; 0 when the mask is empty).
+    """
+    with torch.no_grad():
+        cameras = torch.cat([camera, mirror_camera(camera)])[None]
+        out = generator.render(ws.detach(), cameras)
+        grey = from_model_range(out.image[0]).clamp(0.0, 1.0).mean(1, keepdim=True)
+        grey = grey.clamp_min(0.02)  # dark pixels hold no ratio
+        ratio = grey[1:] / mirror_image(grey[:1])
+        face = out.opacity[0, :1] if mask is None else mask
+        m = resize(mirror_image(face), tuple(grey.shape[-2:])).clamp(0.0, 1.0)
+        return float(((ratio - 1.0).abs() * m).sum() / m.sum().clamp_min(1e-6))
+
 
 _LOG = logging.getLogger("sym3d.terms")
+
+
+def probe_latent(
+    generator: Generator3D,
+    camera: torch.Tensor,
+    target: torch.Tensor,
+    losses: Losses,
+    *,
+    steps: int,
+    lr: float,
+) -> torch.Tensor:
+    """The generator's mean latent fitted to the photo alone: ``steps`` Adam steps, input view.
+
+    Starts at the mean latent conditioned on ``camera`` (where stage 1 starts); the loss is the
+    perceptual distance plus the ``[0, 1]`` MSE of the render at ``camera`` against ``target``, no
+    prior and no mirror. Gradients reach only the probe's latent (never the generator's
+    parameters, even where they are being tuned).
+
+    Args:
+        generator: the generator to probe.
+        camera: ``[1, 25]`` the photo's camera.
+        target: ``[1, 3, H, W]`` the photo in ``[0, 1]``.
+        losses: the run's image losses.
+        steps: Adam steps.
+        lr: Adam learning rate.
+
+    Returns:
+        ``[1, num_ws, w_dim]`` the fitted latent (detached).
+    """
+    with torch.no_grad():
+        start = latent_stats(generator, camera)[0]
+    w = start.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr)
+    cameras = camera[:, None]
+    for _ in range(steps):
+        pred = from_model_range(generator.render(w, cameras).image[:, 0])
+        loss = (losses.perceptual(pred, target) + losses.mse(pred, target)).sum()
+        (w.grad,) = torch.autograd.grad(loss, [w])
+        opt.step()
+    return w.detach()
 
 
 class MirrorRelighter:
@@ -38,10 +124,16 @@ class MirrorRelighter:
         reasons: the distinct fallback reasons met so far, in order (also logged once each).
     """
 
-    def __init__(self, name: str, max_correction: float = 0.0) -> None:
+    def __init__(
+        self, name: str, max_correction: float = 0.0, max_render_asymmetry: float = 0.0
+    ) -> None:
         self.name = name
         self.max_correction = max_correction
         """The gate's threshold (0: no gate, and fits are snapped to a symmetric light)."""
+        self.max_render_asymmetry = max_render_asymmetry
+        """The render gate's threshold (0: not measured, never leaves the mirror out)."""
+        self.render_asymmetry: float | None = None
+        """:func:`render_asymmetry` as measured by :meth:`measure_render` (``None`` before)."""
         self.reasons: list[str] = []
         self.corrections: dict[int, float] = {}
         """Step -> ``_correction`` of the accepted fits of this stage (refused fits are absent),
@@ -56,11 +148,48 @@ class MirrorRelighter:
 
     @property
     def left_out(self) -> bool:
-        """The stage's mean correction exceeds ``max_correction`` (never before a fit).
+        """The mirror is left out for now.
 
-        The owning term renders no mirror view until the mean falls below it.
+        Either the stage's mean correction exceeds ``max_correction`` (never before a fit) or
+        the measured render asymmetry exceeds ``max_render_asymmetry``. The owning term renders no mirror view until the mean falls below it (the render
+        asymmetry is measured once, so its decision holds for the stage).
         """
-        return bool(self.corrections) and self.mean_correction > self.max_correction
+        by_render = (
+            self.max_render_asymmetry > 0
+            and self.render_asymmetry is not None
+            and self.render_asymmetry > self.max_render_asymmetry
+        )
+        by_fit = bool(self.corrections) and self.mean_correction > self.max_correction
+        return by_render or by_fit
+
+    def probe_render(
+        self, ctx: PriorContext, generator: Generator3D, losses: Losses, *, steps: int, lr: float
+    ) -> None:
+        """Judge the photo's light once: :func:`render_asymmetry` of :func:`probe_latent`.
+
+        Does nothing without ``max_render_asymmetry`` or when already measured. The owning term
+        calls it before it asks for views, so a mirror left out here is never rendered. Both
+        stages probe the same way from the same start, so they decide alike.
+        """
+        if self.max_render_asymmetry <= 0 or self.render_asymmetry is not None:
+            return
+        probe = probe_latent(generator, ctx.camera, ctx.target, losses, steps=steps, lr=lr)
+        obs = ctx.observation
+        mask = obs.face_mask if obs is not None else None
+        self.render_asymmetry = render_asymmetry(generator, probe, ctx.camera, mask)
+        if self.render_asymmetry > self.max_render_asymmetry:
+            _LOG.info(
+                "%s: the render is asymmetric (%.3f > %.3f): the mirror is left out",
+                self.name,
+                self.render_asymmetry,
+                self.max_render_asymmetry,
+            )
+
+    def render_info(self) -> dict[str, torch.Tensor]:
+        """``_render_asymmetry`` once measured (else nothing), to log with the term."""
+        if self.render_asymmetry is None:
+            return {}
+        return {"_render_asymmetry": torch.tensor(self.render_asymmetry)}
 
     def photo(self, ctx: PriorContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The photo relit so that its flip shows the mirrored side under the photo's light.
@@ -143,9 +272,10 @@ class MirrorRelighter:
             views, or the mirror left out by :meth:`gate`).
         """
         gated = relight and self.max_correction > 0 and ctx.render is not None
+        rendered = self.render_info()
         if views is None and not (gated and self.left_out):
-            return None, {}, False
-        info = self.gate(ctx) if gated else {}
+            return None, rendered, False
+        info = {**(self.gate(ctx) if gated else {}), **rendered}
         if views is None or self.left_out:
             return None, info, False
         if not relight:

@@ -48,6 +48,7 @@ DEFAULT_METHODS = (
     "spi",
     "spi-paper",
     "spi-no-relight",
+    "spi-no-probe",
     "spi-no-anchor",
     "spi-no-mirror",
     "spi-no-warp",

@@ -184,6 +184,32 @@ def test_spi_preset_relights_and_runs_with_one_render_per_step(side_view):
     )
     assert cfg.tune.terms["mirror_regions"].relight
     assert cfg.latent.terms["mirror_view"].max_correction == 0.05
+    assert cfg.latent.terms["mirror_view"].max_render_asymmetry == 0.25
+    assert cfg.tune.terms["mirror_regions"].max_render_asymmetry == 0.25
+    no_probe = get_preset("spi-no-probe")
+    assert no_probe.latent.terms["mirror_view"].max_render_asymmetry == 0.0
+    assert no_probe.tune.terms["mirror_regions"].max_render_asymmetry == 0.0
+    assert attrs.evolve(no_probe, preset="spi") == attrs.evolve(
+        cfg,
+        latent=attrs.evolve(
+            cfg.latent,
+            terms={
+                **cfg.latent.terms,
+                "mirror_view": attrs.evolve(
+                    cfg.latent.terms["mirror_view"], max_render_asymmetry=0.0
+                ),
+            },
+        ),
+        tune=attrs.evolve(
+            cfg.tune,
+            terms={
+                **cfg.tune.terms,
+                "mirror_regions": attrs.evolve(
+                    cfg.tune.terms["mirror_regions"], max_render_asymmetry=0.0
+                ),
+            },
+        ),
+    )  # nothing else differs
     assert cfg.tune.terms["unseen_anchor"].weight == 30.0
     assert not get_preset("spi-no-anchor").tune.terms["unseen_anchor"].enabled
     paper = get_preset("spi-paper")
@@ -204,10 +230,13 @@ def test_spi_preset_relights_and_runs_with_one_render_per_step(side_view):
         overrides=[*FAST, "latent.steps=2", "tune.steps=2", "tune.aux_every=2"],
     )
     working = [v for _, v, g in SpyGenerator.calls if g]
-    # one batched pass per step; the relighting renders nothing, the anchor adds its 2 views
-    assert working == [2, 2, 9, 1]
+    # one batched pass per step; the relighting renders nothing, the anchor adds its 2 views;
+    # each stage's light probe first fits its own latent to the photo (one view a step)
+    probe = [1] * get_preset("spi").latent.terms["mirror_view"].probe_steps
+    assert working == [*probe, 2, 2, *probe, 9, 1]
     stage1 = [h for h in result.history if h["stage"] == "latent"]
     assert len(stage1) == 2 and all("mirror_view/_relit" in h for h in stage1)
+    assert all("mirror_view/_render_asymmetry" in h for h in stage1)
     assert all("mirror_view/_conflict" in h for h in stage1)
     assert "mirror_regions/_relit" in result.history[2]
     assert torch.isfinite(result.ws).all()
