@@ -16,9 +16,9 @@ With ``max_render_asymmetry > 0`` the mirror is also left out when the generator
 is asymmetric: :func:`render_asymmetry` compares the render at the mirrored camera with the
 flipped render at the photo's camera, for a latent fitted to the photo alone for a few steps
 (:func:`probe_latent`; the stage's own latent would not do: the mirror pulls it toward symmetry).
-Each stage probes once, before its first mirror view. A latent fitted to a side-lit photo renders the unseen side under that light, which the
-mirror pairs of a far-turned photo can no longer measure (``docs/benchmarks.md``, "The
-generator's own light").
+Each stage probes once, before its first mirror view. A latent fitted to a side-lit photo
+renders the unseen side under that light, which the mirror pairs of a far-turned photo can no
+longer measure (``docs/benchmarks.md``, "The generator's own light").
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from sym3d.terms.losses import Losses
 from sym3d.warp import source_mask
 
 __all__ = ["MirrorRelighter", "probe_latent", "render_asymmetry"]
+
+_LOG = logging.getLogger("sym3d.terms")
 
 
 def render_asymmetry(
@@ -71,9 +73,6 @@ def render_asymmetry(
         face = out.opacity[0, :1] if mask is None else mask
         m = resize(mirror_image(face), tuple(grey.shape[-2:])).clamp(0.0, 1.0)
         return float(((ratio - 1.0).abs() * m).sum() / m.sum().clamp_min(1e-6))
-
-
-_LOG = logging.getLogger("sym3d.terms")
 
 
 def probe_latent(
@@ -133,7 +132,7 @@ class MirrorRelighter:
         self.max_render_asymmetry = max_render_asymmetry
         """The render gate's threshold (0: not measured, never leaves the mirror out)."""
         self.render_asymmetry: float | None = None
-        """:func:`render_asymmetry` as measured by :meth:`measure_render` (``None`` before)."""
+        """:func:`render_asymmetry` of the probe, from :meth:`probe_render` (``None`` before)."""
         self.reasons: list[str] = []
         self.corrections: dict[int, float] = {}
         """Step -> ``_correction`` of the accepted fits of this stage (refused fits are absent),
@@ -151,8 +150,9 @@ class MirrorRelighter:
         """The mirror is left out for now.
 
         Either the stage's mean correction exceeds ``max_correction`` (never before a fit) or
-        the measured render asymmetry exceeds ``max_render_asymmetry``. The owning term renders no mirror view until the mean falls below it (the render
-        asymmetry is measured once, so its decision holds for the stage).
+        the measured render asymmetry exceeds ``max_render_asymmetry``. The owning term renders
+        no mirror view until the mean falls below it (the render asymmetry is measured once, so
+        its decision holds for the stage).
         """
         by_render = (
             self.max_render_asymmetry > 0
