@@ -155,6 +155,7 @@ FIELDS = (
     "ghost_err",
     "seconds",
     "mirror_left_out",
+    "render_asymmetry",
 )
 METRICS = ("psnr", "ssim", "lpips", "depth_mae", "mole_err", "ghost_err")
 
@@ -227,6 +228,19 @@ def mirror_left_out(history: Iterable[Mapping[str, Any]]) -> float:
     return sum(flags) / len(flags) if flags else float("nan")
 
 
+def stage1_render_asymmetry(history: Iterable[Mapping[str, Any]]) -> float:
+    """The light probe's reading in stage 1 (``nan``: no probe ran).
+
+    Read from the first ``mirror_view/_render_asymmetry`` entry of a result's history
+    (``docs/engine.md``, ``max_render_asymmetry``): above the threshold the probe, not the pair
+    gate, left the mirror out.
+    """
+    for h in history:
+        if h.get("stage") == "latent" and "mirror_view/_render_asymmetry" in h:
+            return float(h["mirror_view/_render_asymmetry"])
+    return float("nan")
+
+
 def _header(path: Path) -> list[str] | None:
     """The columns of an existing ``rows.csv`` (files from before a column was added keep theirs)."""
     if not path.exists():
@@ -292,7 +306,7 @@ def run_quality(
             cam = look_at(math.radians(src), 0.0)[None]
             obs = scene.face_observation(cam)
             truth = scene.render(targets)
-            pivots: dict[str, tuple[torch.Tensor, float]] = {}
+            pivots: dict[str, tuple[torch.Tensor, float, float]] = {}
             for method in settings.methods:
                 count += 1
                 if (cond, head, float(src), method) in done:
@@ -306,13 +320,14 @@ def run_quality(
                 )
                 cfg = apply_overrides(cfg, {"seed": settings.seed})
                 key = _stage1_key(cfg)
-                pivot, left_out = pivots.get(key, (None, float("nan")))
+                pivot, left_out, probed = pivots.get(key, (None, float("nan"), float("nan")))
                 result = sym3d.invert(
                     observation=obs, generator=world, config=cfg, pivot=pivot, progress="off"
                 )
                 if pivot is None:
                     left_out = mirror_left_out(result.history)
-                    pivots[key] = (result.ws, left_out)
+                    probed = stage1_render_asymmetry(result.history)
+                    pivots[key] = (result.ws, left_out, probed)
                 tuned = result.apply(world)
                 with torch.no_grad():
                     pred = tuned.render(result.ws, targets[None])
@@ -345,6 +360,7 @@ def run_quality(
                             "ghost_err": f"{_masked_mean(err[i], truth.ghost_mask[i]):.5f}",
                             "seconds": f"{seconds:.2f}",
                             "mirror_left_out": f"{left_out:.3f}",
+                            "render_asymmetry": f"{probed:.4f}",
                         }
                     )
                 f.flush()

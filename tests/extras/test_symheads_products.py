@@ -17,6 +17,7 @@ from sym3d_extras.benchmarks.quality import (
     group_of,
     mirror_left_out,
     run_quality,
+    stage1_render_asymmetry,
     summarize,
     write_summary,
 )
@@ -62,6 +63,9 @@ def test_quality_benchmark_rows_summary_and_resume(tmp_path):
     left_out = {r["method"]: float(r["mirror_left_out"]) for r in data}
     assert math.isnan(left_out["w+"]) and math.isnan(left_out["pti"])  # no gated mirror
     assert 0.0 <= left_out["spi"] <= 1.0  # spi's stage 1 fits the light and gates the mirror
+    probed = {r["method"]: float(r["render_asymmetry"]) for r in data}
+    assert math.isnan(probed["w+"]) and math.isnan(probed["pti"])  # no light probe
+    assert 0.0 <= probed["spi"] < 5.0  # spi's stage 1 probed the light once
     before = rows.stat()
     content = rows.read_bytes()
     assert run_quality(s, tmp_path, progress=lambda label, done, total: ran.append(label)) == rows
@@ -83,7 +87,7 @@ def test_quality_benchmark_rows_summary_and_resume(tmp_path):
 
 
 def test_quality_benchmark_appends_to_rows_without_the_gate_column(tmp_path):
-    """A ``rows.csv`` from before ``mirror_left_out`` keeps its header when a run resumes it."""
+    """A ``rows.csv`` from before the gate columns keeps its header when a run resumes it."""
     s = QualitySettings(
         heads=(100,),
         source_yaws=(30.0,),
@@ -93,7 +97,7 @@ def test_quality_benchmark_appends_to_rows_without_the_gate_column(tmp_path):
         lpips=False,
         size=48,
     )
-    old = [f for f in FIELDS if f != "mirror_left_out"]
+    old = [f for f in FIELDS if f not in ("mirror_left_out", "render_asymmetry")]
     rows = tmp_path / "rows.csv"
     rows.write_text(",".join(old) + "\n")
     run_quality(s, tmp_path)
@@ -113,6 +117,18 @@ def test_mirror_left_out_reads_stage_one_gate_flags():
     ]
     assert mirror_left_out(history) == pytest.approx(2.0 / 3.0)
     assert math.isnan(mirror_left_out([{"stage": "latent", "step": 0}]))
+
+
+def test_stage1_render_asymmetry_reads_the_first_probe_entry():
+    history = [
+        {"stage": "latent", "step": 0},
+        {"stage": "latent", "step": 1, "mirror_view/_render_asymmetry": 0.31},
+        {"stage": "latent", "step": 2, "mirror_view/_render_asymmetry": 0.31},
+        {"stage": "generator", "step": 0, "mirror_regions/_render_asymmetry": 0.2},
+    ]
+    assert stage1_render_asymmetry(history) == pytest.approx(0.31)
+    only_stage2 = [{"stage": "generator", "step": 0, "mirror_view/_render_asymmetry": 0.2}]
+    assert math.isnan(stage1_render_asymmetry(only_stage2))
 
 
 def test_camera_refinement_recovers_a_perturbed_yaw():
