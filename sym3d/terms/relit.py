@@ -154,10 +154,9 @@ class MirrorRelighter:
         no mirror view until the mean falls below it (the render asymmetry is measured once, so
         its decision holds for the stage).
         """
+        # measured only with max_render_asymmetry > 0 (probe_render)
         by_render = (
-            self.max_render_asymmetry > 0
-            and self.render_asymmetry is not None
-            and self.render_asymmetry > self.max_render_asymmetry
+            self.render_asymmetry is not None and self.render_asymmetry > self.max_render_asymmetry
         )
         by_fit = bool(self.corrections) and self.mean_correction > self.max_correction
         return by_render or by_fit
