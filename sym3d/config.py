@@ -232,6 +232,11 @@ class LatentStageConfig:
     """Learning rate of the yaw/pitch offsets (radians), same schedule as the latent."""
     camera_max_offset: float = _float_field(0.35, v.gt(0.0))
     """Bound of each offset (radians), applied with tanh."""
+    select_by: str = attrs.field(default="", validator=v.instance_of(str))
+    """A value the stage's terms log (its name as in the history, e.g.
+    ``"mirror_view/_validation"``): the stage ends on the latent of the step where it was lowest
+    (steps that do not log it do not count; none did: the last step's). Empty: the last step's
+    latent, as an optimiser gives."""
     terms: Terms = attrs.field(
         default=_terms("mirror_view", "reconstruction"), validator=_terms_validator("latent")
     )

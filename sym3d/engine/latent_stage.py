@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from sym3d.camera import rotate_camera
 from sym3d.config import LatentStageConfig
 from sym3d.engine.schedule import latent_noise_scale, projector_lr
-from sym3d.engine.stage import Never, Stage
+from sym3d.engine.stage import KeepLast, KeepLowest, Never, Stage
 from sym3d.generator_base import latent_stats
 from sym3d.protocols import Generator3D, Prior
 
@@ -162,11 +162,16 @@ def latent_stage(
     terms: Sequence[Prior],
     rng: torch.Generator,
 ) -> Stage:
-    """Stage 1: the latent with the StyleGAN2 projector's learning-rate schedule, no early stop."""
+    """Stage 1: the latent with the StyleGAN2 projector's learning-rate schedule, no early stop.
+
+    With ``config.select_by`` the stage ends on the latent of the step where that logged value
+    was lowest (:class:`~sym3d.engine.stage.KeepLowest`), else on the last step's.
+    """
 
     def schedule(step: int) -> float:
         t = step / max(config.steps, 1)  # steps=0: no step runs; the optimiser still needs an lr
         return projector_lr(t, peak=config.lr, rampup=config.lr_rampup, rampdown=config.lr_rampdown)
 
     params = LatentParams(generator, camera, config, rng)
-    return Stage("latent", config.steps, params, schedule, terms, Never())
+    keep = KeepLowest(config.select_by) if config.select_by else KeepLast()
+    return Stage("latent", config.steps, params, schedule, terms, Never(), keep)

@@ -13,12 +13,18 @@ preset                    what it is
                           the latent fitted to the photo alone renders that light), the
                           authentic mask in both stages, pseudo views, the depth regulariser,
                           and ``unseen_anchor`` (weight 30) holding what neither the photo nor
-                          the mirror regions supply to the pivot's render
+                          the mirror regions supply to the pivot's render; where the probe leaves
+                          the mirror out, stage 1 ends on the latent that renders the mirrored
+                          view closest to the flipped photo relit by the probe
+                          (``latent.select_by``)
 ``spi-paper``             SPI as the paper and the official code run it (the config defaults):
                           plain mirror, authentic mask in stage 2 only, no ``unseen_anchor``
 ``spi-no-relight``        ``spi`` with the plain flipped photo as the mirror label (no gates)
-``spi-no-probe``          ``spi`` without ``max_render_asymmetry`` (the ``spi`` of the second
-                          pre-registered test of issue 14)
+``spi-no-probe``          ``spi`` without ``max_render_asymmetry`` (and so without the
+                          selection below; the ``spi`` of the second pre-registered test of
+                          issue 14 but for that)
+``spi-no-select``         ``spi`` ending stage 1 on its last latent even when the probe leaves
+                          the mirror out (the ``spi`` of the third pre-registered test)
 ``spi-no-anchor``         ``spi`` without ``unseen_anchor`` (nothing holds the unseen side)
 ``spi-no-mirror``         ``spi`` without the mirror (stage 1 view and stage 2 regions)
 ``spi-no-warp``           ``spi`` without the warped pseudo views of the input
@@ -73,7 +79,12 @@ _NO_RELIGHT = {
     **_NO_PROBE,
 }
 _ANCHOR = {"tune.terms.unseen_anchor.weight": 30.0}
-_SPI = {**_RELIGHT, "latent.terms.mirror_view.authentic_mask": True, **_ANCHOR}
+_SELECT = {
+    "latent.terms.mirror_view.validate_every": 5,
+    "latent.select_by": "mirror_view/_validation",
+}
+_NO_SELECT = {"latent.terms.mirror_view.validate_every": 0, "latent.select_by": ""}
+_SPI = {**_RELIGHT, "latent.terms.mirror_view.authentic_mask": True, **_ANCHOR, **_SELECT}
 
 PRESETS: dict[str, dict[str, object]] = {
     "w": {"latent.space": "w", **_NO_MIRROR_VIEW, "tune.steps": 0, **_NO_TUNE_TERMS},
@@ -84,6 +95,7 @@ PRESETS: dict[str, dict[str, object]] = {
     "spi-paper": {},
     "spi-no-relight": {**_SPI, **_NO_RELIGHT},
     "spi-no-probe": {**_SPI, **_NO_PROBE},
+    "spi-no-select": {**_SPI, **_NO_SELECT},
     "spi-no-anchor": {**_SPI, "tune.terms.unseen_anchor.enabled": _OFF},
     "spi-no-mirror": {**_SPI, **_NO_MIRROR_VIEW, "tune.terms.mirror_regions.enabled": _OFF},
     "spi-no-warp": {**_SPI, "tune.terms.warp_views.enabled": _OFF},

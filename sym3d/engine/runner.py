@@ -140,7 +140,9 @@ class Runner:
         if state is not None and state.stage == "latent" and state.stage_state:
             stage.load_state_dict(state.stage_state)
             start = state.step
-        run_stage(run, stage, start, self.periodic(stage))
+        outcome = run_stage(run, stage, start, self.periodic(stage))
+        if self.config.latent.select_by:
+            summary["latent_kept_step"] = outcome.kept_step  # None: no step logged the value
         assert isinstance(stage.params, LatentParams)
         ws, camera = stage.params.finish()
         if self.config.latent.refine_camera:

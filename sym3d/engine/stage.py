@@ -1,12 +1,14 @@
 """The one optimisation loop of both stages.
 
 A :class:`Stage` is a parameter set (what is optimised, and how a step's latent and camera are
-made from it), a learning-rate schedule, a typed stop rule and a list of terms. Every step renders
-all the views its terms need in one call (:func:`sym3d.engine.step.render_step`).
+made from it), a learning-rate schedule, a typed stop rule, a typed keep rule (which step's
+parameters the stage ends on) and a list of terms. Every step renders all the views its terms
+need in one call (:func:`sym3d.engine.step.render_step`).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -20,7 +22,18 @@ from sym3d.protocols import Prior
 from sym3d.terms.base import StageName
 from sym3d.terms.reconstruction import PERCEPTUAL_KEY
 
-__all__ = ["ParameterSet", "StopRule", "Never", "PerceptualBelow", "Stage", "run_stage"]
+__all__ = [
+    "ParameterSet",
+    "StopRule",
+    "Never",
+    "PerceptualBelow",
+    "KeepRule",
+    "KeepLast",
+    "KeepLowest",
+    "Stage",
+    "StageOutcome",
+    "run_stage",
+]
 
 
 class ParameterSet(Protocol):
@@ -87,9 +100,102 @@ class PerceptualBelow:
         return self.threshold > 0 and value is not None and value <= self.threshold
 
 
+class KeepRule(Protocol):
+    """Decides which step's parameters a stage ends on (the last step's, or an earlier one)."""
+
+    def observe(self, step: int, losses: Mapping[str, float], params: ParameterSet) -> None:
+        """See a step's logged values, before its update (``params`` are those it rendered)."""
+        ...
+
+    def restore(self, params: ParameterSet) -> int | None:
+        """At the end of the stage: load the kept parameters; the kept step (``None``: the last)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed stage needs to keep deciding alike."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
+        ...
+
+
+@attrs.define
+class KeepLast:
+    """End on the last step's parameters (what an optimiser gives)."""
+
+    def observe(self, step: int, losses: Mapping[str, float], params: ParameterSet) -> None:
+        """Nothing to track."""
+
+    def restore(self, params: ParameterSet) -> int | None:
+        """Keep the parameters as they are."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """No state."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """No state."""
+
+
+def _copy_state(state: Any) -> Any:
+    """A deep copy of a parameter set's ``state_dict()``.
+
+    On the CPU its tensors alias the live parameters: a kept state must not share their storage.
+    """
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    if isinstance(state, Mapping):
+        return {k: _copy_state(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_copy_state(v) for v in state)
+    return state
+
+
+@attrs.define
+class KeepLowest:
+    """End on the parameters of the step where the logged value ``key`` was lowest.
+
+    Steps that do not log ``key`` (a term that validates every k-th step, or one left out) do
+    not count; when no step logged it the stage ends on its last step. Ties keep the earlier
+    step. The kept parameters are those the step rendered (before its update).
+    """
+
+    key: str
+    best: float = math.inf
+    step: int = -1
+    state: dict[str, Any] | None = None
+
+    def observe(self, step: int, losses: Mapping[str, float], params: ParameterSet) -> None:
+        """Remember ``params`` when this step's value is the lowest so far."""
+        value = losses.get(self.key)
+        if value is not None and math.isfinite(value) and value < self.best:
+            self.best, self.step, self.state = value, step, _copy_state(params.state_dict())
+
+    def restore(self, params: ParameterSet) -> int | None:
+        """Load the kept parameters (if any step logged the key)."""
+        if self.state is None:
+            return None
+        params.load_state_dict(self.state)
+        return self.step
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best value, its step and parameters."""
+        if self.state is None:
+            return {}
+        return {"best": self.best, "step": self.step, "state": self.state}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output (empty: nothing kept yet)."""
+        if state:
+            self.best, self.step = float(state["best"]), int(state["step"])
+            self.state = _copy_state(state["state"])
+
+
 @attrs.define(eq=False)
 class Stage:
-    """One stage: parameters, schedule, stop rule and terms; owns its Adam optimiser."""
+    """One stage: parameters, schedule, stop and keep rules, terms; owns its Adam optimiser."""
 
     name: StageName
     num_steps: int
@@ -97,27 +203,40 @@ class Stage:
     schedule: Callable[[int], float]
     terms: Sequence[Prior]
     stop: StopRule = attrs.field(factory=Never)
+    keep: KeepRule = attrs.field(factory=KeepLast)
     optimizer: torch.optim.Optimizer = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.optimizer = torch.optim.Adam(self.params.param_groups(), lr=self.schedule(0))
 
     def state_dict(self) -> dict[str, Any]:
-        """The optimised tensors and the optimiser state."""
-        return {"params": self.params.state_dict(), "optimizer": self.optimizer.state_dict()}
+        """The optimised tensors, the optimiser state and the keep rule's state."""
+        return {
+            "params": self.params.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "keep": self.keep.state_dict(),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output (to continue an interrupted stage)."""
         self.params.load_state_dict(state["params"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.keep.load_state_dict(state.get("keep", {}))  # absent in older run states
 
 
 @attrs.frozen
 class StageOutcome:
-    """How a stage ended."""
+    """How a stage ended.
+
+    Attributes:
+        steps_run: steps run in this call.
+        early_stopped: whether the stop rule ended it.
+        kept_step: the step whose parameters the keep rule restored (``None``: the last).
+    """
 
     steps_run: int
     early_stopped: bool
+    kept_step: int | None = None
 
 
 def run_stage(
@@ -144,6 +263,7 @@ def run_stage(
         terms["total"] = loss
         terms.update(stage.params.diagnostics())
         losses = run.log_step(stage.name, step, n, terms, lr, t0)
+        stage.keep.observe(step, losses, stage.params)
         if stage.stop(losses):
             early = True
             break
@@ -152,9 +272,10 @@ def run_stage(
         if checkpoint is not None:
             checkpoint(step + 1)
     steps_run = (step + 1 - start) if n > start else 0
+    kept = stage.keep.restore(stage.params)
     seconds = time.perf_counter() - began
     emit(
         run.callbacks,
         StageFinished(stage=stage.name, steps_run=steps_run, early_stopped=early, seconds=seconds),
     )
-    return StageOutcome(steps_run=steps_run, early_stopped=early)
+    return StageOutcome(steps_run=steps_run, early_stopped=early, kept_step=kept)

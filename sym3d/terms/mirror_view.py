@@ -9,6 +9,7 @@ from attrs import validators as v
 from sym3d.camera import mirror_camera, mirror_weight, yaw_pitch_roll
 from sym3d.image import from_model_range, mirror_image
 from sym3d.protocols import Prior, PriorContext, PriorViews
+from sym3d.resize import resize
 from sym3d.terms.base import BasePrior, TermConfig, TermEnv
 from sym3d.terms.losses import Losses
 from sym3d.terms.relit import MirrorRelighter
@@ -52,6 +53,14 @@ class MirrorViewConfig(TermConfig, name="mirror_view", stages=("latent",)):
     """Steps of the probe's fit (the latent takes on the photo's light within them)."""
     probe_lr: float = attrs.field(default=0.03, converter=float, validator=v.gt(0.0))
     """Adam learning rate of the probe's fit."""
+    validate_every: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
+    """While the light probe (``max_render_asymmetry``) leaves the mirror out, still render the
+    mirrored view every this many steps and log ``/_validation``: the ``[0, 1]`` MSE between it
+    and the flipped photo relit by the probe's own render
+    (:func:`sym3d.terms.relit.render_shading_ratio`), never optimised. With
+    ``latent.select_by = "mirror_view/_validation"`` stage 1 ends on the latent that renders the
+    mirrored side best, instead of the last one, which has over-fitted the photo (a label too
+    unsure to train on still tells when to stop; ``docs/engine.md``). 0: never."""
     conflict_threshold: float = attrs.field(default=0.12, converter=float, validator=v.gt(0.0))
     """Mean absolute RGB difference (in [0,1]) above which a pixel is a conflict."""
     occlusion_threshold: float = attrs.field(default=0.05, converter=float, validator=v.gt(0.0))
@@ -88,7 +97,8 @@ class MirrorView(BasePrior):
     def views(self, ctx: PriorContext) -> torch.Tensor | None:
         """The mirrored camera, or ``None`` (weight 0, or the mirror left out).
 
-        With ``max_render_asymmetry`` the probe runs once, before the first mirror view.
+        With ``max_render_asymmetry`` the probe runs once, before the first mirror view. A
+        mirror left out is still rendered on ``validate_every``'s steps (see :meth:`validation`).
         """
         c = self.config
         if self.weight(ctx.camera) == 0.0:
@@ -96,14 +106,38 @@ class MirrorView(BasePrior):
         self.relighter.probe_render(
             ctx, ctx.generator, self.losses, steps=c.probe_steps, lr=c.probe_lr
         )
-        if self.relighter.left_out:
+        if self.relighter.left_out and not self.validates(ctx.step):
             return None
         return mirror_camera(ctx.camera)
 
+    def validates(self, step: int) -> bool:
+        """Whether ``step`` renders the mirror for :meth:`validation`.
+
+        Only when the probe left it out for the stage: the fit's gate may let it back in later,
+        so it never starts a validation.
+        """
+        every = self.config.validate_every
+        return every > 0 and self.relighter.probed_out and step % every == 0
+
+    def validation(self, ctx: PriorContext, views: PriorViews) -> torch.Tensor:
+        """``[]`` MSE of the mirrored view against the flipped photo relit by the probe (no grad).
+
+        The label ``flip(x) * R_m / flip(R)`` (``R``, ``R_m``: the probe's renders at the photo's
+        and the mirrored camera) carries the photo's detail in the light the generator gave it.
+        """
+        assert self.relighter.probe_ratio is not None, "validation needs the probe's render"
+        with torch.no_grad():
+            pred = from_model_range(views.render.image[:, 0])
+            ratio = resize(self.relighter.probe_ratio, tuple(pred.shape[-2:]))
+            label = (mirror_image(resize(ctx.target, tuple(pred.shape[-2:]))) * ratio).clamp(0, 1)
+            return self.losses.mse(pred, label).mean()
+
     def __call__(self, ctx: PriorContext, views: PriorViews | None) -> dict[str, torch.Tensor]:
-        """Weighted reconstruction loss of the mirrored view."""
+        """Weighted reconstruction loss of the mirrored view (or its validation when left out)."""
         c = self.config
         relit, info, run = self.relighter.label(ctx, views, relight=c.relight)
+        if views is not None and self.validates(ctx.step):
+            return {**info, "_validation": self.validation(ctx, views)}
         if not run or views is None:
             return info
         lam = self.weight(ctx.camera)

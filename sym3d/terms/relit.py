@@ -31,12 +31,12 @@ from sym3d.camera import mirror_camera
 from sym3d.generator_base import latent_stats
 from sym3d.image import from_model_range, mirror_image
 from sym3d.lighting import relight_mirror
-from sym3d.protocols import Generator3D, PriorContext, PriorViews
+from sym3d.protocols import Generator3D, PriorContext, PriorViews, RenderOutput
 from sym3d.resize import resize
 from sym3d.terms.losses import Losses
 from sym3d.warp import source_mask
 
-__all__ = ["MirrorRelighter", "probe_latent", "render_asymmetry"]
+__all__ = ["MirrorRelighter", "probe_latent", "render_asymmetry", "render_shading_ratio"]
 
 _LOG = logging.getLogger("sym3d.terms")
 
@@ -64,15 +64,39 @@ def render_asymmetry(
     Returns:
         the mean absolute ratio deviation (``>= 0``; 0 when the mask is empty).
     """
+    return _asymmetry(_mirror_pair(generator, ws, camera), mask)
+
+
+def _mirror_pair(generator: Generator3D, ws: torch.Tensor, camera: torch.Tensor) -> RenderOutput:
+    """``ws`` rendered at ``camera`` and at its mirror, in one call, without gradient."""
     with torch.no_grad():
-        cameras = torch.cat([camera, mirror_camera(camera)])[None]
-        out = generator.render(ws.detach(), cameras)
-        grey = from_model_range(out.image[0]).clamp(0.0, 1.0).mean(1, keepdim=True)
-        grey = grey.clamp_min(0.02)  # dark pixels hold no ratio
-        ratio = grey[1:] / mirror_image(grey[:1])
-        face = out.opacity[0, :1] if mask is None else mask
-        m = resize(mirror_image(face), tuple(grey.shape[-2:])).clamp(0.0, 1.0)
-        return float(((ratio - 1.0).abs() * m).sum() / m.sum().clamp_min(1e-6))
+        return generator.render(ws.detach(), torch.cat([camera, mirror_camera(camera)])[None])
+
+
+def _asymmetry(pair: RenderOutput, mask: torch.Tensor | None) -> float:
+    """:func:`render_asymmetry` of a :func:`_mirror_pair` render."""
+    grey = from_model_range(pair.image[0]).clamp(0.0, 1.0).mean(1, keepdim=True)
+    grey = grey.clamp_min(0.02)  # dark pixels hold no ratio
+    ratio = grey[1:] / mirror_image(grey[:1])
+    face = pair.opacity[0, :1] if mask is None else mask
+    m = resize(mirror_image(face), tuple(grey.shape[-2:])).clamp(0.0, 1.0)
+    return float(((ratio - 1.0).abs() * m).sum() / m.sum().clamp_min(1e-6))
+
+
+def render_shading_ratio(pair: RenderOutput) -> torch.Tensor:
+    """The light's ratio between a latent's two sides, as its own render shows it.
+
+    ``R_m / flip(R)`` per colour channel: the render at the mirrored camera over the flipped
+    render at the photo's camera (:func:`_mirror_pair`), clamped to ``[0.5, 2]`` (dark pixels,
+    below 0.02, hold no ratio). For a symmetric head it is the shading of the latent's light on
+    the unseen side over that on the seen side, so ``flip(x) * ratio`` shows the mirrored photo
+    under the photo's light (the generator's estimate of it).
+
+    Returns:
+        ``[1, 3, H, W]`` in the mirrored view's orientation, at the render's resolution.
+    """
+    rgb = from_model_range(pair.image[0]).clamp(0.02, 1.0)
+    return (rgb[1:] / mirror_image(rgb[:1])).clamp(0.5, 2.0)
 
 
 def probe_latent(
@@ -133,6 +157,8 @@ class MirrorRelighter:
         """The render gate's threshold (0: not measured, never leaves the mirror out)."""
         self.render_asymmetry: float | None = None
         """:func:`render_asymmetry` of the probe, from :meth:`probe_render` (``None`` before)."""
+        self.probe_ratio: torch.Tensor | None = None
+        """:func:`render_shading_ratio` of the probe ``[1, 3, H, W]`` (``None`` before)."""
         self.reasons: list[str] = []
         self.corrections: dict[int, float] = {}
         """Step -> ``_correction`` of the accepted fits of this stage (refused fits are absent),
@@ -154,12 +180,18 @@ class MirrorRelighter:
         no mirror view until the mean falls below it (the render asymmetry is measured once, so
         its decision holds for the stage).
         """
-        # measured only with max_render_asymmetry > 0 (probe_render)
-        by_render = (
+        by_fit = bool(self.corrections) and self.mean_correction > self.max_correction
+        return self.probed_out or by_fit
+
+    @property
+    def probed_out(self) -> bool:
+        """The probe left the mirror out for the whole stage (render asymmetry over threshold).
+
+        Unlike the fit's gate this never changes within the stage.
+        """
+        return (
             self.render_asymmetry is not None and self.render_asymmetry > self.max_render_asymmetry
         )
-        by_fit = bool(self.corrections) and self.mean_correction > self.max_correction
-        return by_render or by_fit
 
     def probe_render(
         self, ctx: PriorContext, generator: Generator3D, losses: Losses, *, steps: int, lr: float
@@ -175,7 +207,9 @@ class MirrorRelighter:
         probe = probe_latent(generator, ctx.camera, ctx.target, losses, steps=steps, lr=lr)
         obs = ctx.observation
         mask = obs.face_mask if obs is not None else None
-        self.render_asymmetry = render_asymmetry(generator, probe, ctx.camera, mask)
+        pair = _mirror_pair(generator, probe, ctx.camera)
+        self.render_asymmetry = _asymmetry(pair, mask)
+        self.probe_ratio = render_shading_ratio(pair)
         if self.render_asymmetry > self.max_render_asymmetry:
             _LOG.info(
                 "%s: the render is asymmetric (%.3f > %.3f): the mirror is left out",

@@ -66,8 +66,11 @@ def test_stage_one_is_checkpointed_and_resumes_where_it_stopped(side_view, tmp_p
     assert (
         state["stage"] == "latent"
         and state["step"] == 2
-        and set(state["stage_state"]) == {"params", "optimizer"}
+        and set(state["stage_state"]) == {"params", "optimizer", "keep"}
     )
+    assert (
+        state["stage_state"]["keep"] == {}
+    )  # spi validates only where the probe leaves the mirror out
     events = []
     r = sym3d.invert(
         img,

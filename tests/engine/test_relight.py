@@ -211,6 +211,21 @@ def test_spi_preset_relights_and_runs_with_one_render_per_step(side_view):
         ),
     )  # nothing else differs
     assert cfg.tune.terms["unseen_anchor"].weight == 30.0
+    # where the probe leaves the mirror out, stage 1 ends on the latent the relit mirror validates
+    assert cfg.latent.select_by == "mirror_view/_validation"
+    assert cfg.latent.terms["mirror_view"].validate_every == 5
+    no_select = get_preset("spi-no-select")
+    assert attrs.evolve(no_select, preset="spi") == attrs.evolve(
+        cfg,
+        latent=attrs.evolve(
+            cfg.latent,
+            select_by="",
+            terms={
+                **cfg.latent.terms,
+                "mirror_view": attrs.evolve(cfg.latent.terms["mirror_view"], validate_every=0),
+            },
+        ),
+    )  # nothing else differs
     assert not get_preset("spi-no-anchor").tune.terms["unseen_anchor"].enabled
     paper = get_preset("spi-paper")
     assert not paper.latent.terms["mirror_view"].relight
