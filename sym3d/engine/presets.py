@@ -20,9 +20,9 @@ preset                    what it is
 ``spi-paper``             SPI as the paper and the official code run it (the config defaults):
                           plain mirror, authentic mask in stage 2 only, no ``unseen_anchor``
 ``spi-no-relight``        ``spi`` with the plain flipped photo as the mirror label (no gates)
-``spi-no-probe``          ``spi`` without ``max_render_asymmetry`` (and so without the
-                          selection below; the ``spi`` of the second pre-registered test of
-                          issue 14 but for that)
+``spi-no-probe``          ``spi`` without ``max_render_asymmetry`` (the ``spi`` of the second
+                          pre-registered test of issue 14: without the probe nothing validates,
+                          so ``latent.select_by`` keeps the last latent)
 ``spi-no-select``         ``spi`` ending stage 1 on its last latent even when the probe leaves
                           the mirror out (the ``spi`` of the third pre-registered test)
 ``spi-no-anchor``         ``spi`` without ``unseen_anchor`` (nothing holds the unseen side)

@@ -9,7 +9,6 @@ from attrs import validators as v
 from sym3d.camera import mirror_camera, mirror_weight, yaw_pitch_roll
 from sym3d.image import from_model_range, mirror_image
 from sym3d.protocols import Prior, PriorContext, PriorViews
-from sym3d.resize import resize
 from sym3d.terms.base import BasePrior, TermConfig, TermEnv
 from sym3d.terms.losses import Losses
 from sym3d.terms.relit import MirrorRelighter
@@ -126,10 +125,9 @@ class MirrorView(BasePrior):
         and the mirrored camera) carries the photo's detail in the light the generator gave it.
         """
         assert self.relighter.probe_ratio is not None, "validation needs the probe's render"
-        with torch.no_grad():
+        with torch.no_grad():  # the probe's ratio comes from the same generator: the same size
             pred = from_model_range(views.render.image[:, 0])
-            ratio = resize(self.relighter.probe_ratio, tuple(pred.shape[-2:]))
-            label = (mirror_image(resize(ctx.target, tuple(pred.shape[-2:]))) * ratio).clamp(0, 1)
+            label = (mirror_image(ctx.target) * self.relighter.probe_ratio).clamp(0.0, 1.0)
             return self.losses.mse(pred, label).mean()
 
     def __call__(self, ctx: PriorContext, views: PriorViews | None) -> dict[str, torch.Tensor]:

@@ -68,9 +68,8 @@ def test_stage_one_is_checkpointed_and_resumes_where_it_stopped(side_view, tmp_p
         and state["step"] == 2
         and set(state["stage_state"]) == {"params", "optimizer", "keep"}
     )
-    assert (
-        state["stage_state"]["keep"] == {}
-    )  # spi validates only where the probe leaves the mirror out
+    # spi validates only where the probe leaves the mirror out: nothing kept here
+    assert state["stage_state"]["keep"] == {}
     events = []
     r = sym3d.invert(
         img,
