@@ -127,11 +127,15 @@ class LatentParams:
         return {"camera/_dyaw": off[0], "camera/_dpitch": off[1]}
 
     def state_dict(self) -> dict[str, Any]:
-        """Latent, noise maps and camera offset (CPU copies)."""
+        """Latent, noise maps and camera offset (CPU copies, never views of the live tensors)."""
+
+        def copy(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().to("cpu", copy=True)  # .cpu() alone returns the tensor on the CPU
+
         return {
-            "latent": self.var.detach().cpu(),
-            "noise": [b.detach().cpu() for b in self.noise],
-            "camera_offset": self.camera_offset.detach().cpu(),
+            "latent": copy(self.var),
+            "noise": [copy(b) for b in self.noise],
+            "camera_offset": copy(self.camera_offset),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:

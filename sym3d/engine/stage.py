@@ -142,7 +142,8 @@ class KeepLast:
 def _copy_state(state: Any) -> Any:
     """A deep copy of a parameter set's ``state_dict()``.
 
-    On the CPU its tensors alias the live parameters: a kept state must not share their storage.
+    The protocol asks for copies, but a plugin's parameter set may return views of its live
+    tensors (``.cpu()`` of a CPU tensor is one): a kept state must not share their storage.
     """
     if isinstance(state, torch.Tensor):
         return state.detach().clone()

@@ -15,7 +15,8 @@ from .conftest import FAST
 
 
 class Params:
-    """A one-tensor parameter set whose ``state_dict`` aliases the live tensor, as on the CPU."""
+    """A one-tensor parameter set whose ``state_dict`` aliases the live tensor (``.cpu()`` views),
+    as a plugin's parameter set may: the keep rule must not rely on the protocol's copies."""
 
     def __init__(self) -> None:
         self.x = torch.zeros(2)
@@ -117,3 +118,26 @@ def test_selection_survives_an_interruption(side_view, tmp_path):
     resumed = _run(side_view, Validation(best=3), *over, checkpoint_dir=tmp_path)
     assert resumed.summary["latent_kept_step"] == 3
     assert torch.allclose(resumed.ws, full.ws, atol=1e-6)
+
+
+def test_latent_params_state_dict_is_a_copy_not_a_view():
+    """The stage-1 parameter set keeps the protocol: its state does not follow later steps."""
+    from sym3d.camera import look_at
+    from sym3d.config import LatentStageConfig
+    from sym3d.engine.latent_stage import LatentParams
+
+    cfg = LatentStageConfig(steps=1, refine_camera=True)
+    params = LatentParams(TinyGenerator3D(), look_at(0.2, 0.0)[None], cfg, torch.Generator())
+    state = params.state_dict()
+    before = {
+        k: [t.clone() for t in v] if isinstance(v, list) else v.clone() for k, v in state.items()
+    }
+    with torch.no_grad():
+        params.var.add_(1.0)
+        params.camera_offset.add_(1.0)
+        for b in params.noise:
+            b.add_(1.0)
+    torch.testing.assert_close(state["latent"], before["latent"], rtol=0, atol=0)
+    torch.testing.assert_close(state["camera_offset"], before["camera_offset"], rtol=0, atol=0)
+    for now, then in zip(state["noise"], before["noise"], strict=True):
+        torch.testing.assert_close(now, then, rtol=0, atol=0)
