@@ -57,8 +57,8 @@ _NO_TUNE_TERMS = {
 _NO_MIRROR_VIEW = {"latent.terms.mirror_view.enabled": _OFF}
 
 _PROBE = {
-    "latent.terms.mirror_view.max_render_asymmetry": 0.25,
-    "tune.terms.mirror_regions.max_render_asymmetry": 0.25,
+    "latent.terms.mirror_view.max_render_asymmetry": 0.2,
+    "tune.terms.mirror_regions.max_render_asymmetry": 0.2,
 }
 _NO_PROBE = {
     "latent.terms.mirror_view.max_render_asymmetry": 0.0,

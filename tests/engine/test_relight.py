@@ -184,8 +184,8 @@ def test_spi_preset_relights_and_runs_with_one_render_per_step(side_view):
     )
     assert cfg.tune.terms["mirror_regions"].relight
     assert cfg.latent.terms["mirror_view"].max_correction == 0.05
-    assert cfg.latent.terms["mirror_view"].max_render_asymmetry == 0.25
-    assert cfg.tune.terms["mirror_regions"].max_render_asymmetry == 0.25
+    assert cfg.latent.terms["mirror_view"].max_render_asymmetry == 0.2
+    assert cfg.tune.terms["mirror_regions"].max_render_asymmetry == 0.2
     no_probe = get_preset("spi-no-probe")
     assert no_probe.latent.terms["mirror_view"].max_render_asymmetry == 0.0
     assert no_probe.tune.terms["mirror_regions"].max_render_asymmetry == 0.0
