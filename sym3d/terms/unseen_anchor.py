@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import attrs
 import torch
+import torch.nn.functional as F
 from attrs import validators as v
 
 from sym3d.image import from_model_range
@@ -55,6 +56,10 @@ class UnseenAnchorConfig(TermConfig, name="unseen_anchor", stages=("generator",)
     observation has no regions). Empty: hold every unseen pixel."""
     region_padding: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
     """Extra padding of those regions (fraction of the image side, as ``mirror_regions``)."""
+    rim: float = attrs.field(default=0.0, converter=float, validator=[v.ge(0.0), v.le(0.25)])
+    """Width of the seen region's rim that is held too (fraction of the image side; 0: none).
+    Surface next to an occlusion edge or a silhouette is seen by the photo at a grazing angle or
+    not at all (the occlusion test has a tolerance), so its pixels carry little of the photo."""
 
     def setup(self, env: TermEnv) -> Prior:
         """The provider (every ``env.every`` steps, ``env.num_views`` cameras)."""
@@ -68,7 +73,8 @@ class UnseenAnchor(OrbitViewsPrior):
     gradient. ``U_k = (1 - V_k) * (1 - R_k)`` ``[1, H, W]`` in ``[0, 1]``: ``V_k`` is where the
     photo sees the surface that the tuned render shows at ``c_k`` (the validity of warping the
     photo there with this step's depths, detached; the photo's foreground, not only its face,
-    counts as seen), ``R_k`` where the mirror regions of the flipped photo land there (the
+    counts as seen), eroded by ``rim`` (a binary erosion: a pixel stays seen only when every
+    pixel within ``round(rim * W)`` of it, in a square, is seen), ``R_k`` where the mirror regions of the flipped photo land there (the
     region boxes of the input view, flipped and warped from the mirrored camera).
     """
 
@@ -95,10 +101,18 @@ class UnseenAnchor(OrbitViewsPrior):
                 use_face_mask=False,
                 occlusion_threshold=c.occlusion_threshold,
             ).mask[0]  # [V, 1, H, W]
+            seen = self.erode(seen)
             unseen = (1.0 - seen) * (1.0 - self.region_mask(ctx, views))
         pred = from_model_range(views.render.image[0])
         loss = self.losses.mse(pred, ref.clamp(0.0, 1.0), unseen).mean()
         return {"mse": c.weight * loss, "_unseen": unseen.mean()}
+
+    def erode(self, seen: torch.Tensor) -> torch.Tensor:
+        """``seen [V, 1, H, W]`` in [0, 1], each pixel the minimum over its ``rim`` square."""
+        k = round(self.config.rim * seen.shape[-1])
+        if k == 0:
+            return seen
+        return -F.max_pool2d(-seen, kernel_size=2 * k + 1, stride=1, padding=k)
 
     def region_mask(self, ctx: PriorContext, views: PriorViews) -> torch.Tensor:
         """Where the flipped photo's facial regions land in the views: ``[V, 1, H, W]`` in [0, 1].

@@ -186,6 +186,32 @@ def test_unseen_anchor_holds_only_what_the_photo_does_not_see(truth, side_view, 
     assert "unseen_anchor" in sym3d.terms.term_names()
 
 
+def test_unseen_anchor_rim_holds_the_edge_of_the_seen_region(truth, side_view, losses):
+    """``rim`` erodes the seen region by ``round(rim * W)`` pixels: more of the view is held."""
+    term = UnseenAnchorConfig(rim=2 / 32).setup(env(losses))
+    seen = torch.zeros(2, 1, 32, 32)
+    seen[0, :, 10:20, 5:15] = 1.0
+    seen[1] = 0.5
+    eroded = term.erode(seen)
+    assert eroded[0].sum() == 6 * 6 and eroded[0, 0, 12:18, 7:13].eq(1.0).all()
+    assert torch.equal(eroded[1], seen[1])  # a uniform map is its own erosion
+    assert torch.equal(UnseenAnchorConfig().setup(env(losses)).erode(seen), seen)
+    with pytest.raises(ValueError):
+        UnseenAnchorConfig(rim=-0.1)
+    gen, ws = truth
+    img, cam = side_view
+    src = render_views(gen, ws, cam[:, None])
+    mirrored = mirror_camera(cam)[:, None]
+    views = PriorViews(cameras=mirrored, render=render_views(gen, ws, mirrored))
+    ctx = context(gen, ws, img, cam, render=src.view(0), reference=gen)
+
+    def unseen(rim: float) -> float:
+        cfg = UnseenAnchorConfig(rim=rim, mirror_regions=())
+        return float(cfg.setup(env(losses))(ctx, views)["_unseen"])
+
+    assert unseen(2 / 32) > unseen(0.0) + 0.02
+
+
 def test_unseen_anchor_leaves_the_mirror_regions_to_the_mirror(truth, side_view, losses):
     """The unseen pixels the mirror regions supply are not held; the rest of the unseen side is."""
     gen, ws = truth
