@@ -17,7 +17,6 @@ from typing import ClassVar
 
 import attrs
 import torch
-import torch.nn.functional as F
 from attrs import validators as v
 
 from sym3d.image import from_model_range
@@ -73,9 +72,9 @@ class UnseenAnchor(OrbitViewsPrior):
     gradient. ``U_k = (1 - V_k) * (1 - R_k)`` ``[1, H, W]`` in ``[0, 1]``: ``V_k`` is where the
     photo sees the surface that the tuned render shows at ``c_k`` (the validity of warping the
     photo there with this step's depths, detached; the photo's foreground, not only its face,
-    counts as seen), eroded by ``rim`` (a binary erosion: a pixel stays seen only when every
-    pixel within ``round(rim * W)`` of it, in a square, is seen), ``R_k`` where the mirror regions of the flipped photo land there (the
-    region boxes of the input view, flipped and warped from the mirrored camera).
+    counts as seen), eroded by ``rim`` (each pixel the minimum over the square of pixels within
+    ``round(rim * W)`` of it), ``R_k`` where the mirror regions of the flipped photo land there
+    (the region boxes of the input view, flipped and warped from the mirrored camera).
     """
 
     def __init__(
@@ -112,7 +111,9 @@ class UnseenAnchor(OrbitViewsPrior):
         k = round(self.config.rim * seen.shape[-1])
         if k == 0:
             return seen
-        return -F.max_pool2d(-seen, kernel_size=2 * k + 1, stride=1, padding=k)
+        import kornia.morphology  # deferred: importing kornia costs ~0.4 s
+
+        return kornia.morphology.erosion(seen, seen.new_ones(2 * k + 1, 2 * k + 1))
 
     def region_mask(self, ctx: PriorContext, views: PriorViews) -> torch.Tensor:
         """Where the flipped photo's facial regions land in the views: ``[V, 1, H, W]`` in [0, 1].
