@@ -66,6 +66,7 @@ def warp_to_views(
     *,
     source_mask: torch.Tensor | None = None,
     occlusion_threshold: float = 0.05,
+    occluder_window: float = 0.0,
 ) -> WarpResult:
     """Backward-warp ``source_image`` into each target camera.
 
@@ -81,6 +82,10 @@ def warp_to_views(
         source_mask: optional ``[B, 1, H', W']`` weights in ``[0, 1]`` in the source view (e.g. the
             face mask); sampled at the warped positions and multiplied into the mask.
         occlusion_threshold: max ``|z_source(point) - depth_source(projection)|`` (world units).
+        occluder_window: reach of the occlusion test (fraction of the image side; 0: the
+            projection only). Each pixel of the source depth map becomes the nearest depth within
+            ``round(occluder_window * w)`` of its pixels, so a point counts as visible only where
+            no surface near its projection lies in front of it by more than the threshold.
 
     Returns:
         :class:`WarpResult`.
@@ -106,6 +111,9 @@ def warp_to_views(
         xs = x[:, None].expand(b, v, *x.shape[1:]).flatten(0, 1)
         return F.grid_sample(xs, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
+    k = round(occluder_window * source_depth.shape[-1])
+    if k > 0:  # at the depth map's resolution: the window stays small for large images
+        source_depth = -F.max_pool2d(-source_depth, 2 * k + 1, stride=1, padding=k)
     src_z = resize(source_depth, size)
     sampled_image = sample(source_image).unflatten(0, (b, v))
     sampled_depth = sample(src_z).unflatten(0, (b, v))  # [B, V, 1, H, W]
@@ -175,6 +183,7 @@ def warp_photo(
     occlusion_threshold: float,
     mirrored: bool = False,
     photo: torch.Tensor | None = None,
+    occluder_window: float = 0.0,
 ) -> WarpResult:
     """Warp the photo into ``target_cameras [1, V, 25]`` with the depth of this step's renders.
 
@@ -184,7 +193,7 @@ def warp_photo(
     ``mirrored=True`` warps the *flipped* photo from the mirrored camera, using the flipped depth
     and mask of the input view (a symmetric head is assumed, as SPI does). ``photo``
     ``[1, 3, H, W]`` replaces ``ctx.target`` (e.g. the photo relit for the mirror; it is flipped
-    too when ``mirrored``).
+    too when ``mirrored``). ``occluder_window``: as :func:`warp_to_views`.
     """
     assert ctx.render is not None, "warping needs the input-view render"
     image = ctx.target if photo is None else photo.detach()
@@ -201,4 +210,5 @@ def warp_photo(
         target_cameras,
         source_mask=mask,
         occlusion_threshold=occlusion_threshold,
+        occluder_window=occluder_window,
     )

@@ -12,7 +12,8 @@ preset                    what it is
                           strong side light (``max_correction``, and ``max_render_asymmetry``:
                           the latent fitted to the photo alone renders that light), the
                           authentic mask in both stages, pseudo views, the depth regulariser,
-                          and ``unseen_anchor`` (weight 30) holding what neither the photo nor
+                          and ``unseen_anchor`` (weight 30; its occlusion test reaching 0.06 of
+                          the image around each projection) holding what neither the photo nor
                           the mirror regions supply to the pivot's render; where the probe leaves
                           the mirror out, stage 1 ends on the latent that renders the mirrored
                           view closest to the flipped photo relit by the probe
@@ -78,7 +79,10 @@ _NO_RELIGHT = {
     "tune.terms.mirror_regions.max_correction": 0.0,
     **_NO_PROBE,
 }
-_ANCHOR = {"tune.terms.unseen_anchor.weight": 30.0}
+_ANCHOR = {
+    "tune.terms.unseen_anchor.weight": 30.0,
+    "tune.terms.unseen_anchor.occluder_window": 0.06,
+}
 _SELECT = {
     "latent.terms.mirror_view.validate_every": 5,
     "latent.select_by": "mirror_view/_validation",

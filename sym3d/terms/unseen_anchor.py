@@ -55,6 +55,14 @@ class UnseenAnchorConfig(TermConfig, name="unseen_anchor", stages=("generator",)
     observation has no regions). Empty: hold every unseen pixel."""
     region_padding: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
     """Extra padding of those regions (fraction of the image side, as ``mirror_regions``)."""
+    occluder_window: float = attrs.field(
+        default=0.0, converter=float, validator=[v.ge(0.0), v.le(0.25)]
+    )
+    """Reach of the occlusion test (fraction of the image side; 0: the projected pixel only).
+    A surface point counts as seen only if no surface of the input view within this distance of
+    its projection lies in front of it by more than ``occlusion_threshold``: surface just behind
+    an occluding edge (the nose, the far cheek's silhouette), or seen at a grazing angle, counts
+    as unseen, while a loose threshold still tolerates a volume-rendered depth's imprecision."""
     rim: float = attrs.field(default=0.0, converter=float, validator=[v.ge(0.0), v.le(0.25)])
     """Width of the seen region's rim that is held too (fraction of the image side; 0: none).
     Surface next to an occlusion edge or a silhouette is seen by the photo at a grazing angle or
@@ -71,8 +79,9 @@ class UnseenAnchor(OrbitViewsPrior):
     ``G0`` is the frozen generator (``ctx.reference``) at the pivot ``w``, rendered without
     gradient. ``U_k = (1 - V_k) * (1 - R_k)`` ``[1, H, W]`` in ``[0, 1]``: ``V_k`` is where the
     photo sees the surface that the tuned render shows at ``c_k`` (the validity of warping the
-    photo there with this step's depths, detached; the photo's foreground, not only its face,
-    counts as seen), eroded by ``rim`` (each pixel the minimum over the square of pixels within
+    photo there with this step's depths, detached, the occlusion test reaching ``occluder_window``
+    around each projection; the photo's foreground, not only its face, counts as seen), eroded
+    by ``rim`` (each pixel the minimum over the square of pixels within
     ``round(rim * W)`` of it), ``R_k`` where the mirror regions of the flipped photo land there
     (the region boxes of the input view, flipped and warped from the mirrored camera).
     """
@@ -99,6 +108,7 @@ class UnseenAnchor(OrbitViewsPrior):
                 depth_mode=c.depth_mode,
                 use_face_mask=False,
                 occlusion_threshold=c.occlusion_threshold,
+                occluder_window=c.occluder_window,
             ).mask[0]  # [V, 1, H, W]
             seen = self.erode(seen)
             unseen = (1.0 - seen) * (1.0 - self.region_mask(ctx, views))

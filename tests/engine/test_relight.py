@@ -211,6 +211,7 @@ def test_spi_preset_relights_and_runs_with_one_render_per_step(side_view):
         ),
     )  # nothing else differs
     assert cfg.tune.terms["unseen_anchor"].weight == 30.0
+    assert cfg.tune.terms["unseen_anchor"].occluder_window == 0.06
     # where the probe leaves the mirror out, stage 1 ends on the latent the relit mirror validates
     assert cfg.latent.select_by == "mirror_view/_validation"
     assert cfg.latent.terms["mirror_view"].validate_every == 5

@@ -212,6 +212,26 @@ def test_unseen_anchor_rim_holds_the_edge_of_the_seen_region(truth, side_view, l
     assert unseen(2 / 32) > unseen(0.0) + 0.02
 
 
+def test_unseen_anchor_occluder_window_holds_surface_behind_nearer_edges(truth, side_view, losses):
+    """``occluder_window`` makes the occlusion test look around the projection: at the mirrored
+    camera more of the head is held, and the photo still sees more of its own view than of that."""
+    gen, ws = truth
+    img, cam = side_view
+    src = render_views(gen, ws, cam[:, None])
+    mirrored = mirror_camera(cam)[:, None]
+    ctx = context(gen, ws, img, cam, render=src.view(0), reference=gen)
+
+    def unseen(window: float, cameras: torch.Tensor) -> float:
+        views = PriorViews(cameras=cameras, render=render_views(gen, ws, cameras))
+        cfg = UnseenAnchorConfig(occluder_window=window, mirror_regions=())
+        return float(cfg.setup(env(losses))(ctx, views)["_unseen"])
+
+    assert unseen(2 / 32, mirrored) > unseen(0.0, mirrored) + 0.1  # measured 0.70 vs 0.51
+    assert unseen(2 / 32, cam[:, None]) < unseen(2 / 32, mirrored) - 0.1
+    with pytest.raises(ValueError):
+        UnseenAnchorConfig(occluder_window=-0.1)
+
+
 def test_unseen_anchor_leaves_the_mirror_regions_to_the_mirror(truth, side_view, losses):
     """The unseen pixels the mirror regions supply are not held; the rest of the unseen side is."""
     gen, ws = truth

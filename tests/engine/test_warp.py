@@ -75,6 +75,28 @@ def test_occluded_pixels_are_masked(scene):
     assert float(out.mask[0, 0, 0][head].mean()) < 0.35
 
 
+def test_occluder_window_hides_surface_next_to_a_nearer_edge():
+    """A plane at depth 2.5 behind a square at 2.0, same camera: with window ``k`` the plane's
+    pixels within ``k`` pixels (Chebyshev) of the square fail the test; the rest pass."""
+    size, k = 16, 2
+    depth = torch.full((1, 1, size, size), 2.5)
+    depth[..., 6:10, 6:10] = 2.0
+    cam = look_at(0.0, 0.0)[None]
+    image = torch.rand(1, 3, size, size)
+
+    def visible(window: int) -> torch.Tensor:  # window in pixels
+        out = warp_to_views(
+            image, depth, cam, depth[:, None], cam[:, None], occluder_window=window / size
+        )
+        return out.visible[0, 0, 0]
+
+    assert bool(visible(0).all())
+    expected = torch.ones(size, size, dtype=torch.bool)
+    expected[6 - k : 10 + k, 6 - k : 10 + k] = False
+    expected[6:10, 6:10] = True  # the square itself is the nearest surface
+    assert torch.equal(visible(k).bool(), expected)
+
+
 def test_gradients_flow_to_image(scene):
     gen, ws, cam = scene
     src = _render(gen, ws, cam[:, None])
