@@ -113,7 +113,10 @@ def warp_to_views(
 
     k = round(occluder_window * source_depth.shape[-1])
     if k > 0:  # at the depth map's resolution: the window stays small for large images
-        source_depth = -F.max_pool2d(-source_depth, 2 * k + 1, stride=1, padding=k)
+        import kornia.morphology  # deferred: importing kornia costs ~0.4 s
+
+        window = source_depth.new_ones(2 * k + 1, 2 * k + 1)
+        source_depth = kornia.morphology.erosion(source_depth, window)  # the nearest depth
     src_z = resize(source_depth, size)
     sampled_image = sample(source_image).unflatten(0, (b, v))
     sampled_depth = sample(src_z).unflatten(0, (b, v))  # [B, V, 1, H, W]
